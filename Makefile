@@ -1,0 +1,51 @@
+# swarmtrain — every command a user or CI needs. `make help` lists them.
+GO        ?= go
+BIN       ?= bin/swarmtrain
+# Where datasets live: $(DATA)/mnist. CI points this at ../shared/data.
+DATA      ?= $(if $(SWARMTRAIN_DATA),$(SWARMTRAIN_DATA),$(HOME)/.cache/swarmtrain/data)
+export SWARMTRAIN_DATA := $(DATA)
+# Packages with goroutines and shared state: run them under the race detector.
+RACE_PKGS ?= ./node/... ./storage/... ./verify/... ./cmd/...
+FUZZTIME  ?= 10s
+
+.PHONY: help build build-openblas test test-openblas test-cuda demo bench fuzz data clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## build bin/swarmtrain (pure Go)
+	$(GO) build -o $(BIN) ./cmd/swarmtrain
+
+build-openblas: ## build bin/swarmtrain with OpenBLAS (needs libopenblas-dev)
+	CGO_LDFLAGS=-lopenblas $(GO) build -tags openblas -o $(BIN) ./cmd/swarmtrain
+
+test: ## vet and unit tests; -race on the concurrent packages
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+
+test-openblas: ## the train tests once more on OpenBLAS
+	CGO_LDFLAGS=-lopenblas $(GO) test -count=1 -tags openblas ./train/...
+
+test-cuda: ## CUDA tests (skip with a message where no GPU is present)
+	$(GO) test -count=1 -tags cuda ./train/...
+
+demo: build data ## a whole swarm on 127.0.0.1 (fetches MNIST first if missing)
+	$(BIN) demo
+
+bench: ## benchmarks (see benchmarks/README.md for the figures)
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./benchmarks/...
+
+fuzz: ## a short fuzz pass over every Fuzz target (decoders of network bytes)
+	@set -e; grep -rE --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]+' . | sort | \
+	while IFS= read -r hit; do \
+		file=$${hit%%:*}; fn=$${hit##*func }; pkg=./$$(dirname $${file#./}); \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+data: build ## download MNIST into $(DATA)/mnist and verify its hashes
+	$(BIN) data get mnist --dir $(DATA)/mnist
+
+clean:
+	rm -rf bin

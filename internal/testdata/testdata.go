@@ -1,0 +1,52 @@
+// Package testdata finds the shared MNIST files for tests across the module.
+//
+// Tests never download: they read MNIST from $SWARMTRAIN_DATA/mnist, or from
+// ../shared/data/mnist beside the repository (where CI puts it). Where neither
+// exists a test is skipped with a message saying where it looked, except under
+// CI (CI=true), where missing data is a failure: a green CI must mean the data
+// tests really ran.
+package testdata
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// Root returns the directory that holds dataset folders (mnist/, ...), or ""
+// when none was found.
+func Root() string {
+	if d := os.Getenv("SWARMTRAIN_DATA"); d != "" {
+		return d
+	}
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return ""
+	}
+	// file is <repo>/internal/testdata/testdata.go; shared/ sits beside <repo>.
+	repo := filepath.Dir(filepath.Dir(filepath.Dir(file)))
+	d := filepath.Join(filepath.Dir(repo), "shared", "data")
+	if _, err := os.Stat(filepath.Join(d, "mnist")); err == nil {
+		return d
+	}
+	return ""
+}
+
+// MNISTDir returns the MNIST directory or skips (fails under CI) the test.
+func MNISTDir(tb testing.TB) string {
+	tb.Helper()
+	root := Root()
+	if root != "" {
+		d := filepath.Join(root, "mnist")
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
+	}
+	msg := "MNIST not found: set SWARMTRAIN_DATA to a folder holding mnist/, or put it at ../shared/data/mnist"
+	if os.Getenv("CI") == "true" {
+		tb.Fatal(msg)
+	}
+	tb.Skip(msg)
+	return ""
+}
