@@ -1,0 +1,130 @@
+package train
+
+import (
+	"fmt"
+	"math"
+)
+
+// OptimizerSpec configures an inner optimizer. Fields a given optimizer does
+// not use are ignored.
+type OptimizerSpec struct {
+	// Name is sgd, momentum or adam.
+	Name string `json:"name"`
+	// LR is the learning rate; must be > 0.
+	LR float64 `json:"lr"`
+	// Momentum is the momentum coefficient of momentum; in [0, 1).
+	Momentum float64 `json:"momentum,omitempty"`
+	// Nesterov switches momentum to Nesterov's form.
+	Nesterov bool `json:"nesterov,omitempty"`
+	// Beta1, Beta2 and Eps are Adam's; betas in [0, 1), eps > 0.
+	Beta1 float64 `json:"beta1,omitempty"`
+	Beta2 float64 `json:"beta2,omitempty"`
+	Eps   float64 `json:"eps,omitempty"`
+	// WeightDecay is decoupled weight decay (AdamW) or L2 for sgd; >= 0.
+	WeightDecay float64 `json:"weight_decay,omitempty"`
+}
+
+// Validate checks the invariants of the spec, naming the field that breaks them.
+func (s OptimizerSpec) Validate() error {
+	if !(s.LR > 0) || math.IsInf(s.LR, 0) {
+		return fmt.Errorf("lr: must be > 0, got %v", s.LR)
+	}
+	if s.WeightDecay < 0 {
+		return fmt.Errorf("weight_decay: must be >= 0, got %v", s.WeightDecay)
+	}
+	switch s.Name {
+	case "sgd":
+	case "momentum":
+		if s.Momentum < 0 || s.Momentum >= 1 {
+			return fmt.Errorf("momentum: must be in [0, 1), got %v", s.Momentum)
+		}
+	case "adam":
+		if s.Beta1 < 0 || s.Beta1 >= 1 {
+			return fmt.Errorf("beta1: must be in [0, 1), got %v", s.Beta1)
+		}
+		if s.Beta2 < 0 || s.Beta2 >= 1 {
+			return fmt.Errorf("beta2: must be in [0, 1), got %v", s.Beta2)
+		}
+		if !(s.Eps > 0) {
+			return fmt.Errorf("eps: must be > 0, got %v", s.Eps)
+		}
+	default:
+		return fmt.Errorf("name: unknown optimizer %q (want sgd, momentum or adam)", s.Name)
+	}
+	return nil
+}
+
+// Optimizer updates a flat parameter vector in place from its gradient.
+// Its arithmetic is plain Go in a fixed order, so it is deterministic.
+type Optimizer interface {
+	Step(params, grads []float32)
+	// Reset forgets all state (moments, step count).
+	Reset()
+}
+
+// NewOptimizer returns the optimizer spec names, for nParams parameters.
+func NewOptimizer(spec OptimizerSpec, nParams int) (Optimizer, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	switch spec.Name {
+	case "sgd":
+		return &sgd{lr: float32(spec.LR), wd: float32(spec.WeightDecay)}, nil
+	case "momentum":
+		return &momentum{spec: spec, v: make([]float32, nParams)}, nil
+	default:
+		return &adam{spec: spec, m: make([]float32, nParams), v: make([]float32, nParams)}, nil
+	}
+}
+
+type sgd struct{ lr, wd float32 }
+
+func (o *sgd) Reset() {}
+func (o *sgd) Step(p, g []float32) {
+	for i := range p {
+		p[i] -= o.lr * (g[i] + o.wd*p[i])
+	}
+}
+
+type momentum struct {
+	spec OptimizerSpec
+	v    []float32
+}
+
+func (o *momentum) Reset() { clear(o.v) }
+func (o *momentum) Step(p, g []float32) {
+	lr, mu, wd := float32(o.spec.LR), float32(o.spec.Momentum), float32(o.spec.WeightDecay)
+	for i := range p {
+		gi := g[i] + wd*p[i]
+		o.v[i] = mu*o.v[i] + gi
+		if o.spec.Nesterov {
+			p[i] -= lr * (gi + mu*o.v[i])
+		} else {
+			p[i] -= lr * o.v[i]
+		}
+	}
+}
+
+type adam struct {
+	spec OptimizerSpec
+	m, v []float32
+	t    int
+}
+
+func (o *adam) Reset() { clear(o.m); clear(o.v); o.t = 0 }
+func (o *adam) Step(p, g []float32) {
+	o.t++
+	b1, b2 := float32(o.spec.Beta1), float32(o.spec.Beta2)
+	// Fold the bias corrections into the step size, as Adam's paper does.
+	c1 := 1 - math.Pow(o.spec.Beta1, float64(o.t))
+	c2 := 1 - math.Pow(o.spec.Beta2, float64(o.t))
+	step := float32(o.spec.LR * math.Sqrt(c2) / c1)
+	eps := float32(o.spec.Eps * math.Sqrt(c2))
+	decay := float32(1 - o.spec.LR*o.spec.WeightDecay)
+	for i := range p {
+		gi := g[i]
+		o.m[i] = b1*o.m[i] + (1-b1)*gi
+		o.v[i] = b2*o.v[i] + (1-b2)*gi*gi
+		p[i] = p[i]*decay - step*o.m[i]/(float32(math.Sqrt(float64(o.v[i])))+eps)
+	}
+}
