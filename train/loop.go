@@ -97,6 +97,17 @@ type EpochStats struct {
 	Elapsed       time.Duration // since Fit began
 }
 
+// FitOption configures Fit.
+type FitOption func(*fitConfig)
+
+type fitConfig struct{ cosine bool }
+
+// WithCosineDecay anneals the learning rate from its configured value to 0
+// over the whole run along a half cosine (Loshchilov & Hutter's SGDR without
+// restarts): the end of training takes small steps instead of bouncing
+// around the minimum.
+func WithCosineDecay() FitOption { return func(c *fitConfig) { c.cosine = true } }
+
 // progressEvery is how many steps pass between in-epoch progress reports:
 // about every second or two on a laptop core for the MLP.
 const progressEvery = 100
@@ -105,7 +116,11 @@ const progressEvery = 100
 // shuffle, tail shorter than a batch dropped) and evaluates on testSet after
 // each. progress, if not nil, gets a report every progressEvery steps and at
 // the end of each epoch.
-func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Set, epochs int, seed uint64, progress func(EpochStats)) ([]EpochStats, error) {
+func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Set, epochs int, seed uint64, progress func(EpochStats), opts ...FitOption) ([]EpochStats, error) {
+	var fc fitConfig
+	for _, o := range opts {
+		o(&fc)
+	}
 	b, err := newBatcher(trainSet, m.BatchSize(), seed)
 	if err != nil {
 		return nil, err
@@ -119,6 +134,10 @@ func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Se
 		for s := 1; s <= steps; s++ {
 			if err := ctx.Err(); err != nil {
 				return out, err
+			}
+			if fc.cosine {
+				done := float64((e-1)*steps+s-1) / float64(epochs*steps)
+				opt.SetLRScale(0.5 * (1 + math.Cos(math.Pi*done)))
 			}
 			x, y, _ := b.next()
 			loss, err := m.Grad(x, y)

@@ -58,6 +58,9 @@ func (s OptimizerSpec) Validate() error {
 // Its arithmetic is plain Go in a fixed order, so it is deterministic.
 type Optimizer interface {
 	Step(params, grads []float32)
+	// SetLRScale multiplies the configured learning rate by scale from the
+	// next Step on (learning-rate schedules).
+	SetLRScale(scale float64)
 	// Reset forgets all state (moments, step count).
 	Reset()
 }
@@ -69,17 +72,21 @@ func NewOptimizer(spec OptimizerSpec, nParams int) (Optimizer, error) {
 	}
 	switch spec.Name {
 	case "sgd":
-		return &sgd{lr: float32(spec.LR), wd: float32(spec.WeightDecay)}, nil
+		return &sgd{spec: spec, lr: float32(spec.LR), wd: float32(spec.WeightDecay)}, nil
 	case "momentum":
-		return &momentum{spec: spec, v: make([]float32, nParams)}, nil
+		return &momentum{spec: spec, lr: spec.LR, v: make([]float32, nParams)}, nil
 	default:
-		return &adam{spec: spec, m: make([]float32, nParams), v: make([]float32, nParams)}, nil
+		return &adam{spec: spec, lr: spec.LR, m: make([]float32, nParams), v: make([]float32, nParams)}, nil
 	}
 }
 
-type sgd struct{ lr, wd float32 }
+type sgd struct {
+	spec   OptimizerSpec
+	lr, wd float32
+}
 
-func (o *sgd) Reset() {}
+func (o *sgd) Reset()                   {}
+func (o *sgd) SetLRScale(scale float64) { o.lr = float32(o.spec.LR * scale) }
 func (o *sgd) Step(p, g []float32) {
 	for i := range p {
 		p[i] -= o.lr * (g[i] + o.wd*p[i])
@@ -88,12 +95,14 @@ func (o *sgd) Step(p, g []float32) {
 
 type momentum struct {
 	spec OptimizerSpec
+	lr   float64
 	v    []float32
 }
 
-func (o *momentum) Reset() { clear(o.v) }
+func (o *momentum) Reset()                   { clear(o.v) }
+func (o *momentum) SetLRScale(scale float64) { o.lr = o.spec.LR * scale }
 func (o *momentum) Step(p, g []float32) {
-	lr, mu, wd := float32(o.spec.LR), float32(o.spec.Momentum), float32(o.spec.WeightDecay)
+	lr, mu, wd := float32(o.lr), float32(o.spec.Momentum), float32(o.spec.WeightDecay)
 	for i := range p {
 		gi := g[i] + wd*p[i]
 		o.v[i] = mu*o.v[i] + gi
@@ -107,20 +116,22 @@ func (o *momentum) Step(p, g []float32) {
 
 type adam struct {
 	spec OptimizerSpec
+	lr   float64
 	m, v []float32
 	t    int
 }
 
-func (o *adam) Reset() { clear(o.m); clear(o.v); o.t = 0 }
+func (o *adam) Reset()                   { clear(o.m); clear(o.v); o.t = 0 }
+func (o *adam) SetLRScale(scale float64) { o.lr = o.spec.LR * scale }
 func (o *adam) Step(p, g []float32) {
 	o.t++
 	b1, b2 := float32(o.spec.Beta1), float32(o.spec.Beta2)
 	// Fold the bias corrections into the step size, as Adam's paper does.
 	c1 := 1 - math.Pow(o.spec.Beta1, float64(o.t))
 	c2 := 1 - math.Pow(o.spec.Beta2, float64(o.t))
-	step := float32(o.spec.LR * math.Sqrt(c2) / c1)
+	step := float32(o.lr * math.Sqrt(c2) / c1)
 	eps := float32(o.spec.Eps * math.Sqrt(c2))
-	decay := float32(1 - o.spec.LR*o.spec.WeightDecay)
+	decay := float32(1 - o.lr*o.spec.WeightDecay)
 	for i := range p {
 		gi := g[i]
 		o.m[i] = b1*o.m[i] + (1-b1)*gi

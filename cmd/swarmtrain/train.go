@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
+)
+
+func newTrainCmd(e *env) *cobra.Command {
+	var cfgPath, dataDir, device string
+	var epochs, limit int
+	cmd := &cobra.Command{
+		Use:   "train --config FILE",
+		Short: "Train in one process: the baseline swarm runs are judged against",
+		Long: `train runs the config's model and inner optimizer on all of MNIST in one
+process, printing loss, test accuracy and speed per epoch. It is the reference
+a swarm with the same sample budget is compared with.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath, dataDir)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("epochs") {
+				cfg.Train.Epochs = epochs
+			}
+			dev, err := train.ParseDevice(device)
+			if err != nil {
+				return fmt.Errorf("--device: %w", err)
+			}
+			trainSet, testSet, err := data.LoadMNIST(cfg.DataDir())
+			if err != nil {
+				return err
+			}
+			if limit > 0 {
+				trainSet, testSet = trainSet.Head(limit), testSet.Head(limit)
+			}
+			m, err := train.New(modelSpec(cfg), cfg.Train.BatchSize, cfg.Seed, train.WithDevice(dev))
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			opt, err := train.NewOptimizer(optimizerSpec(cfg.Train.InnerOptimizer), m.NumParams())
+			if err != nil {
+				return fmt.Errorf("train.inner_optimizer.%w", err)
+			}
+			fmt.Fprintf(e.stdout, "%s: %s model, %d parameters, batch %d, %s, %s BLAS, %d training / %d test images\n",
+				cfg.Name, cfg.Model.Kind, m.NumParams(), cfg.Train.BatchSize, dev, train.BLAS(), trainSet.N, testSet.N)
+			var fitOpts []train.FitOption
+			if cfg.Train.LRSchedule == "cosine" {
+				fitOpts = append(fitOpts, train.WithCosineDecay())
+			}
+			tty := isTerminal(e.stdout)
+			_, err = train.Fit(cmd.Context(), m, opt, trainSet, testSet, cfg.Train.Epochs, cfg.Seed, func(s train.EpochStats) {
+				if !s.Done {
+					if tty {
+						fmt.Fprintf(e.stdout, "\repoch %d  step %d/%d  loss %.4f  %.0f samples/s ", s.Epoch, s.Step, s.Steps, s.Loss, s.SamplesPerSec)
+					}
+					return
+				}
+				if tty {
+					fmt.Fprint(e.stdout, "\r\033[K")
+				}
+				fmt.Fprintf(e.stdout, "epoch %d  loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f samples/s  %s\n",
+					s.Epoch, s.Loss, s.TestLoss, 100*s.TestAccuracy, s.SamplesPerSec, s.Elapsed.Round(time.Second))
+			}, fitOpts...)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "swarm config (YAML); see examples/")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "dataset directory (overrides data.dir)")
+	cmd.Flags().StringVar(&device, "device", "cpu", "where steps run: cpu, cuda or cuda:N")
+	cmd.Flags().IntVar(&epochs, "epochs", 0, "override train.epochs")
+	cmd.Flags().IntVar(&limit, "limit", 0, "use only the first N training and test images (quick checks)")
+	cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// loadConfig reads the config file and applies a --data-dir override.
+func loadConfig(path, dataDir string) (*config.Swarm, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if dataDir != "" {
+		cfg.Data.Dir = dataDir
+	}
+	return cfg, nil
+}
+
+func modelSpec(cfg *config.Swarm) train.ModelSpec {
+	return train.ModelSpec{Kind: cfg.Model.Kind, Hidden: cfg.Model.Hidden, Channels: cfg.Model.Channels, Dense: cfg.Model.Dense}
+}
+
+func optimizerSpec(o config.Optimizer) train.OptimizerSpec {
+	return train.OptimizerSpec{Name: o.Name, LR: o.LR, Momentum: o.Momentum, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}
+}

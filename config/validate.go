@@ -1,0 +1,212 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Names the rest of swarmtrain understands; kept here so a config is
+// rejected at load time rather than rounds later.
+var (
+	modelKinds   = []string{"mlp", "cnn"}
+	datasets     = []string{"mnist"}
+	innerOpts    = []string{"sgd", "momentum", "adam"}
+	outerOpts    = []string{"nesterov", "sgd"}
+	codecs       = []string{"dense", "fp16", "int8", "topk", "topk+int8", "topk+fp16"}
+	aggregations = []string{"mean", "clip-mean", "trimmed-mean", "median"}
+)
+
+// fieldError names the YAML path of the field that is wrong.
+func fieldError(field, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+func oneOf(field, v string, allowed []string) error {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return fieldError(field, "unknown value %q (want one of %v)", v, allowed)
+}
+
+func positive(field string, v float64) error {
+	if !(v > 0) || math.IsInf(v, 0) {
+		return fieldError(field, "must be > 0, got %v", v)
+	}
+	return nil
+}
+
+func unit(field string, v float64) error {
+	if v < 0 || v >= 1 {
+		return fieldError(field, "must be in [0, 1), got %v", v)
+	}
+	return nil
+}
+
+// Validate checks every field and returns the first problem, named by its
+// YAML path.
+func (s *Swarm) Validate() error {
+	checks := []func() error{
+		func() error {
+			if s.Name == "" {
+				return fieldError("name", "must not be empty")
+			}
+			return nil
+		},
+		func() error { return oneOf("model.kind", s.Model.Kind, modelKinds) },
+		s.validateModel,
+		func() error { return oneOf("data.name", s.Data.Name, datasets) },
+		s.validateTrain,
+		func() error { return validateOptimizer("train.inner_optimizer", s.Train.InnerOptimizer, innerOpts) },
+		func() error { return validateOptimizer("train.outer_optimizer", s.Train.OuterOptimizer, outerOpts) },
+		s.validateCompression,
+		s.validateRound,
+		s.validateVerify,
+		s.validateNetwork,
+	}
+	for _, c := range checks {
+		if err := c(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Swarm) validateModel() error {
+	m := s.Model
+	switch m.Kind {
+	case "mlp":
+		if len(m.Hidden) == 0 {
+			return fieldError("model.hidden", "an mlp needs at least one hidden layer")
+		}
+		for i, h := range m.Hidden {
+			if h <= 0 {
+				return fieldError(fmt.Sprintf("model.hidden[%d]", i), "must be > 0, got %d", h)
+			}
+		}
+	case "cnn":
+		if len(m.Channels) != 2 {
+			return fieldError("model.channels", "a cnn needs 2 convolution widths, got %d", len(m.Channels))
+		}
+		for i, c := range m.Channels {
+			if c <= 0 {
+				return fieldError(fmt.Sprintf("model.channels[%d]", i), "must be > 0, got %d", c)
+			}
+		}
+		if m.Dense <= 0 {
+			return fieldError("model.dense", "must be > 0, got %d", m.Dense)
+		}
+	}
+	return nil
+}
+
+func (s *Swarm) validateTrain() error {
+	t := s.Train
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"train.epochs", t.Epochs}, {"train.rounds", t.Rounds}, {"train.inner_steps", t.InnerSteps}, {"train.batch_size", t.BatchSize}, {"train.shard_size", t.ShardSize}} {
+		if f.v <= 0 {
+			return fieldError(f.name, "must be > 0, got %d", f.v)
+		}
+	}
+	if err := oneOf("train.lr_schedule", t.LRSchedule, []string{"constant", "cosine"}); err != nil {
+		return err
+	}
+	if t.ShardSize < t.BatchSize {
+		return fieldError("train.shard_size", "must be at least train.batch_size (%d), got %d", t.BatchSize, t.ShardSize)
+	}
+	return nil
+}
+
+func validateOptimizer(field string, o Optimizer, names []string) error {
+	if err := oneOf(field+".name", o.Name, names); err != nil {
+		return err
+	}
+	if err := positive(field+".lr", o.LR); err != nil {
+		return err
+	}
+	if err := unit(field+".momentum", o.Momentum); err != nil {
+		return err
+	}
+	if o.WeightDecay < 0 {
+		return fieldError(field+".weight_decay", "must be >= 0, got %v", o.WeightDecay)
+	}
+	if o.Name == "adam" {
+		if err := unit(field+".beta1", o.Beta1); err != nil {
+			return err
+		}
+		if err := unit(field+".beta2", o.Beta2); err != nil {
+			return err
+		}
+		if err := positive(field+".eps", o.Eps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Swarm) validateCompression() error {
+	c := s.Compression
+	if err := oneOf("compression.codec", c.Codec, codecs); err != nil {
+		return err
+	}
+	if !(c.Density > 0 && c.Density <= 1) {
+		return fieldError("compression.density", "must be in (0, 1], got %v", c.Density)
+	}
+	if c.InlineMaxBytes < 0 {
+		return fieldError("compression.inline_max_bytes", "must be >= 0, got %d", c.InlineMaxBytes)
+	}
+	if c.InlineMaxBytes > s.Network.MaxMessageBytes/2 {
+		return fieldError("compression.inline_max_bytes", "must be at most half of network.max_message_bytes (%d), got %d", s.Network.MaxMessageBytes/2, c.InlineMaxBytes)
+	}
+	return nil
+}
+
+func (s *Swarm) validateRound() error {
+	r := s.Round
+	if r.Deadline <= 0 {
+		return fieldError("round.deadline", "must be > 0, got %v", r.Deadline.D())
+	}
+	if r.Quorum < 1 {
+		return fieldError("round.quorum", "must be >= 1, got %d", r.Quorum)
+	}
+	if r.MinContributions < 1 || r.MinContributions > r.Quorum {
+		return fieldError("round.min_contributions", "must be in [1, round.quorum=%d], got %d", r.Quorum, r.MinContributions)
+	}
+	return nil
+}
+
+func (s *Swarm) validateVerify() error {
+	v := s.Verify
+	if err := oneOf("verify.aggregation", v.Aggregation, aggregations); err != nil {
+		return err
+	}
+	if v.TrimFraction < 0 || v.TrimFraction >= 0.5 {
+		return fieldError("verify.trim_fraction", "must be in [0, 0.5), got %v", v.TrimFraction)
+	}
+	if v.Tier2Sample < 0 {
+		return fieldError("verify.tier2_sample", "must be >= 0, got %d", v.Tier2Sample)
+	}
+	return nil
+}
+
+func (s *Swarm) validateNetwork() error {
+	n := s.Network
+	for i, a := range n.Listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fieldError(fmt.Sprintf("network.listen[%d]", i), "%q is not a multiaddr: %v", a, err)
+		}
+	}
+	for i, a := range n.Bootstrap {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fieldError(fmt.Sprintf("network.bootstrap[%d]", i), "%q is not a multiaddr: %v", a, err)
+		}
+	}
+	if n.MaxMessageBytes < 4<<10 {
+		return fieldError("network.max_message_bytes", "must be >= 4096, got %d", n.MaxMessageBytes)
+	}
+	return nil
+}
