@@ -1,0 +1,103 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExamplesLoad(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	if len(files) < 2 {
+		t.Fatalf("found %d example configs, want mnist-mlp and mnist-cnn", len(files))
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestEmptyFileIsAllDefaults(t *testing.T) {
+	s, err := Parse(nil, "empty.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.BatchSize != Default().Train.BatchSize {
+		t.Fatalf("batch size %d", s.Train.BatchSize)
+	}
+}
+
+func TestErrorsNameFileLineAndField(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"train:\n  inner_optimizer:\n    lrr: 0.1\n",
+			`swarm.yaml:3: unknown field "lrr" in train.inner_optimizer or train.outer_optimizer`},
+		{"modle:\n  kind: mlp\n", `swarm.yaml:1: unknown field "modle" in the top level`},
+		{"train:\n  inner_optimizer: {name: adam, lr: -0.1}\n",
+			"swarm.yaml: train.inner_optimizer.lr: must be > 0, got -0.1"},
+		{"compression: {codec: zstd}\n",
+			`swarm.yaml: compression.codec: unknown value "zstd" (want one of [dense fp16 int8 topk topk+int8 topk+fp16])`},
+		{"round: {deadline: soon}\n", `swarm.yaml:1: "soon" is not a duration (write e.g. 30s or 2m)`},
+		{"train: {batch_size: many}\n", "swarm.yaml:1: cannot unmarshal !!str `many` into int"},
+		{"network: {listen: [\"tcp/1\"]}\n", `swarm.yaml: network.listen[0]: "tcp/1" is not a multiaddr`},
+		{"model: {kind: cnn, channels: [8], dense: 10}\n", "swarm.yaml: model.channels: a cnn needs 2 convolution widths, got 1"},
+		{"round: {quorum: 2, min_contributions: 3}\n", "swarm.yaml: round.min_contributions: must be in [1, round.quorum=2], got 3"},
+	} {
+		_, err := Parse([]byte(tc.yaml), "swarm.yaml")
+		if err == nil {
+			t.Errorf("%q: no error, want %q", tc.yaml, tc.want)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q:\n got  %q\n want %q (one line)", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestCanonicalRoundTripsAndLeavesOutLocalFields(t *testing.T) {
+	a := Default()
+	a.Data.Dir = "/home/me/data"
+	a.Network.Listen = []string{"/ip4/127.0.0.1/tcp/4001"}
+	ca, err := a.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(ca), "/home/me") || strings.Contains(string(ca), "4001") {
+		t.Fatalf("canonical form carries machine-local fields: %s", ca)
+	}
+	cb, _ := Default().Canonical()
+	if string(ca) != string(cb) {
+		t.Fatalf("machine-local fields changed the canonical form:\n%s\n%s", ca, cb)
+	}
+	back, err := FromCanonical(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Round.Deadline != a.Round.Deadline || back.Compression != a.Compression {
+		t.Fatalf("round trip changed the config: %+v", back)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !os.IsNotExist(unwrapAll(err)) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
