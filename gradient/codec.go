@@ -200,10 +200,8 @@ func (c denseCodec) Decode(dst []float32, b []byte) error {
 }
 
 func checkFinite(v []float32) error {
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("encode: coordinate %d is %v", i, x)
-		}
+	if i := firstNonFinite(v); i >= 0 {
+		return fmt.Errorf("encode: coordinate %d is %v", i, v[i])
 	}
 	return nil
 }

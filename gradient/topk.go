@@ -3,6 +3,7 @@ package gradient
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -26,19 +27,15 @@ func (c *topK) K(n int) int {
 }
 
 func (c *topK) Encode(dst []byte, v []float32) ([]byte, error) {
-	if err := checkFinite(v); err != nil {
-		return nil, err
+	idx, kept, bad := selectTopK(v, c.K(len(v)))
+	if bad >= 0 {
+		return nil, fmt.Errorf("encode: coordinate %d is %v", bad, v[bad])
 	}
-	idx := SelectTopK(v, c.K(len(v)))
 	dst = binary.AppendUvarint(dst, uint64(len(idx)))
 	prev := -1
 	for _, i := range idx {
 		dst = binary.AppendUvarint(dst, uint64(int(i)-prev-1))
 		prev = int(i)
-	}
-	kept := make([]float32, len(idx))
-	for j, i := range idx {
-		kept[j] = v[i]
 	}
 	return c.vals.put(dst, kept), nil
 }
@@ -104,17 +101,29 @@ const parallelMin = 1 << 18
 // pass, and picks exactly k of them by selection. When the sample
 // misjudges and fewer than k pass, it lowers the threshold, and in the end
 // falls back to an exact selection over all of v.
+//
+// v must be finite; Encode checks that in the same pass (see selectTopK).
 func SelectTopK(v []float32, k int) []int32 {
+	idx, _, _ := selectTopK(v, k)
+	return idx
+}
+
+// selectTopK is SelectTopK that also returns the selected values and the
+// index of a NaN or infinite entry (-1 if none), found during the candidate
+// pass at no extra cost. Candidates carry their values from the scan, so no
+// later step reads v at scattered positions (each such read is a cache miss
+// on a large vector).
+func selectTopK(v []float32, k int) ([]int32, []float32, int) {
 	n := len(v)
-	if k <= 0 {
-		return nil
-	}
-	if k >= n {
+	if k <= 0 || k >= n {
+		if bad := firstNonFinite(v); bad >= 0 || k <= 0 {
+			return nil, nil, bad
+		}
 		out := make([]int32, n)
 		for i := range out {
 			out[i] = int32(i)
 		}
-		return out
+		return out, slices.Clone(v), -1
 	}
 	thr := float32(0)
 	if m := min(n, sampleSize); m < n {
@@ -127,9 +136,13 @@ func SelectTopK(v []float32, k int) []int32 {
 		thr = nthLargest(sample, r)
 	}
 	for attempt := 0; ; attempt++ {
-		cand := collect(v, thr)
+		cand, vals, bad := collect(v, thr, k)
+		if bad >= 0 {
+			return nil, nil, bad
+		}
 		if len(cand) >= k {
-			return pickExact(v, cand, k)
+			idx, kept := pickExact(cand, vals, k)
+			return idx, kept, -1
 		}
 		if attempt >= 2 || thr == 0 {
 			break
@@ -140,67 +153,98 @@ func SelectTopK(v []float32, k int) []int32 {
 	for i := range all {
 		all[i] = int32(i)
 	}
-	return pickExact(v, all, k)
+	idx, kept := pickExact(all, slices.Clone(v), k)
+	return idx, kept, -1
 }
 
 // collect returns the ascending indices i with |v[i]| >= thr, scanning
-// chunks in parallel and joining them in order.
-func collect(v []float32, thr float32) []int32 {
+// chunks in parallel and joining them in order, and the first index holding
+// a NaN or infinity (-1 if none). It compares magnitudes as integers: for
+// non-negative IEEE floats the bit patterns order like the values, and every
+// pattern at or above 0x7f800000 is Inf or NaN.
+func collect(v []float32, thr float32, k int) ([]int32, []float32, int) {
 	workers := 1
 	if len(v) >= parallelMin {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	parts := make([][]int32, workers)
+	pvals := make([][]float32, workers)
+	bads := make([]int, workers)
 	chunk := (len(v) + workers - 1) / workers
+	t := math.Float32bits(thr)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		lo, hi := w*chunk, min((w+1)*chunk, len(v))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var out []int32
+			out := make([]int32, 0, 3*k/(2*workers)+16)
+			vals := make([]float32, 0, cap(out))
+			bad := -1
 			for i, x := range v[lo:hi] {
-				if abs32(x) >= thr {
+				a := math.Float32bits(x) &^ (1 << 31)
+				if a >= t {
+					if a >= 0x7f800000 && bad < 0 {
+						bad = lo + i
+					}
 					out = append(out, int32(lo+i))
+					vals = append(vals, x)
 				}
 			}
-			parts[w] = out
+			parts[w], pvals[w], bads[w] = out, vals, bad
 		}()
 	}
 	wg.Wait()
-	return slices.Concat(parts...)
+	for _, b := range bads {
+		if b >= 0 {
+			return nil, nil, b
+		}
+	}
+	return slices.Concat(parts...), slices.Concat(pvals...), -1
 }
 
-// pickExact keeps exactly k of the ascending candidate indices: every one
-// whose magnitude exceeds the k-th largest, then those equal to it in index
-// order. The result stays ascending without a sort.
-func pickExact(v []float32, cand []int32, k int) []int32 {
-	if len(cand) == k {
-		return cand
+// firstNonFinite returns the index of the first NaN or infinity in v, or -1.
+func firstNonFinite(v []float32) int {
+	for i, x := range v {
+		if math.Float32bits(x)&^(1<<31) >= 0x7f800000 {
+			return i
+		}
 	}
-	mags := make([]float32, len(cand))
-	for j, i := range cand {
-		mags[j] = abs32(v[i])
+	return -1
+}
+
+// pickExact keeps exactly k of the ascending candidate indices (vals holds
+// their values): every one whose magnitude exceeds the k-th largest, then
+// those equal to it in index order. The result stays ascending without a
+// sort.
+func pickExact(cand []int32, vals []float32, k int) ([]int32, []float32) {
+	if len(cand) == k {
+		return cand, vals
+	}
+	mags := make([]float32, len(vals))
+	above := 0
+	for j, x := range vals {
+		mags[j] = abs32(x)
 	}
 	t := nthLargest(mags, k-1)
-	above := 0
-	for j := range cand {
-		if abs32(v[cand[j]]) > t {
+	for _, x := range vals {
+		if abs32(x) > t {
 			above++
 		}
 	}
 	ties := k - above
-	out := cand[:0]
-	for _, i := range cand {
-		a := abs32(v[i])
+	out, kept := cand[:0], vals[:0]
+	for j, i := range cand {
+		x := vals[j]
+		a := abs32(x)
 		if a > t || (a == t && ties > 0) {
 			if a == t {
 				ties--
 			}
-			out = append(out, i)
+			out, kept = append(out, i), append(kept, x)
 		}
 	}
-	return out
+	return out, kept
 }
 
 // nthLargest returns the element that would sit at index r (0-based) if x
