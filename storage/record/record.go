@@ -1,0 +1,179 @@
+// Package record defines swarmtrain's records — the swarm manifest, the
+// contribution manifest and the round record — as IPLD schemas, and signs
+// them with the author's libp2p key.
+//
+// A record block is the dag-cbor encoding of Signed: the record kind, the
+// record's own dag-cbor bytes (body), the author's public key and a
+// signature over "swarmtrain/record/v1" || 0 || kind || 0 || body. That is
+// the construction of a libp2p signed envelope (domain separation, payload
+// type, payload) kept as dag-cbor, so the block's CID is an ordinary
+// dag-cbor CID. The body is carried as bytes so the signature covers exactly
+// the bytes that were signed, whatever encoder reads them.
+package record
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipld/go-ipld-prime"
+	"github.com/ipld/go-ipld-prime/schema"
+)
+
+// Kinds of records, as written in Signed.Kind.
+const (
+	KindSwarm        = "swarm"
+	KindContribution = "contribution"
+	KindRound        = "round"
+)
+
+// schemaDSL is the IPLD schema of every record. Fields are only ever added,
+// as optional, so old records keep decoding.
+const schemaDSL = `
+type Signed struct {
+	kind String
+	body Bytes
+	signer Bytes
+	sig Bytes
+}
+
+type SwarmManifest struct {
+	name String
+	config Bytes
+	coordinator String
+	created Int
+	initialModel Link
+	seed Int
+}
+
+type Contribution struct {
+	swarm String
+	round Int
+	peer String
+	base Link
+	payload Link
+	inline optional Bytes
+	codec String
+	payloadBytes Int
+	samples Int
+	loss Float
+	created Int
+}
+
+type Entry struct {
+	peer String
+	contribution Link
+	payload Link
+	verdict String
+	reason String
+	evidence String
+	score Float
+	weight Float
+	norm Float
+	loss Float
+	samples Int
+}
+
+type PeerScore struct {
+	peer String
+	score Float
+	accepted Int
+	rejected Int
+	lastRound Int
+}
+
+type RoundRecord struct {
+	swarm String
+	round Int
+	prev optional Link
+	seed Int
+	base Link
+	model Link
+	outerState optional Link
+	entries [Entry]
+	scores [PeerScore]
+	sealed Int
+}
+`
+
+// Signed is the block every record is stored as.
+type Signed struct {
+	Kind   string
+	Body   []byte
+	Signer []byte
+	Sig    []byte
+}
+
+// SwarmManifest defines a swarm; its block's CID is the swarm ID.
+type SwarmManifest struct {
+	Name         string
+	Config       []byte // config.Swarm.Canonical()
+	Coordinator  string // peer ID of the coordinator
+	Created      int64  // unix milliseconds
+	InitialModel cid.Cid
+	Seed         int64
+}
+
+// Contribution is a contributor's signed announcement of its update for a round.
+type Contribution struct {
+	Swarm        string
+	Round        int64
+	Peer         string
+	Base         cid.Cid // the model the work started from
+	Payload      cid.Cid // the encoded update (gradient wire format), a raw block
+	Inline       *[]byte // the payload itself when small enough to ride along
+	Codec        string
+	PayloadBytes int64
+	Samples      int64
+	Loss         float64
+	Created      int64
+}
+
+// Entry is one contribution's fate in a round record.
+type Entry struct {
+	Peer         string
+	Contribution cid.Cid
+	Payload      cid.Cid
+	Verdict      string // accepted or rejected
+	Reason       string // why it was rejected; "" when accepted
+	Evidence     string // what an observer needs to re-check the verdict
+	Score        float64
+	Weight       float64
+	Norm         float64
+	Loss         float64
+	Samples      int64
+}
+
+// PeerScore is a peer's standing after a round.
+type PeerScore struct {
+	Peer      string
+	Score     float64
+	Accepted  int64
+	Rejected  int64
+	LastRound int64
+}
+
+// RoundRecord is the ledger entry the coordinator seals for each round.
+type RoundRecord struct {
+	Swarm      string
+	Round      int64
+	Prev       *cid.Cid // the previous round's record; nil for round 0
+	Seed       int64    // the seed of the next round
+	Base       cid.Cid  // the model the round started from
+	Model      cid.Cid  // the model after the round
+	OuterState *cid.Cid // the outer optimizer's state after the round
+	Entries    []Entry
+	Scores     []PeerScore
+	Sealed     int64 // unix milliseconds
+}
+
+// typeSystem is the parsed schema: computed once, never changed.
+var typeSystem = sync.OnceValue(func() *schema.TypeSystem {
+	ts, err := ipld.LoadSchemaBytes([]byte(schemaDSL))
+	if err != nil {
+		panic(fmt.Sprintf("record: bad schema: %v", err))
+	}
+	return ts
+})
+
+func typeOf(name string) schema.Type { return typeSystem().TypeByName(name) }
