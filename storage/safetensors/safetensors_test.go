@@ -1,0 +1,89 @@
+package safetensors
+
+import (
+	"encoding/binary"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func sample() []Tensor {
+	return []Tensor{
+		{Name: "layers.0.weight", Shape: []int{3, 2}, Data: []float32{1, 2, 3, 4, 5, 6}},
+		{Name: "layers.0.bias", Shape: []int{2}, Data: []float32{-1, 0.5}},
+		{Name: "scalar", Shape: []int{}, Data: []float32{7}},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	b, err := Encode(sample(), map[string]string{"format": "pt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hl := binary.LittleEndian.Uint64(b); hl%8 != 0 {
+		t.Fatalf("header length %d not 8-aligned", hl)
+	}
+	got, meta, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["format"] != "pt" || len(got) != 3 {
+		t.Fatalf("meta %v, %d tensors", meta, len(got))
+	}
+	for i, want := range sample() {
+		if got[i].Name != want.Name || !slices.Equal(got[i].Shape, want.Shape) || !slices.Equal(got[i].Data, want.Data) {
+			t.Fatalf("tensor %d: %+v want %+v", i, got[i], want)
+		}
+	}
+	again, _ := Encode(sample(), map[string]string{"format": "pt"})
+	if string(again) != string(b) {
+		t.Fatal("encoding is not deterministic")
+	}
+}
+
+func TestDecodeRejectsBadFiles(t *testing.T) {
+	good, _ := Encode(sample(), nil)
+	hl := binary.LittleEndian.Uint64(good)
+	withHeader := func(h string) []byte {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+		return append(append(b, h...), good[8+hl:]...)
+	}
+	for name, tc := range map[string]struct {
+		b    []byte
+		want string
+	}{
+		"short":    {good[:5], "too short"},
+		"huge hdr": {binary.LittleEndian.AppendUint64(nil, 1<<40), "header of"},
+		"json":     {withHeader("{nope"), "header"},
+		"dtype":    {withHeader(`{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}`), "only F32"},
+		"overlap":  {withHeader(`{"a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]},"b":{"dtype":"F32","shape":[3],"data_offsets":[20,32]}}`), "gap or overlap"},
+		"range":    {withHeader(`{"a":{"dtype":"F32","shape":[100],"data_offsets":[0,400]}}`), "does not fit"},
+		"shape":    {withHeader(`{"a":{"dtype":"F32","shape":[5],"data_offsets":[0,36]}}`), "offsets"},
+		"tail":     {withHeader(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`), "after the last tensor"},
+		"neg":      {withHeader(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`), "does not fit"},
+	} {
+		if _, _, err := Decode(tc.b); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes to the checkpoint decoder.
+func FuzzDecode(f *testing.F) {
+	good, _ := Encode(sample(), map[string]string{"k": "v"})
+	f.Add(good)
+	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ts, _, err := Decode(b)
+		if err != nil {
+			return
+		}
+		var total int
+		for _, x := range ts {
+			total += 4 * len(x.Data)
+		}
+		if total > len(b) {
+			t.Fatalf("decoded %d bytes of tensors from %d bytes", total, len(b))
+		}
+	})
+}
