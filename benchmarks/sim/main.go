@@ -59,11 +59,13 @@ func main() {
 	outerMom := flag.Float64("outer-momentum", gradient.DefaultOuterMomentum, "outer Nesterov momentum")
 	rule := flag.String("rule", gradient.Mean, "aggregation rule")
 	ef := flag.Bool("ef", true, "error feedback")
+	efMomentum := flag.Float64("ef-momentum", 0, "DGC momentum correction in error feedback (0 = off)")
+	inner := flag.String("inner", "adam", "inner optimizer: adam or sgd (lr from -lr)")
 	dataDir := flag.String("data", defaultData(), "MNIST directory")
 	asJSON := flag.Bool("json", false, "print a JSON report")
 	evalEvery := flag.Int("eval-every", 1, "evaluate on the test set every this many rounds (and after the last)")
 	flag.Parse()
-	if err := run(*codecName, *density, *workers, *h, *rounds, *batch, *hidden, *lr, *outerLR, *outerMom, *rule, *ef, *dataDir, *asJSON, *evalEvery); err != nil {
+	if err := run(*codecName, *density, *workers, *h, *rounds, *batch, *hidden, *lr, *outerLR, *outerMom, *rule, *ef, *dataDir, *asJSON, *evalEvery, *efMomentum, *inner); err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
@@ -76,7 +78,7 @@ func defaultData() string {
 	return "../shared/data/mnist"
 }
 
-func run(codecName string, density float64, workers, h, rounds, batch, hidden int, lr, outerLR, outerMom float64, rule string, useEF bool, dataDir string, asJSON bool, evalEvery int) error {
+func run(codecName string, density float64, workers, h, rounds, batch, hidden int, lr, outerLR, outerMom float64, rule string, useEF bool, dataDir string, asJSON bool, evalEvery int, efMomentum float64, inner string) error {
 	start := time.Now()
 	trainSet, testSet, err := data.LoadMNIST(dataDir)
 	if err != nil {
@@ -114,11 +116,11 @@ func run(codecName string, density float64, workers, h, rounds, batch, hidden in
 		if err != nil {
 			return err
 		}
-		opt, err := train.NewOptimizer(train.OptimizerSpec{Name: "adam", LR: lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, n)
+		opt, err := train.NewOptimizer(train.OptimizerSpec{Name: inner, LR: lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, n)
 		if err != nil {
 			return err
 		}
-		ws[i] = &worker{m: m, opt: opt, shard: trainSet.Subset(idx), ef: gradient.NewErrorFeedback(n, 0)}
+		ws[i] = &worker{m: m, opt: opt, shard: trainSet.Subset(idx), ef: gradient.NewErrorFeedback(n, efMomentum)}
 	}
 	rep := report{Codec: codecName, Density: density, Workers: workers, H: h, Rounds: rounds, Params: n}
 	delta := make([]float32, n)

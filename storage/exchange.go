@@ -1,0 +1,173 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/routing"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/swarmtrain/swarmtrain/storage/safetensors"
+)
+
+// ChunkSize is the UnixFS chunk of a checkpoint file: 1 MiB, bitswap's
+// largest comfortable block (its hard limit is 2 MiB).
+const ChunkSize = 1 << 20
+
+// MaxCheckpointBytes caps a checkpoint read from the network.
+const MaxCheckpointBytes = 2 << 30
+
+// Exchange moves blocks between peers: bitswap over a libp2p host, with a
+// content router to find providers and to announce what we store.
+type Exchange struct {
+	store  *Store
+	router routing.ContentRouting
+	bswap  *bitswap.Bitswap
+	bserv  blockservice.BlockService
+	dag    ipld.DAGService
+}
+
+// NewExchange starts bitswap on h over the store. router (the DHT, or nil
+// for "ask connected peers only") finds providers and receives our
+// announcements. ctx bounds bitswap's lifetime; Close stops it earlier.
+func NewExchange(ctx context.Context, h host.Host, router routing.ContentRouting, store *Store) *Exchange {
+	net := bsnet.NewFromIpfsHost(h)
+	var finder routing.ContentDiscovery
+	if router != nil {
+		finder = router
+	}
+	bswap := bitswap.New(ctx, net, finder, store.Blockstore())
+	bserv := blockservice.New(store.Blockstore(), bswap)
+	return &Exchange{store: store, router: router, bswap: bswap, bserv: bserv, dag: merkledag.NewDAGService(bserv)}
+}
+
+// Put stores a block and tells bitswap peers that want it.
+func (e *Exchange) Put(ctx context.Context, b blocks.Block) error { return e.bserv.AddBlock(ctx, b) }
+
+// Get returns a block from the store, or fetches it from peers over bitswap
+// and stores it (a bare bitswap GetBlock would not store it).
+func (e *Exchange) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	return e.bserv.GetBlock(ctx, c)
+}
+
+// Provide announces that we hold c, if there is a router.
+func (e *Exchange) Provide(ctx context.Context, c cid.Cid) error {
+	if e.router == nil {
+		return nil
+	}
+	return e.router.Provide(ctx, c, true)
+}
+
+// fileBuilder makes checkpoint files CIDv1 with raw leaves, like `ipfs add
+// --cid-version=1`, so any IPFS node computes the same CID for the same file.
+func fileParams(dag ipld.DAGService) helpers.DagBuilderParams {
+	return helpers.DagBuilderParams{
+		Dagserv:    dag,
+		Maxlinks:   helpers.DefaultLinksPerBlock,
+		RawLeaves:  true,
+		CidBuilder: cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256},
+	}
+}
+
+// AddFile stores data as a UnixFS file (1 MiB chunks) and returns its root CID.
+func (e *Exchange) AddFile(ctx context.Context, data []byte) (cid.Cid, error) {
+	return addFile(e.dag, data)
+}
+
+func addFile(dag ipld.DAGService, data []byte) (cid.Cid, error) {
+	p := fileParams(dag)
+	db, err := p.New(chunker.NewSizeSplitter(bytes.NewReader(data), ChunkSize))
+	if err != nil {
+		return cid.Undef, err
+	}
+	nd, err := balanced.Layout(db)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("storage: adding file: %w", err)
+	}
+	return nd.Cid(), nil
+}
+
+// FileCID computes the CID AddFile would give data, storing nothing: a
+// peer checks a model it computed itself against a record this way.
+func FileCID(data []byte) (cid.Cid, error) {
+	return addFile(discardDAG{}, data)
+}
+
+// File reads a UnixFS file by CID, fetching missing blocks from peers.
+func (e *Exchange) File(ctx context.Context, c cid.Cid) ([]byte, error) {
+	nd, err := e.dag.Get(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("storage: file %s: %w", c, err)
+	}
+	r, err := uio.NewDagReader(ctx, nd, merkledag.NewSession(ctx, e.dag))
+	if err != nil {
+		return nil, fmt.Errorf("storage: file %s: %w", c, err)
+	}
+	if r.Size() > MaxCheckpointBytes {
+		return nil, fmt.Errorf("storage: file %s is %d bytes, over the limit of %d", c, r.Size(), MaxCheckpointBytes)
+	}
+	buf := make([]byte, 0, r.Size())
+	w := bytes.NewBuffer(buf)
+	if _, err := io.Copy(w, r); err != nil {
+		return nil, fmt.Errorf("storage: reading file %s: %w", c, err)
+	}
+	return w.Bytes(), nil
+}
+
+// PutCheckpoint encodes tensors as safetensors, stores the file, announces
+// its root and returns its CID.
+func (e *Exchange) PutCheckpoint(ctx context.Context, tensors []safetensors.Tensor, meta map[string]string) (cid.Cid, error) {
+	b, err := safetensors.Encode(tensors, meta)
+	if err != nil {
+		return cid.Undef, err
+	}
+	c, err := e.AddFile(ctx, b)
+	if err != nil {
+		return cid.Undef, err
+	}
+	return c, e.Provide(ctx, c)
+}
+
+// GetCheckpoint fetches and decodes a safetensors checkpoint by CID.
+func (e *Exchange) GetCheckpoint(ctx context.Context, c cid.Cid) ([]safetensors.Tensor, map[string]string, error) {
+	b, err := e.File(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, m, err := safetensors.Decode(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("checkpoint %s: %w", c, err)
+	}
+	return t, m, nil
+}
+
+// Close stops bitswap.
+func (e *Exchange) Close() error { return e.bswap.Close() }
+
+// discardDAG is a DAGService that keeps nothing: for computing CIDs.
+type discardDAG struct{}
+
+func (discardDAG) Get(context.Context, cid.Cid) (ipld.Node, error) { return nil, ipld.ErrNotFound{} }
+func (discardDAG) GetMany(context.Context, []cid.Cid) <-chan *ipld.NodeOption {
+	ch := make(chan *ipld.NodeOption)
+	close(ch)
+	return ch
+}
+func (discardDAG) Add(context.Context, ipld.Node) error        { return nil }
+func (discardDAG) AddMany(context.Context, []ipld.Node) error  { return nil }
+func (discardDAG) Remove(context.Context, cid.Cid) error       { return nil }
+func (discardDAG) RemoveMany(context.Context, []cid.Cid) error { return nil }

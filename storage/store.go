@@ -1,0 +1,98 @@
+// Package storage keeps a node's blocks on disk and moves them between
+// peers: a boxo blockstore on a LevelDB datastore under the node's data dir,
+// a blockservice with bitswap over the node's libp2p host, checkpoints as
+// UnixFS files of safetensors, and durable named heads (the ledger's latest
+// record). It knows nothing of scores or rounds; subpackages record and
+// safetensors hold the formats.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	leveldb "github.com/ipfs/go-ds-leveldb"
+)
+
+// Store is a node's persistent block store and its named heads.
+type Store struct {
+	dir string
+	ds  *leveldb.Datastore
+	bs  blockstore.Blockstore
+}
+
+// headPrefix namespaces the heads apart from the blocks in the datastore.
+var headPrefix = ds.NewKey("/swarmtrain/heads")
+
+// Open opens (creating if needed) the store in dir/blocks.
+func Open(dir string) (*Store, error) {
+	path := filepath.Join(dir, "blocks")
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	d, err := leveldb.NewDatastore(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("storage: opening %s (is another swarmtrain using this data dir?): %w", path, err)
+	}
+	return &Store{dir: dir, ds: d, bs: blockstore.NewBlockstore(d)}, nil
+}
+
+// Blockstore is the store's blockstore (for bitswap and the blockservice).
+func (s *Store) Blockstore() blockstore.Blockstore { return s.bs }
+
+// Datastore is the underlying datastore.
+func (s *Store) Datastore() ds.Batching { return s.ds }
+
+// Put stores a block locally.
+func (s *Store) Put(ctx context.Context, b blocks.Block) error { return s.bs.Put(ctx, b) }
+
+// Get reads a block stored locally and checks that its bytes still hash to
+// its CID, so a block altered on disk is refused, not served.
+func (s *Store) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	b, err := s.bs.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := c.Prefix().Sum(b.RawData()); err != nil || !got.Equals(c) {
+		return nil, fmt.Errorf("storage: block %s is corrupt: its bytes hash to %s", c, got)
+	}
+	return b, nil
+}
+
+// Has reports whether a block is stored locally.
+func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) { return s.bs.Has(ctx, c) }
+
+// SetHead durably records c as the head called name: it returns only once
+// the write is synced, so a crash after SetHead never loses it.
+func (s *Store) SetHead(ctx context.Context, name string, c cid.Cid) error {
+	k := headPrefix.ChildString(name)
+	if err := s.ds.Put(ctx, k, c.Bytes()); err != nil {
+		return fmt.Errorf("storage: head %s: %w", name, err)
+	}
+	return s.ds.Sync(ctx, k)
+}
+
+// ErrNoHead is returned by Head when no head of that name was ever set.
+var ErrNoHead = errors.New("no such head")
+
+// Head returns the head called name.
+func (s *Store) Head(ctx context.Context, name string) (cid.Cid, error) {
+	b, err := s.ds.Get(ctx, headPrefix.ChildString(name))
+	if errors.Is(err, ds.ErrNotFound) {
+		return cid.Undef, fmt.Errorf("storage: head %s: %w", name, ErrNoHead)
+	}
+	if err != nil {
+		return cid.Undef, err
+	}
+	_, c, err := cid.CidFromBytes(b)
+	return c, err
+}
+
+// Close closes the datastore.
+func (s *Store) Close() error { return s.ds.Close() }
