@@ -58,6 +58,27 @@ func (e *ErrorFeedback) Compress(c Codec, delta []float32) ([]byte, error) {
 	return msg, nil
 }
 
+// CompressWhole is error feedback for a sender that already carries its
+// residual in its state: the contributor started its local work from the
+// global model minus the residual, so delta (global model minus where it
+// ended) already includes what was dropped before. It encodes delta as it
+// is and keeps residual = delta - decode(payload). Adding the residual again,
+// as Compress does, would count the dropped part twice when local work
+// restarts from the global model every round and re-learns it.
+func (e *ErrorFeedback) CompressWhole(c Codec, delta []float32) ([]byte, error) {
+	msg, err := Marshal(c, delta)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := UnmarshalInto(e.decoded, msg, Limits{MaxBytes: len(msg)}); err != nil {
+		return nil, err
+	}
+	for i, d := range delta {
+		e.residual[i] = d - e.decoded[i]
+	}
+	return msg, nil
+}
+
 // DensityWarmup is DGC's warm-up of the density: start at round 0, falling
 // exponentially to final at round rounds and staying there, so early rounds,
 // when updates change fastest, send more.

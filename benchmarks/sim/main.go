@@ -5,8 +5,8 @@
 // exactly as a swarm round does, without the network. It reports test
 // accuracy per round and the bytes each worker sent.
 //
-//	go run ./benchmarks/sim -codec topk+int8 -density 0.01 -workers 4 -h 20 -rounds 40
-//	go run ./benchmarks/sim -codec dense -workers 4 -h 20 -rounds 40 -json
+//	go run ./benchmarks/sim -codec topk+int8 -density 0.01 -workers 4 -h 20 -rounds 60
+//	go run ./benchmarks/sim -codec dense -workers 4 -h 20 -rounds 60 -json
 package main
 
 import (
@@ -33,6 +33,7 @@ type roundReport struct {
 
 type report struct {
 	Codec          string        `json:"codec"`
+	ErrorFeedback  string        `json:"error_feedback"`
 	Density        float64       `json:"density"`
 	Workers        int           `json:"workers"`
 	H              int           `json:"h"`
@@ -58,14 +59,14 @@ func main() {
 	outerLR := flag.Float64("outer-lr", gradient.DefaultOuterLR, "outer Nesterov learning rate")
 	outerMom := flag.Float64("outer-momentum", gradient.DefaultOuterMomentum, "outer Nesterov momentum")
 	rule := flag.String("rule", gradient.Mean, "aggregation rule")
-	ef := flag.Bool("ef", true, "error feedback")
+	efMode := flag.String("ef", "start", "error feedback: start (local work starts from the global model minus the residual), add (residual added to the next delta), off")
 	efMomentum := flag.Float64("ef-momentum", 0, "DGC momentum correction in error feedback (0 = off)")
 	inner := flag.String("inner", "adam", "inner optimizer: adam or sgd (lr from -lr)")
 	dataDir := flag.String("data", defaultData(), "MNIST directory")
 	asJSON := flag.Bool("json", false, "print a JSON report")
 	evalEvery := flag.Int("eval-every", 1, "evaluate on the test set every this many rounds (and after the last)")
 	flag.Parse()
-	if err := run(*codecName, *density, *workers, *h, *rounds, *batch, *hidden, *lr, *outerLR, *outerMom, *rule, *ef, *dataDir, *asJSON, *evalEvery, *efMomentum, *inner); err != nil {
+	if err := run(*codecName, *density, *workers, *h, *rounds, *batch, *hidden, *lr, *outerLR, *outerMom, *rule, *efMode != "off", *dataDir, *asJSON, *evalEvery, *efMomentum, *inner, *efMode == "start"); err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
@@ -78,7 +79,7 @@ func defaultData() string {
 	return "../shared/data/mnist"
 }
 
-func run(codecName string, density float64, workers, h, rounds, batch, hidden int, lr, outerLR, outerMom float64, rule string, useEF bool, dataDir string, asJSON bool, evalEvery int, efMomentum float64, inner string) error {
+func run(codecName string, density float64, workers, h, rounds, batch, hidden int, lr, outerLR, outerMom float64, rule string, useEF bool, dataDir string, asJSON bool, evalEvery int, efMomentum float64, inner string, efStart bool) error {
 	start := time.Now()
 	trainSet, testSet, err := data.LoadMNIST(dataDir)
 	if err != nil {
@@ -122,7 +123,11 @@ func run(codecName string, density float64, workers, h, rounds, batch, hidden in
 		}
 		ws[i] = &worker{m: m, opt: opt, shard: trainSet.Subset(idx), ef: gradient.NewErrorFeedback(n, efMomentum)}
 	}
-	rep := report{Codec: codecName, Density: density, Workers: workers, H: h, Rounds: rounds, Params: n}
+	efName := map[bool]string{true: "start", false: "add"}[efStart]
+	if !useEF {
+		efName = "off"
+	}
+	rep := report{Codec: codecName, ErrorFeedback: efName, Density: density, Workers: workers, H: h, Rounds: rounds, Params: n}
 	delta := make([]float32, n)
 	for r := 0; r < rounds; r++ {
 		base := global.Params()
@@ -131,6 +136,12 @@ func run(codecName string, density float64, workers, h, rounds, batch, hidden in
 		bytesRound := 0
 		for i, w := range ws {
 			w.m.SetParams(base)
+			if useEF && efStart {
+				p := w.m.Params()
+				for j, e := range w.ef.Residual() {
+					p[j] -= e
+				}
+			}
 			st, err := train.Local(context.Background(), w.m, w.opt, w.shard, h, uint64(r*workers+i))
 			if err != nil {
 				return err
@@ -141,7 +152,9 @@ func run(codecName string, density float64, workers, h, rounds, batch, hidden in
 				delta[j] = base[j] - p
 			}
 			var msg []byte
-			if useEF {
+			if useEF && efStart {
+				msg, err = w.ef.CompressWhole(codec, delta)
+			} else if useEF {
 				msg, err = w.ef.Compress(codec, delta)
 			} else {
 				msg, err = gradient.Marshal(codec, delta)
@@ -186,8 +199,8 @@ func run(codecName string, density float64, workers, h, rounds, batch, hidden in
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Printf("%s (density %g), %d workers, H=%d, %d rounds, %d samples: final test accuracy %.2f%%, %d bytes per worker (dense fp32: %d, %.0fx less) in %s\n",
-		codecName, density, workers, h, rounds, rep.SamplesPerRun, 100*rep.FinalAccuracy, rep.BytesPerWorker, rep.DenseBytes,
+	fmt.Printf("%s (density %g, error feedback %s), %d workers, H=%d, %d rounds, %d samples: final test accuracy %.2f%%, %d bytes per worker (dense fp32: %d, %.0fx less) in %s\n",
+		codecName, density, efName, workers, h, rounds, rep.SamplesPerRun, 100*rep.FinalAccuracy, rep.BytesPerWorker, rep.DenseBytes,
 		float64(rep.DenseBytes)/float64(rep.BytesPerWorker), rep.Elapsed)
 	return nil
 }
