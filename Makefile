@@ -30,11 +30,11 @@ test-openblas: ## the train tests once more on OpenBLAS
 test-cuda: ## CUDA tests (skip with a message where no GPU is present)
 	$(GO) test -count=1 -tags cuda ./train/...
 
-demo: build data ## a whole swarm on 127.0.0.1 (fetches MNIST first if missing)
-	$(BIN) demo
+demo: build data ## train the MNIST MLP in one process (fetches MNIST first if missing)
+	$(BIN) train --config examples/mnist-mlp.yaml
 
-bench: ## benchmarks (see benchmarks/README.md for the figures)
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./benchmarks/...
+bench: ## the go-test benchmarks (benchmarks/README.md has the figures and the other programs)
+	$(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...
 
 fuzz: ## a short fuzz pass over every Fuzz target (decoders of network bytes)
 	@set -e; grep -rE --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]+' . | sort | \
