@@ -35,6 +35,7 @@ type Node struct {
 	PubSub *pubsub.PubSub
 	disc   *drouting.RoutingDiscovery
 	cfg    config
+	ctx    context.Context // the node's lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -104,7 +105,7 @@ func New(ctx context.Context, h host.Host, opts ...Option) (*Node, error) {
 		kad.Close()
 		return nil, fmt.Errorf("gossipsub: %w", err)
 	}
-	return &Node{Host: h, DHT: kad, PubSub: ps, disc: drouting.NewRoutingDiscovery(kad), cfg: cfg, cancel: cancel}, nil
+	return &Node{Host: h, DHT: kad, PubSub: ps, disc: drouting.NewRoutingDiscovery(kad), cfg: cfg, ctx: ctx, cancel: cancel}, nil
 }
 
 // Bootstrap connects to the given peers and refreshes the DHT. It fails,
@@ -142,6 +143,8 @@ func (n *Node) Bootstrap(ctx context.Context, addrs []string) error {
 // every newly connected peer.
 func (n *Node) Discover(ctx context.Context, swarmID string, found func(peer.ID)) {
 	ns := Namespace(swarmID)
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(n.ctx, cancel) // Close ends discovery too
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -1,0 +1,550 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/node/p2p"
+	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
+)
+
+// Heads the coordinator keeps durably in its store.
+const (
+	headSwarm  = "swarm"
+	headLedger = "ledger"
+)
+
+// CoordinatorConfig configures RunCoordinator.
+type CoordinatorConfig struct {
+	Swarm   *config.Swarm
+	DataDir string
+	Test    *data.Set // held-out set for per-round accuracy; nil skips evaluation
+	Out     io.Writer // per-round progress lines
+	Log     *slog.Logger
+	// Ready is called once the swarm is up, with its ID, the addresses
+	// contributors can bootstrap from and the HTTP API's address ("" if off).
+	Ready func(swarmID string, addrs []string, api string)
+	// RoundDone is called after each sealed round (tests and the API use it).
+	RoundDone func(RoundSummary)
+}
+
+// RoundSummary is what a sealed round reports.
+type RoundSummary struct {
+	Round        int64         `json:"round"`
+	Record       string        `json:"record"`
+	Model        string        `json:"model"`
+	Accepted     int           `json:"accepted"`
+	Rejected     int           `json:"rejected"`
+	MeanLoss     float64       `json:"train_loss"`
+	TestLoss     float64       `json:"test_loss"`
+	TestAccuracy float64       `json:"test_accuracy"`
+	BytesIn      int           `json:"bytes_in"`
+	SealTime     time.Duration `json:"seal_time_ns"`
+}
+
+// Coordinator is the node a researcher starts: it defines the swarm,
+// checks and aggregates contributions, and seals the ledger.
+type Coordinator struct {
+	*base
+	cfg      CoordinatorConfig
+	sc       *config.Swarm
+	spec     train.ModelSpec
+	manifest *record.SwarmManifest
+	swarmID  string
+	gate     *roundGate
+	rounds   *pubsub.Topic
+	metrics  *metrics
+
+	mu      sync.Mutex
+	head    Head
+	byRound map[int64]cid.Cid
+	scores  map[string]*record.PeerScore
+}
+
+// contribution is one received, decoded contribution.
+type contribution struct {
+	rec     *record.Contribution
+	block   blocks.Block
+	vec     []float32
+	reason  string // non-empty: rejected
+	norm    float64
+	payload int
+}
+
+// RunCoordinator starts (or resumes, from cfg.DataDir) a swarm and runs its
+// rounds until the config's round count or ctx ends.
+func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	sc := cfg.Swarm
+	c := &Coordinator{cfg: cfg, sc: sc, spec: modelSpec(sc), byRound: map[int64]cid.Cid{}, scores: map[string]*record.PeerScore{}, metrics: newMetrics()}
+	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, sc.Network.MaxMessageBytes, cfg.Log, c.appScore)
+	if err != nil {
+		return err
+	}
+	c.base = b
+	defer b.close()
+
+	model, err := train.New(c.spec, sc.Train.BatchSize, sc.Seed)
+	if err != nil {
+		return err
+	}
+	defer model.Close()
+	n := model.NumParams()
+	outer, err := gradient.NewOuter(n, sc.Train.OuterOptimizer.LR, sc.Train.OuterOptimizer.Momentum)
+	if err != nil {
+		return fmt.Errorf("train.outer_optimizer: %w", err)
+	}
+	start, seed, baseCID, err := c.restore(ctx, model, outer)
+	if err != nil {
+		return err
+	}
+	c.gate = newRoundGate(c.swarmID)
+	contribTopic, err := c.net.JoinTopic(p2p.TopicName(c.swarmID, topicContributions), c.gate.validate)
+	if err != nil {
+		return err
+	}
+	sub, err := contribTopic.Subscribe()
+	if err != nil {
+		return err
+	}
+	defer sub.Cancel()
+	if c.rounds, err = c.net.JoinTopic(p2p.TopicName(c.swarmID, topicRounds), nil); err != nil {
+		return err
+	}
+	serveHead(c.net.Host, c.currentHead)
+	c.net.Discover(ctx, c.swarmID, nil)
+	if err := c.ex.Provide(ctx, c.manifestCID()); err != nil {
+		c.log.Debug("provide manifest", "err", err)
+	}
+	api := ""
+	if sc.API.Listen != "" {
+		if api, err = c.serveAPI(ctx, sc.API.Listen); err != nil {
+			return err
+		}
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(c.swarmID, c.Addrs(), api)
+	}
+
+	incoming := make(chan *pubsub.Message, 256)
+	go func() {
+		for {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				close(incoming)
+				return
+			}
+			select {
+			case incoming <- m:
+			case <-ctx.Done():
+			}
+		}
+	}()
+
+	for r := start; r < int64(sc.Train.Rounds); r++ {
+		c.gate.open(r, baseCID)
+		got, err := c.collect(ctx, r, baseCID, n, incoming)
+		if err != nil {
+			return err
+		}
+		sealStart := time.Now()
+		sum, next, err := c.seal(ctx, r, seed, baseCID, model, outer, got)
+		if err != nil {
+			return fmt.Errorf("sealing round %d: %w", r, err)
+		}
+		sum.SealTime = time.Since(sealStart)
+		if cfg.Test != nil {
+			sum.TestLoss, sum.TestAccuracy, _ = model.Evaluate(cfg.Test)
+		}
+		c.metrics.roundSealed(sum)
+		fmt.Fprintf(cfg.Out, "round %3d  accepted %d  rejected %d  train loss %.4f  test accuracy %.2f%%  bytes in %d  seal %s\n",
+			r, sum.Accepted, sum.Rejected, sum.MeanLoss, 100*sum.TestAccuracy, sum.BytesIn, sum.SealTime.Round(time.Millisecond))
+		if cfg.RoundDone != nil {
+			cfg.RoundDone(sum)
+		}
+		seed, baseCID = next.seed, next.model
+	}
+	fmt.Fprintf(cfg.Out, "swarm %s: all %d rounds sealed\n", c.swarmID, sc.Train.Rounds)
+	return nil
+}
+
+func (c *Coordinator) manifestCID() cid.Cid {
+	mc, _ := cid.Decode(c.swarmID)
+	return mc
+}
+
+// restore loads the swarm from the data dir, or creates it. It returns the
+// next round to run, its seed and its base model CID, with model and outer
+// set to that base.
+func (c *Coordinator) restore(ctx context.Context, model train.Model, outer *gradient.Outer) (int64, int64, cid.Cid, error) {
+	sc := c.sc
+	canon, err := sc.Canonical()
+	if err != nil {
+		return 0, 0, cid.Undef, err
+	}
+	mc, err := c.store.Head(ctx, headSwarm)
+	if errors.Is(err, storage.ErrNoHead) {
+		file, err := checkpointFile(c.spec, model.Params())
+		if err != nil {
+			return 0, 0, cid.Undef, err
+		}
+		initCID, err := putFile(ctx, c.ex, file)
+		if err != nil {
+			return 0, 0, cid.Undef, err
+		}
+		c.manifest = &record.SwarmManifest{Name: sc.Name, Config: canon, Coordinator: c.id.String(), Created: time.Now().UnixMilli(), InitialModel: initCID, Seed: int64(sc.Seed)}
+		blk, err := record.Sign(c.key, c.manifest)
+		if err != nil {
+			return 0, 0, cid.Undef, err
+		}
+		if err := c.store.Put(ctx, blk); err != nil {
+			return 0, 0, cid.Undef, err
+		}
+		if err := c.store.SetHead(ctx, headSwarm, blk.Cid()); err != nil {
+			return 0, 0, cid.Undef, err
+		}
+		c.swarmID = blk.Cid().String()
+		c.head = Head{Swarm: c.swarmID, Manifest: c.swarmID, Round: -1}
+		return 0, int64(sc.Seed), initCID, nil
+	}
+	if err != nil {
+		return 0, 0, cid.Undef, err
+	}
+	blk, err := c.store.Get(ctx, mc)
+	if err != nil {
+		return 0, 0, cid.Undef, fmt.Errorf("swarm manifest %s: %w", mc, err)
+	}
+	if c.manifest, _, err = record.OpenBlock[record.SwarmManifest](blk); err != nil {
+		return 0, 0, cid.Undef, err
+	}
+	if string(c.manifest.Config) != string(canon) {
+		return 0, 0, cid.Undef, fmt.Errorf("data dir %s holds swarm %s, started with a different config; use another --data-dir for a new swarm", c.cfg.DataDir, mc)
+	}
+	c.swarmID = mc.String()
+	c.head = Head{Swarm: c.swarmID, Manifest: c.swarmID, Round: -1}
+	lc, err := c.store.Head(ctx, headLedger)
+	if errors.Is(err, storage.ErrNoHead) {
+		return 0, c.manifest.Seed, c.manifest.InitialModel, nil
+	}
+	if err != nil {
+		return 0, 0, cid.Undef, err
+	}
+	// Walk the ledger back to index the rounds and restore the scores.
+	var last *record.RoundRecord
+	for at := &lc; at != nil; {
+		rb, err := c.store.Get(ctx, *at)
+		if err != nil {
+			return 0, 0, cid.Undef, fmt.Errorf("ledger record %s: %w", *at, err)
+		}
+		rec, _, err := record.OpenBlock[record.RoundRecord](rb)
+		if err != nil {
+			return 0, 0, cid.Undef, err
+		}
+		if last == nil {
+			last = rec
+		}
+		c.byRound[rec.Round] = *at
+		at = rec.Prev
+	}
+	for _, s := range last.Scores {
+		c.scores[s.Peer] = &s
+	}
+	params, err := loadVector(ctx, c.ex, last.Model, model.NumParams())
+	if err != nil {
+		return 0, 0, cid.Undef, err
+	}
+	model.SetParams(params)
+	if last.OuterState != nil {
+		st, err := loadVector(ctx, c.ex, *last.OuterState, model.NumParams())
+		if err != nil {
+			return 0, 0, cid.Undef, err
+		}
+		outer.SetState(st)
+	}
+	c.head.Record, c.head.Round = lc.String(), last.Round
+	fmt.Fprintf(c.cfg.Out, "resuming swarm %s after round %d\n", c.swarmID, last.Round)
+	return last.Round + 1, last.Seed, last.Model, nil
+}
+
+func (c *Coordinator) currentHead() Head {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.head
+	h.Addrs = c.Addrs()
+	return h
+}
+
+// appScore feeds verification into gossipsub: each rejected contribution
+// costs 100, so proven cheats lose the mesh (see p2p.ScoreParams).
+func (c *Coordinator) appScore(p peer.ID) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.scores[p.String()]; ok {
+		return -100 * float64(s.Rejected)
+	}
+	return 0
+}
+
+// collect gathers round r's contributions until the quorum is in or the
+// deadline passes with at least min_contributions; without them it keeps
+// waiting, a deadline at a time: a round never seals empty.
+func (c *Coordinator) collect(ctx context.Context, r int64, baseCID cid.Cid, n int, incoming <-chan *pubsub.Message) (map[string]*contribution, error) {
+	got := map[string]*contribution{}
+	accepted := func() int {
+		k := 0
+		for _, g := range got {
+			if g.reason == "" {
+				k++
+			}
+		}
+		return k
+	}
+	deadline := time.NewTimer(c.sc.Round.Deadline.D())
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			if accepted() >= c.sc.Round.MinContributions {
+				return got, nil
+			}
+			c.log.Info("round deadline passed without enough contributions; waiting", "round", r, "have", accepted())
+			deadline.Reset(c.sc.Round.Deadline.D())
+		case m, ok := <-incoming:
+			if !ok {
+				return nil, errors.New("contributions subscription ended")
+			}
+			rec, _, err := record.Open[record.Contribution](m.Data)
+			if err != nil || rec.Round != r {
+				continue // tier 0 let it through for another round: ignore
+			}
+			if _, dup := got[rec.Peer]; dup {
+				continue
+			}
+			blk, _ := recordBlock(m.Data)
+			_ = c.store.Put(ctx, blk)
+			got[rec.Peer] = c.check(ctx, rec, blk, baseCID, n)
+			c.metrics.bytesIn.Add(float64(len(m.Data)))
+			if accepted() >= c.sc.Round.Quorum {
+				return got, nil
+			}
+		}
+	}
+}
+
+// check runs tier 1 on one contribution: payload present and matching its
+// CID, decodes under the model's limits, finite, not stale.
+func (c *Coordinator) check(ctx context.Context, rec *record.Contribution, blk blocks.Block, baseCID cid.Cid, n int) *contribution {
+	ct := &contribution{rec: rec, block: blk}
+	if !rec.Base.Equals(baseCID) {
+		ct.reason = "stale: base model is not the round's"
+		return ct
+	}
+	var payload []byte
+	if rec.Inline != nil {
+		payload = *rec.Inline
+		pb, _ := blocks.NewBlockWithCid(payload, rec.Payload)
+		_ = c.store.Put(ctx, pb)
+	} else {
+		fctx, cancel := context.WithTimeout(ctx, c.sc.Round.Deadline.D())
+		pb, err := c.ex.Get(fctx, rec.Payload)
+		cancel()
+		if err != nil {
+			ct.reason = "payload unavailable: " + err.Error()
+			return ct
+		}
+		payload = pb.RawData()
+	}
+	if pc, err := payloadCID(payload); err != nil || !pc.Equals(rec.Payload) {
+		ct.reason = "payload does not match its CID"
+		return ct
+	}
+	ct.payload = len(payload)
+	vec := make([]float32, n)
+	if _, err := gradient.UnmarshalInto(vec, payload, gradient.Limits{MaxBytes: gradient.HeaderSize + 8*n}); err != nil {
+		ct.reason = "malformed payload: " + err.Error()
+		return ct
+	}
+	ct.vec, ct.norm = vec, gradient.Norm(vec)
+	return ct
+}
+
+// maxNormRatio rejects an update whose norm exceeds this multiple of the
+// round's median: far outside honest variation, and clipping alone would
+// still let it steer the direction.
+const maxNormRatio = 10
+
+type nextRound struct {
+	seed  int64
+	model cid.Cid
+}
+
+func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, model train.Model, outer *gradient.Outer, got map[string]*contribution) (RoundSummary, nextRound, error) {
+	peers := slices.Sorted(mapsKeys(got))
+	var norms []float64
+	for _, p := range peers {
+		if got[p].reason == "" {
+			norms = append(norms, got[p].norm)
+		}
+	}
+	if len(norms) > 0 {
+		med := median(norms)
+		for _, p := range peers {
+			if g := got[p]; g.reason == "" && med > 0 && g.norm > maxNormRatio*med {
+				g.reason = fmt.Sprintf("norm %.4g over %dx the round's median %.4g", g.norm, maxNormRatio, med)
+			}
+		}
+	}
+	var ups []gradient.Update
+	sum := RoundSummary{Round: r}
+	var lossSum float64
+	for _, p := range peers {
+		g := got[p]
+		sum.BytesIn += g.payload
+		if g.reason != "" {
+			sum.Rejected++
+			continue
+		}
+		sum.Accepted++
+		lossSum += g.rec.Loss
+		ups = append(ups, gradient.Update{ID: p, Vec: g.vec, Weight: float64(g.rec.Samples)})
+	}
+	if len(ups) > 0 {
+		sum.MeanLoss = lossSum / float64(len(ups))
+		res, err := gradient.Aggregate(c.sc.Verify.Aggregation, ups, c.sc.Verify.TrimFraction)
+		if err != nil {
+			return sum, nextRound{}, err
+		}
+		if err := outer.Step(model.Params(), res.Vec); err != nil {
+			return sum, nextRound{}, err
+		}
+	}
+	file, err := checkpointFile(c.spec, model.Params())
+	if err != nil {
+		return sum, nextRound{}, err
+	}
+	modelCID, err := putFile(ctx, c.ex, file)
+	if err != nil {
+		return sum, nextRound{}, err
+	}
+	sf, err := vectorFile("outer.momentum", outer.State())
+	if err != nil {
+		return sum, nextRound{}, err
+	}
+	stateCID, err := putFile(ctx, c.ex, sf)
+	if err != nil {
+		return sum, nextRound{}, err
+	}
+	c.mu.Lock()
+	var entries []record.Entry
+	for _, p := range peers {
+		g := got[p]
+		ps := c.scores[p]
+		if ps == nil {
+			ps = &record.PeerScore{Peer: p}
+			c.scores[p] = ps
+		}
+		verdict, delta := "accepted", 1.0
+		if g.reason != "" {
+			verdict, delta = "rejected", -1.0
+			ps.Rejected++
+			c.metrics.rejected.WithLabelValues(reasonLabel(g.reason)).Inc()
+		} else {
+			ps.Accepted++
+			c.metrics.accepted.Inc()
+		}
+		// Score: an exponential moving value of +1 per accepted and -1 per
+		// rejected contribution (weight 0.2 on the newest round).
+		ps.Score = 0.8*ps.Score + 0.2*delta
+		ps.LastRound = r
+		entries = append(entries, record.Entry{Peer: p, Contribution: g.block.Cid(), Payload: g.rec.Payload, Verdict: verdict, Reason: g.reason,
+			Score: ps.Score, Weight: float64(g.rec.Samples), Norm: g.norm, Loss: g.rec.Loss, Samples: g.rec.Samples})
+	}
+	var scores []record.PeerScore
+	for _, p := range slices.Sorted(mapsKeys(c.scores)) {
+		scores = append(scores, *c.scores[p])
+	}
+	var prev *cid.Cid
+	if pc, ok := c.byRound[r-1]; ok {
+		prev = &pc
+	}
+	c.mu.Unlock()
+	// The next round's seed depends on the sealed model, so nobody can know
+	// their next shard before this round is sealed.
+	nextSeed := int64(data.PeerSeed(uint64(seed), modelCID.String()) >> 1)
+	rec := &record.RoundRecord{Swarm: c.swarmID, Round: r, Prev: prev, Seed: nextSeed, Base: baseCID, Model: modelCID, OuterState: &stateCID,
+		Entries: entries, Scores: scores, Sealed: time.Now().UnixMilli()}
+	blk, err := record.Sign(c.key, rec)
+	if err != nil {
+		return sum, nextRound{}, err
+	}
+	// Durable first, then public: a crash after publishing never loses a
+	// sealed round.
+	if err := c.store.Put(ctx, blk); err != nil {
+		return sum, nextRound{}, err
+	}
+	if err := c.store.SetHead(ctx, headLedger, blk.Cid()); err != nil {
+		return sum, nextRound{}, err
+	}
+	c.mu.Lock()
+	c.byRound[r] = blk.Cid()
+	c.head.Record, c.head.Round = blk.Cid().String(), r
+	c.mu.Unlock()
+	if err := p2p.Publish(ctx, c.rounds, blk.RawData()); err != nil {
+		c.log.Warn("publishing round record", "round", r, "err", err)
+	}
+	sum.Record, sum.Model = blk.Cid().String(), modelCID.String()
+	return sum, nextRound{seed: nextSeed, model: modelCID}, nil
+}
+
+func reasonLabel(reason string) string {
+	for i, ch := range reason {
+		if ch == ':' || ch == ' ' {
+			return reason[:i]
+		}
+	}
+	return reason
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func median(x []float64) float64 {
+	s := slices.Clone(x)
+	slices.SortFunc(s, cmp.Compare[float64])
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}

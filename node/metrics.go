@@ -1,0 +1,39 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are a coordinator's Prometheus series, on a registry of its own
+// (no process-global state): /metrics serves them.
+type metrics struct {
+	reg      *prometheus.Registry
+	sealed   prometheus.Counter
+	accepted prometheus.Counter
+	rejected *prometheus.CounterVec
+	bytesIn  prometheus.Counter
+	bytesOut prometheus.Counter
+	sealTime prometheus.Histogram
+	accuracy prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg:      prometheus.NewRegistry(),
+		sealed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "swarmtrain_rounds_sealed_total", Help: "Rounds sealed."}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "swarmtrain_contributions_accepted_total", Help: "Contributions accepted."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarmtrain_contributions_rejected_total", Help: "Contributions rejected, by reason."}, []string{"reason"}),
+		bytesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: "swarmtrain_bytes_in_total", Help: "Contribution bytes received."}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "swarmtrain_bytes_out_total", Help: "Contribution bytes sent."}),
+		sealTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "swarmtrain_round_seal_seconds", Help: "Time to seal a round once collection ends.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+		accuracy: prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarmtrain_test_accuracy", Help: "Test accuracy after the last sealed round."}),
+	}
+	m.reg.MustRegister(m.sealed, m.accepted, m.rejected, m.bytesIn, m.bytesOut, m.sealTime, m.accuracy)
+	return m
+}
+
+func (m *metrics) roundSealed(s RoundSummary) {
+	m.sealed.Inc()
+	m.sealTime.Observe(s.SealTime.Seconds())
+	m.accuracy.Set(s.TestAccuracy)
+}
