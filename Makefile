@@ -30,8 +30,8 @@ test-openblas: ## the train tests once more on OpenBLAS
 test-cuda: ## CUDA tests (skip with a message where no GPU is present)
 	$(GO) test -count=1 -tags cuda ./train/...
 
-demo: build data ## train the MNIST MLP in one process (fetches MNIST first if missing)
-	$(BIN) train --config examples/mnist-mlp.yaml
+demo: build data ## a whole swarm on 127.0.0.1: 1 coordinator + 3 contributors (fetches MNIST first)
+	$(BIN) demo
 
 bench: ## the go-test benchmarks (benchmarks/README.md has the figures and the other programs)
 	$(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...

@@ -164,19 +164,27 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 		if err := k.work(ctx, ctopic, st); err != nil {
 			return err
 		}
-		// Wait for this round's record (or a later one, if we fell behind).
+		// Wait for this round's record (or a later one, if we fell behind),
+		// announcing the contribution again now and then: a coordinator
+		// that restarted, or a mesh that re-formed, may have missed it.
 		var rec *record.RoundRecord
+		resend := time.NewTicker(republishInterval)
 		for rec == nil || rec.Round < st.round {
 			select {
 			case <-ctx.Done():
+				resend.Stop()
 				return ctx.Err()
+			case <-resend.C:
+				_ = p2p.Publish(ctx, ctopic, k.lastAnnounce)
 			case r, ok := <-records:
 				if !ok {
+					resend.Stop()
 					return ctx.Err()
 				}
 				rec = r
 			}
 		}
+		resend.Stop()
 		next, err := k.apply(ctx, rec)
 		if err != nil {
 			return err
@@ -187,8 +195,13 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 	return nil
 }
 
+// republishInterval is how often a contributor re-announces its
+// contribution while it waits for the round's record.
+const republishInterval = 5 * time.Second
+
 type contributor struct {
 	*base
+	lastAnnounce []byte
 	cfg         ContributorConfig
 	sc          *config.Swarm
 	spec        train.ModelSpec
@@ -330,6 +343,7 @@ func (k *contributor) work(ctx context.Context, topic *pubsub.Topic, st contribu
 	k.payloads[pc] = payload
 	k.mu.Unlock()
 	fmt.Fprintf(k.cfg.Out, "round %3d  %d steps on %d samples  loss %.4f  sent %d bytes\n", st.round, stats.Steps, shard.N, stats.MeanLoss, len(blk.RawData()))
+	k.lastAnnounce = blk.RawData()
 	return p2p.Publish(ctx, topic, blk.RawData())
 }
 
@@ -397,6 +411,11 @@ func (k *contributor) apply(ctx context.Context, rec *record.RoundRecord) (contr
 	k.mu.Lock()
 	clear(k.payloads)
 	k.mu.Unlock()
+	how := "replayed locally, CID matches the record"
+	if !matched {
+		how = "fetched by CID (replay differed or payloads were missing)"
+	}
+	fmt.Fprintf(k.cfg.Out, "applied round %d: model %s %s\n", rec.Round, rec.Model, how)
 	if k.cfg.Applied != nil {
 		k.cfg.Applied(rec.Round, rec.Model, matched)
 	}

@@ -43,6 +43,10 @@ type CoordinatorConfig struct {
 	Ready func(swarmID string, addrs []string, api string)
 	// RoundDone is called after each sealed round (tests and the API use it).
 	RoundDone func(RoundSummary)
+	// ExitWhenDone returns once the last round is sealed; otherwise the
+	// coordinator keeps serving the head, blocks and API to observers until
+	// ctx ends.
+	ExitWhenDone bool
 }
 
 // RoundSummary is what a sealed round reports.
@@ -71,6 +75,9 @@ type Coordinator struct {
 	gate     *roundGate
 	rounds   *pubsub.Topic
 	metrics  *metrics
+
+	// early holds contributions for a round not yet open, in arrival order.
+	early []*pubsub.Message
 
 	mu      sync.Mutex
 	head    Head
@@ -187,6 +194,10 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
 		seed, baseCID = next.seed, next.model
 	}
 	fmt.Fprintf(cfg.Out, "swarm %s: all %d rounds sealed\n", c.swarmID, sc.Train.Rounds)
+	if !cfg.ExitWhenDone {
+		fmt.Fprintln(cfg.Out, "serving the ledger, blocks and API until interrupted (Ctrl-C)")
+		<-ctx.Done()
+	}
 	return nil
 }
 
@@ -321,6 +332,32 @@ func (c *Coordinator) collect(ctx context.Context, r int64, baseCID cid.Cid, n i
 		}
 		return k
 	}
+	// take handles one message; it reports whether the quorum is in.
+	take := func(m *pubsub.Message) bool {
+		rec, _, err := record.Open[record.Contribution](m.Data)
+		if err != nil || rec.Round < r {
+			return false // late for its round: ignore
+		}
+		if rec.Round > r {
+			c.early = append(c.early, m)
+			return false
+		}
+		if _, dup := got[rec.Peer]; dup {
+			return false
+		}
+		blk, _ := recordBlock(m.Data)
+		_ = c.store.Put(ctx, blk)
+		got[rec.Peer] = c.check(ctx, rec, blk, baseCID, n)
+		c.metrics.bytesIn.Add(float64(len(m.Data)))
+		return accepted() >= c.sc.Round.Quorum
+	}
+	early := c.early
+	c.early = nil
+	for _, m := range early {
+		if take(m) {
+			return got, nil
+		}
+	}
 	deadline := time.NewTimer(c.sc.Round.Deadline.D())
 	defer deadline.Stop()
 	for {
@@ -337,18 +374,7 @@ func (c *Coordinator) collect(ctx context.Context, r int64, baseCID cid.Cid, n i
 			if !ok {
 				return nil, errors.New("contributions subscription ended")
 			}
-			rec, _, err := record.Open[record.Contribution](m.Data)
-			if err != nil || rec.Round != r {
-				continue // tier 0 let it through for another round: ignore
-			}
-			if _, dup := got[rec.Peer]; dup {
-				continue
-			}
-			blk, _ := recordBlock(m.Data)
-			_ = c.store.Put(ctx, blk)
-			got[rec.Peer] = c.check(ctx, rec, blk, baseCID, n)
-			c.metrics.bytesIn.Add(float64(len(m.Data)))
-			if accepted() >= c.sc.Round.Quorum {
+			if take(m) {
 				return got, nil
 			}
 		}
@@ -513,6 +539,9 @@ func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, 
 	c.byRound[r] = blk.Cid()
 	c.head.Record, c.head.Round = blk.Cid().String(), r
 	c.mu.Unlock()
+	// Open the next round before anyone can learn of this record, so no
+	// early contribution to it is turned away.
+	c.gate.open(r+1, modelCID)
 	if err := p2p.Publish(ctx, c.rounds, blk.RawData()); err != nil {
 		c.log.Warn("publishing round record", "round", r, "err", err)
 	}

@@ -35,7 +35,7 @@ type roundGate struct {
 	base  atomic.Pointer[cid.Cid]
 
 	mu   sync.Mutex
-	seen map[string]cid.Cid // peer -> contribution block CID, for the open round
+	seen map[string]cid.Cid // "round/peer" -> contribution block CID, for the open and next rounds
 	// equivocations keeps both blocks of each proven equivocation as evidence.
 	equivocations map[string][2]cid.Cid
 }
@@ -49,13 +49,21 @@ func (g *roundGate) open(round int64, base cid.Cid) {
 	defer g.mu.Unlock()
 	g.round.Store(round)
 	g.base.Store(&base)
-	g.seen = map[string]cid.Cid{}
+	for k := range g.seen {
+		var r int64
+		fmt.Sscanf(k, "%d/", &r)
+		if r < round {
+			delete(g.seen, k)
+		}
+	}
 }
 
 // validate is the contributions topic's validator (tier 0). It rejects only
 // what is provably invalid — undecodable, badly signed, signed by someone
 // other than the gossip author, another swarm, equivocation — and ignores
-// what may be honest lateness (another round, another base).
+// what may be honest lateness (an old round, another base). Contributions
+// for the next round pass too: a fast contributor may finish its next
+// round's work before a slower peer has applied the record that opened it.
 func (g *roundGate) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 	c, signer, err := record.Open[record.Contribution](m.Data)
 	if err != nil {
@@ -65,10 +73,11 @@ func (g *roundGate) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pu
 	if err != nil || author != signer || c.Peer != signer.String() || c.Swarm != g.swarm {
 		return pubsub.ValidationReject
 	}
-	if c.Round != g.round.Load() {
+	cur := g.round.Load()
+	if c.Round != cur && c.Round != cur+1 {
 		return pubsub.ValidationIgnore
 	}
-	if b := g.base.Load(); b == nil || !c.Base.Equals(*b) {
+	if b := g.base.Load(); c.Round == cur && (b == nil || !c.Base.Equals(*b)) {
 		return pubsub.ValidationIgnore
 	}
 	if c.Inline != nil {
@@ -83,11 +92,12 @@ func (g *roundGate) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pu
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if prev, ok := g.seen[c.Peer]; ok && !prev.Equals(blk.Cid()) {
-		g.equivocations[fmt.Sprintf("%d/%s", c.Round, c.Peer)] = [2]cid.Cid{prev, blk.Cid()}
+	key := fmt.Sprintf("%d/%s", c.Round, c.Peer)
+	if prev, ok := g.seen[key]; ok && !prev.Equals(blk.Cid()) {
+		g.equivocations[key] = [2]cid.Cid{prev, blk.Cid()}
 		return pubsub.ValidationReject
 	}
-	g.seen[c.Peer] = blk.Cid()
+	g.seen[key] = blk.Cid()
 	return pubsub.ValidationAccept
 }
 

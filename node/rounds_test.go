@@ -52,7 +52,7 @@ func TestRoundsOnLoopback(t *testing.T) {
 	var sealed []RoundSummary
 	coordErr := make(chan error, 1)
 	go func() {
-		coordErr <- RunCoordinator(ctx, CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Test: testSet.Head(1000),
+		coordErr <- RunCoordinator(ctx, CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Test: testSet.Head(1000), ExitWhenDone: true,
 			Ready: func(id string, addrs []string, api string) { readyc <- ready{id, addrs[0], api} },
 			RoundDone: func(s RoundSummary) {
 				t.Logf("%s sealed round %d: %d accepted", time.Now().Format("15:04:05.000"), s.Round, s.Accepted)

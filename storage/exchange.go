@@ -109,11 +109,20 @@ func FileCID(data []byte) (cid.Cid, error) {
 
 // File reads a UnixFS file by CID, fetching missing blocks from peers.
 func (e *Exchange) File(ctx context.Context, c cid.Cid) ([]byte, error) {
-	nd, err := e.dag.Get(ctx, c)
+	return readFile(ctx, e.dag, c)
+}
+
+// ReadFile reads a UnixFS file by CID from the store alone, offline.
+func (s *Store) ReadFile(ctx context.Context, c cid.Cid) ([]byte, error) {
+	return readFile(ctx, merkledag.NewDAGService(blockservice.New(s.Blockstore(), nil)), c)
+}
+
+func readFile(ctx context.Context, dag ipld.DAGService, c cid.Cid) ([]byte, error) {
+	nd, err := dag.Get(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("storage: file %s: %w", c, err)
 	}
-	r, err := uio.NewDagReader(ctx, nd, merkledag.NewSession(ctx, e.dag))
+	r, err := uio.NewDagReader(ctx, nd, merkledag.NewSession(ctx, dag))
 	if err != nil {
 		return nil, fmt.Errorf("storage: file %s: %w", c, err)
 	}

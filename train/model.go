@@ -120,3 +120,34 @@ func New(spec ModelSpec, batchSize int, seed uint64, opts ...Option) (Model, err
 	}
 	return newGraphModel(spec, batchSize, seed, cfg)
 }
+
+// Tensor names one parameter tensor of the flat vector and its shape; the
+// tensors of Layout tile the vector in order.
+type Tensor struct {
+	Name  string
+	Shape []int
+}
+
+// Layout lists the parameter tensors of spec in flat order, with names a
+// PyTorch user recognises. Dense weights are stored (in, out), the
+// transpose of torch.nn.Linear's (out, in).
+func Layout(spec ModelSpec) ([]Tensor, error) {
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	shapes, _ := paramShapes(spec)
+	var names []string
+	switch spec.Kind {
+	case "mlp":
+		for i := 0; i < len(shapes)/2; i++ {
+			names = append(names, fmt.Sprintf("layers.%d.weight", i), fmt.Sprintf("layers.%d.bias", i))
+		}
+	case "cnn":
+		names = []string{"conv1.weight", "conv2.weight", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+	}
+	out := make([]Tensor, len(shapes))
+	for i, s := range shapes {
+		out[i] = Tensor{Name: names[i], Shape: s}
+	}
+	return out, nil
+}

@@ -62,7 +62,7 @@ hash-linked ledger.`,
 		},
 	}
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
-	root.AddCommand(newVersionCmd(e), newTrainCmd(e), newDataCmd(e))
+	root.AddCommand(newVersionCmd(e), newTrainCmd(e), newDataCmd(e), newStartCmd(e), newJoinCmd(e), newScoresCmd(e), newLedgerCmd(e), newExportCmd(e), newDemoCmd(e))
 	return root
 }
 

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/ipfs/go-cid"
+	"github.com/spf13/cobra"
+
+	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/verify"
+)
+
+func newLedgerCmd(e *env) *cobra.Command {
+	var dataDir string
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "ledger --verify --data-dir DIR",
+		Short: "Walk a swarm's round records from the head and check every signature and link",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !check {
+				return errors.New("say what to do: --verify")
+			}
+			store, err := storage.Open(dataDir)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			s, err := verify.Ledger(cmd.Context(), store)
+			if err != nil {
+				return fmt.Errorf("ledger does not verify: %w", err)
+			}
+			fmt.Fprintf(e.stdout, "swarm %s (%s), coordinator %s\n", s.Swarm, s.Name, s.Coordinator)
+			fmt.Fprintf(e.stdout, "ledger ok: %d rounds verified from head %s; every record signed by the coordinator and linked to the one before\n", s.Rounds, s.Head)
+			fmt.Fprintf(e.stdout, "%d contributions accepted, %d rejected, from %d peers; latest model %s\n", s.Accepted, s.Rejected, s.Peers, s.LastModel)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&check, "verify", false, "verify every record")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the ledger (a stopped node's)")
+	return cmd
+}
+
+func newExportCmd(e *env) *cobra.Command {
+	var dataDir, out string
+	cmd := &cobra.Command{
+		Use:   "export MODEL-CID -o model.safetensors",
+		Short: "Write a model checkpoint held in a data dir to a safetensors file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cid.Decode(args[0])
+			if err != nil {
+				return fmt.Errorf("model CID %q: %w", args[0], err)
+			}
+			store, err := storage.Open(dataDir)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			b, err := store.ReadFile(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(out, b, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s (%d bytes): load it with safetensors.torch.load_file(%q)\n", out, len(b), out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "model.safetensors", "file to write")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the model (a stopped node's)")
+	return cmd
+}

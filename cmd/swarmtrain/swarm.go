@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/node"
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
+)
+
+// defaultNodeDir is where a node keeps its identity and blocks unless
+// --data-dir says otherwise.
+func defaultNodeDir(role string) string {
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".swarmtrain", role)
+	}
+	return filepath.Join(".swarmtrain", role)
+}
+
+func newStartCmd(e *env) *cobra.Command {
+	var cfgPath, dataDir, mnistDir string
+	var listen []string
+	cmd := &cobra.Command{
+		Use:   "start --config FILE",
+		Short: "Start a swarm as its coordinator (a researcher's command)",
+		Long: `start defines a swarm from a config, prints its ID and the join command for
+contributors, then checks, aggregates and seals every round, printing one line
+per round. Restarted on the same --data-dir it resumes after the last sealed round.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath, mnistDir)
+			if err != nil {
+				return err
+			}
+			if len(listen) > 0 {
+				cfg.Network.Listen = listen
+			}
+			_, testSet, err := data.LoadMNIST(cfg.DataDir())
+			if err != nil {
+				return err
+			}
+			if dataDir == "" {
+				dataDir = defaultNodeDir("coordinator")
+			}
+			return node.RunCoordinator(cmd.Context(), node.CoordinatorConfig{
+				Swarm: cfg, DataDir: dataDir, Test: testSet, Out: e.stdout, Log: e.log,
+				Ready: func(id string, addrs []string, api string) {
+					fmt.Fprintf(e.stdout, "swarm %s (%s) started; data dir %s\n", id, cfg.Name, dataDir)
+					if api != "" {
+						fmt.Fprintf(e.stdout, "api: http://%s/v1/swarm\n", api)
+					}
+					fmt.Fprintf(e.stdout, "contributors join with:\n  swarmtrain join %s --bootstrap %s\n", id, pickAddr(addrs))
+				},
+			})
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "swarm config (YAML); see examples/")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "node data dir: identity, blocks, ledger (default ~/.swarmtrain/coordinator)")
+	cmd.Flags().StringVar(&mnistDir, "mnist-dir", "", "MNIST directory (overrides data.dir)")
+	cmd.Flags().StringSliceVar(&listen, "listen", nil, "listen multiaddrs (override network.listen)")
+	cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// pickAddr prefers a TCP address for the printed join line.
+func pickAddr(addrs []string) string {
+	for _, a := range addrs {
+		if strings.Contains(a, "/tcp/") {
+			return a
+		}
+	}
+	if len(addrs) > 0 {
+		return addrs[0]
+	}
+	return "<no address>"
+}
+
+func newJoinCmd(e *env) *cobra.Command {
+	var dataDir, mnistDir, device string
+	var bootstrap, listen []string
+	cmd := &cobra.Command{
+		Use:   "join SWARM-ID --bootstrap MULTIADDR",
+		Short: "Contribute to a swarm from this machine (a contributor's command)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dev, err := train.ParseDevice(device)
+			if err != nil {
+				return fmt.Errorf("--device: %w", err)
+			}
+			cfg := config.Default()
+			if mnistDir != "" {
+				cfg.Data.Dir = mnistDir
+			}
+			trainSet, _, err := data.LoadMNIST(cfg.DataDir())
+			if err != nil {
+				return err
+			}
+			if dataDir == "" {
+				dataDir = defaultNodeDir("contributor")
+			}
+			return node.RunContributor(cmd.Context(), node.ContributorConfig{
+				SwarmID: args[0], Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Train: trainSet, Device: dev, Out: e.stdout, Log: e.log,
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "multiaddr of a swarm peer, as printed by start (repeatable)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "node data dir: identity and blocks (default ~/.swarmtrain/contributor)")
+	cmd.Flags().StringVar(&mnistDir, "mnist-dir", "", "MNIST directory (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
+	cmd.Flags().StringVar(&device, "device", "cpu", "where local steps run: cpu, cuda or cuda:N")
+	cmd.Flags().StringSliceVar(&listen, "listen", []string{"/ip4/127.0.0.1/tcp/0"}, "listen multiaddrs")
+	cmd.MarkFlagRequired("bootstrap")
+	return cmd
+}
+
+func newScoresCmd(e *env) *cobra.Command {
+	var api string
+	cmd := &cobra.Command{
+		Use:   "scores [SWARM-ID] --api URL",
+		Short: "Show every peer's score, accepted and rejected contributions (an observer's command)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client := &http.Client{Timeout: 10 * time.Second}
+			resp, err := client.Get(strings.TrimSuffix(api, "/") + "/v1/scores")
+			if err != nil {
+				return fmt.Errorf("--api %s: %w", api, err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("--api %s: %s", api, resp.Status)
+			}
+			var body struct {
+				Swarm  string             `json:"swarm"`
+				Scores []record.PeerScore `json:"scores"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				return fmt.Errorf("--api %s: %w", api, err)
+			}
+			if len(args) == 1 && args[0] != body.Swarm {
+				return fmt.Errorf("the API at %s serves swarm %s, not %s", api, body.Swarm, args[0])
+			}
+			slices.SortFunc(body.Scores, func(a, b record.PeerScore) int {
+				if a.Score != b.Score {
+					if a.Score > b.Score {
+						return -1
+					}
+					return 1
+				}
+				return strings.Compare(a.Peer, b.Peer)
+			})
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "PEER\tSCORE\tACCEPTED\tREJECTED\tLAST ROUND\n")
+			for _, s := range body.Scores {
+				fmt.Fprintf(tw, "%s\t%.3f\t%d\t%d\t%d\n", s.Peer, s.Score, s.Accepted, s.Rejected, s.LastRound)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&api, "api", "", "the coordinator's HTTP API (printed by start), e.g. http://127.0.0.1:8080")
+	cmd.MarkFlagRequired("api")
+	return cmd
+}
