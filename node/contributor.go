@@ -202,18 +202,18 @@ const republishInterval = 5 * time.Second
 type contributor struct {
 	*base
 	lastAnnounce []byte
-	cfg         ContributorConfig
-	sc          *config.Swarm
-	spec        train.ModelSpec
-	manifest    *record.SwarmManifest
-	coordinator peer.ID
-	model       train.Model
-	opt         train.Optimizer
-	codec       gradient.Codec
-	outer       *gradient.Outer
-	ef          *gradient.ErrorFeedback
-	gate        *roundGate
-	baseParams  []float32
+	cfg          ContributorConfig
+	sc           *config.Swarm
+	spec         train.ModelSpec
+	manifest     *record.SwarmManifest
+	coordinator  peer.ID
+	model        train.Model
+	opt          train.Optimizer
+	codec        gradient.Codec
+	outer        *gradient.Outer
+	ef           *gradient.ErrorFeedback
+	gate         *roundGate
+	baseParams   []float32
 
 	mu       sync.Mutex
 	payloads map[cid.Cid][]byte // payloads seen on the contributions topic

@@ -227,4 +227,3 @@ func runDemo(ctx context.Context, e *env, sc *config.Swarm, peers int, dir strin
 	}
 	return nil
 }
-

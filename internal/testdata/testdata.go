@@ -15,10 +15,13 @@ import (
 )
 
 // Root returns the directory that holds dataset folders (mnist/, ...), or ""
-// when none was found.
+// when none was found: $SWARMTRAIN_DATA if it holds mnist/, else
+// ../shared/data beside the repository.
 func Root() string {
 	if d := os.Getenv("SWARMTRAIN_DATA"); d != "" {
-		return d
+		if _, err := os.Stat(filepath.Join(d, "mnist")); err == nil {
+			return d
+		}
 	}
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
