@@ -27,8 +27,16 @@ test: ## vet and unit tests; -race on the concurrent packages
 test-openblas: ## the train tests once more on OpenBLAS
 	CGO_LDFLAGS=-lopenblas $(GO) test -count=1 -tags openblas ./train/...
 
-test-cuda: ## CUDA tests (skip with a message where no GPU is present)
-	$(GO) test -count=1 -tags cuda ./train/...
+CUDA_HOME ?= /usr/local/cuda
+test-cuda: ## CUDA tests (skipped with a message where no GPU or CUDA toolkit is present)
+	@if ! nvidia-smi -L >/dev/null 2>&1; then \
+		echo "test-cuda: skipped: no NVIDIA GPU here (nvidia-smi finds none)"; \
+	elif [ ! -e "$(CUDA_HOME)/include/cuda.h" ]; then \
+		echo "test-cuda: skipped: no CUDA toolkit at CUDA_HOME=$(CUDA_HOME) (cuda.h missing)"; \
+	else \
+		CGO_CFLAGS="-I$(CUDA_HOME)/include" CGO_LDFLAGS="-L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs" \
+		$(GO) test -count=1 -tags cuda ./train/...; \
+	fi
 
 demo: build data ## a whole swarm on 127.0.0.1: 1 coordinator + 3 contributors (fetches MNIST first)
 	$(BIN) demo

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -191,7 +192,7 @@ func Parse(b []byte, source string) (*Swarm, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(s); err != nil && !errors.Is(err, io.EOF) { // empty file: all defaults
-		return nil, yamlError(source, err)
+		return nil, yamlError(source, b, err)
 	}
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
@@ -199,22 +200,63 @@ func Parse(b []byte, source string) (*Swarm, error) {
 	return s, nil
 }
 
-// sectionOf maps the Go type a yaml.v3 error names to the YAML path of the section.
-func sectionOf(goType string) string {
-	switch goType {
-	case "Swarm":
+// sectionOf returns the YAML path of the mapping that holds key at line,
+// e.g. "train.inner_optimizer", found by walking the document's nodes
+// (yaml.v3's error names only the Go type, which two sections may share).
+// It falls back to the Go type's name when the key cannot be found.
+func sectionOf(doc []byte, line int, key, goType string) string {
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err == nil {
+		if path, ok := findKey(&root, line, key, ""); ok {
+			if path == "" {
+				return "the top level"
+			}
+			return path
+		}
+	}
+	if goType == "Swarm" {
 		return "the top level"
-	case "Optimizer":
-		return "train.inner_optimizer or train.outer_optimizer"
-	case "API":
-		return "api"
 	}
 	return strings.ToLower(goType)
 }
 
+// findKey searches n for a mapping key named key on line and returns the
+// dotted path of the mapping that holds it.
+func findKey(n *yaml.Node, line int, key, path string) (string, bool) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p, ok := findKey(c, line, key, path); ok {
+				return p, true
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Line == line && k.Value == key {
+				return path, true
+			}
+			sub := k.Value
+			if path != "" {
+				sub = path + "." + k.Value
+			}
+			if p, ok := findKey(v, line, key, sub); ok {
+				return p, true
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if p, ok := findKey(c, line, key, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
 // yamlError turns yaml.v3's errors into one line per problem that names the
 // file, the line and the field.
-func yamlError(source string, err error) error {
+func yamlError(source string, doc []byte, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
@@ -232,7 +274,8 @@ func yamlError(source string, err error) error {
 		}
 		msg := m[2]
 		if f := unknownFieldRE.FindStringSubmatch(msg); f != nil {
-			msg = fmt.Sprintf("unknown field %q in %s", f[1], sectionOf(f[2]))
+			line, _ := strconv.Atoi(m[1])
+			msg = fmt.Sprintf("unknown field %q in %s", f[1], sectionOf(doc, line, f[1], f[2]))
 		}
 		lines = append(lines, fmt.Sprintf("%s:%s: %s", source, m[1], msg))
 	}

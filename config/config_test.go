@@ -38,7 +38,10 @@ func TestEmptyFileIsAllDefaults(t *testing.T) {
 func TestErrorsNameFileLineAndField(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"train:\n  inner_optimizer:\n    lrr: 0.1\n",
-			`swarm.yaml:3: unknown field "lrr" in train.inner_optimizer or train.outer_optimizer`},
+			`swarm.yaml:3: unknown field "lrr" in train.inner_optimizer`},
+		{"train:\n  outer_optimizer: {name: nesterov, lr: 0.7, momentun: 0.9}\n",
+			`swarm.yaml:2: unknown field "momentun" in train.outer_optimizer`},
+		{"api: {listen: \"\", port: 8080}\n", `swarm.yaml:1: unknown field "port" in api`},
 		{"modle:\n  kind: mlp\n", `swarm.yaml:1: unknown field "modle" in the top level`},
 		{"train:\n  inner_optimizer: {name: adam, lr: -0.1}\n",
 			"swarm.yaml: train.inner_optimizer.lr: must be > 0, got -0.1"},

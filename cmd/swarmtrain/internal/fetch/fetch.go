@@ -29,6 +29,22 @@ type Fetcher struct {
 	Client  *http.Client
 	Mirrors []string // base URLs ending in "/", tried in order
 	Log     func(format string, args ...any)
+	// Progress, if set, is called as a download proceeds with the bytes
+	// received so far and the total (-1 when the server does not say).
+	Progress func(name string, done, total int64)
+}
+
+// progressWriter reports the bytes written through it.
+type progressWriter struct {
+	name        string
+	done, total int64
+	report      func(name string, done, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.done += int64(len(b))
+	p.report(p.name, p.done, p.total)
+	return len(b), nil
 }
 
 // Get makes sure every file is in dir with the right hash: files already
@@ -49,9 +65,9 @@ func (f *Fetcher) Get(ctx context.Context, dir string, files []File) error {
 		ok := false
 		for _, m := range f.Mirrors {
 			url := strings.TrimSuffix(m, "/") + "/" + file.Name
-			err := f.download(ctx, url, dst, file.SHA256)
+			n, err := f.download(ctx, url, dst, file.SHA256)
 			if err == nil {
-				f.logf("%s: downloaded from %s, hash ok", dst, url)
+				f.logf("%s: downloaded %d bytes from %s, hash ok", dst, n, url)
 				ok = true
 				break
 			}
@@ -74,10 +90,10 @@ func (f *Fetcher) logf(format string, args ...any) {
 	}
 }
 
-func (f *Fetcher) download(ctx context.Context, url, dst, want string) error {
+func (f *Fetcher) download(ctx context.Context, url, dst, want string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	client := f.Client
 	if client == nil {
@@ -85,32 +101,36 @@ func (f *Fetcher) download(ctx context.Context, url, dst, want string) error {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(resp.Body, maxFileBytes+1))
+	sinks := []io.Writer{tmp, h}
+	if f.Progress != nil {
+		sinks = append(sinks, &progressWriter{name: filepath.Base(dst), total: resp.ContentLength, report: f.Progress})
+	}
+	n, err := io.Copy(io.MultiWriter(sinks...), io.LimitReader(resp.Body, maxFileBytes+1))
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return 0, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if n > maxFileBytes {
-		return fmt.Errorf("GET %s: more than %d bytes, not the file expected", url, maxFileBytes)
+		return 0, fmt.Errorf("GET %s: more than %d bytes, not the file expected", url, maxFileBytes)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("%s from %s: SHA-256 is %s, expected %s", filepath.Base(dst), url, got, want)
+		return 0, fmt.Errorf("%s from %s: SHA-256 is %s, expected %s", filepath.Base(dst), url, got, want)
 	}
-	return os.Rename(tmp.Name(), dst)
+	return n, os.Rename(tmp.Name(), dst)
 }
 
 func hashFile(path string) (string, error) {
