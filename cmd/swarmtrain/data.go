@@ -30,10 +30,19 @@ func newDataCmd(e *env) *cobra.Command {
 			for _, f := range data.MNISTFiles() {
 				fileList = append(fileList, fetch.File{Name: f.Name, SHA256: f.SHA256})
 			}
+			tty := isTerminal(e.stdout)
 			f := &fetch.Fetcher{
 				Client:  &http.Client{Timeout: 5 * time.Minute},
 				Mirrors: mirrors,
-				Log:     func(format string, a ...any) { fmt.Fprintf(e.stdout, format+"\n", a...) },
+				Log: func(format string, a ...any) {
+					if tty {
+						fmt.Fprint(e.stdout, "\r\033[K") // clear the progress line
+					}
+					fmt.Fprintf(e.stdout, format+"\n", a...)
+				},
+			}
+			if tty {
+				f.Progress = terminalProgress(e)
 			}
 			if err := f.Get(cmd.Context(), dir, fileList); err != nil {
 				return err
@@ -72,4 +81,20 @@ func datasetArg(_ *cobra.Command, args []string) error {
 		return fmt.Errorf("name the dataset: mnist (the only one so far)")
 	}
 	return nil
+}
+
+// terminalProgress redraws one line per download, at most once per percent.
+func terminalProgress(e *env) func(name string, done, total int64) {
+	lastName, lastPct := "", -1
+	return func(name string, done, total int64) {
+		if total <= 0 {
+			return
+		}
+		pct := int(100 * done / total)
+		if name == lastName && pct == lastPct {
+			return
+		}
+		lastName, lastPct = name, pct
+		fmt.Fprintf(e.stdout, "\r%s  %.1f / %.1f MB  %d%% ", name, float64(done)/1e6, float64(total)/1e6, pct)
+	}
 }
