@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,11 +52,29 @@ func TestRoundsOnLoopback(t *testing.T) {
 	readyc := make(chan ready, 1)
 	var mu sync.Mutex
 	var sealed []RoundSummary
+	var apiURL string
+	apiBodies := map[string]string{}
+	// checkAPI reads every endpoint while the coordinator still runs.
+	checkAPI := func() {
+		for _, path := range []string{"/v1/swarm", "/v1/rounds/latest", "/v1/rounds/0", "/v1/scores", "/metrics", "/v1/rounds/99"} {
+			resp, err := http.Get("http://" + apiURL + path)
+			if err != nil {
+				apiBodies[path] = "error: " + err.Error()
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			apiBodies[path] = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}
+	}
 	coordErr := make(chan error, 1)
 	go func() {
 		coordErr <- RunCoordinator(ctx, CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Test: testSet.Head(1000), ExitWhenDone: true,
-			Ready: func(id string, addrs []string, api string) { readyc <- ready{id, addrs[0], api} },
+			Ready: func(id string, addrs []string, api string) { apiURL = api; readyc <- ready{id, addrs[0], api} },
 			RoundDone: func(s RoundSummary) {
+				if s.Round == rounds-1 {
+					checkAPI()
+				}
 				t.Logf("%s sealed round %d: %d accepted", time.Now().Format("15:04:05.000"), s.Round, s.Accepted)
 				mu.Lock()
 				sealed = append(sealed, s)
@@ -111,7 +131,18 @@ func TestRoundsOnLoopback(t *testing.T) {
 		}
 	}
 	t.Logf("final test accuracy %.3f", sealed[len(sealed)-1].TestAccuracy)
-	_ = rd.api
-	_ = json.Marshal
-	_ = http.Get
+	var latest struct {
+		CID    string `json:"cid"`
+		Record struct{ Round int64 } `json:"record"`
+	}
+	body := apiBodies["/v1/rounds/latest"]
+	if !strings.HasPrefix(body, "200 ") || json.Unmarshal([]byte(body[4:]), &latest) != nil || latest.CID != sealed[rounds-1].Record || latest.Record.Round != rounds-1 {
+		t.Errorf("/v1/rounds/latest: %.300s", body)
+	}
+	for path, want := range map[string]string{"/v1/swarm": `"swarm": "` + rd.id, "/v1/rounds/0": `"cid": "` + sealed[0].Record,
+		"/v1/scores": `"accepted": 3`, "/metrics": "swarmtrain_rounds_sealed_total 3", "/v1/rounds/99": "404 "} {
+		if !strings.Contains(apiBodies[path], want) {
+			t.Errorf("%s: want %q in %.300s", path, want, apiBodies[path])
+		}
+	}
 }

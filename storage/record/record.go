@@ -146,11 +146,11 @@ type Entry struct {
 
 // PeerScore is a peer's standing after a round.
 type PeerScore struct {
-	Peer      string
-	Score     float64
-	Accepted  int64
-	Rejected  int64
-	LastRound int64
+	Peer      string  `json:"peer"`
+	Score     float64 `json:"score"`
+	Accepted  int64   `json:"accepted"`
+	Rejected  int64   `json:"rejected"`
+	LastRound int64   `json:"last_round"`
 }
 
 // RoundRecord is the ledger entry the coordinator seals for each round.
