@@ -132,7 +132,7 @@ func TestRoundsOnLoopback(t *testing.T) {
 	}
 	t.Logf("final test accuracy %.3f", sealed[len(sealed)-1].TestAccuracy)
 	var latest struct {
-		CID    string `json:"cid"`
+		CID    string                `json:"cid"`
 		Record struct{ Round int64 } `json:"record"`
 	}
 	body := apiBodies["/v1/rounds/latest"]
