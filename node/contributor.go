@@ -57,6 +57,8 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 	if len(cfg.Bootstrap) == 0 {
 		return errors.New("--bootstrap: a contributor needs at least one peer of the swarm (the coordinator prints its address)")
 	}
+	ctx, cancel := context.WithCancel(ctx) // ends everything started here on return
+	defer cancel()
 	swarmCID, err := cid.Decode(cfg.SwarmID)
 	if err != nil {
 		return fmt.Errorf("swarm ID %q: %w", cfg.SwarmID, err)

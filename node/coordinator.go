@@ -104,6 +104,10 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
+	// Everything the coordinator starts (API server, discovery, gossip)
+	// ends when it returns.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	sc := cfg.Swarm
 	c := &Coordinator{cfg: cfg, sc: sc, spec: modelSpec(sc), byRound: map[int64]cid.Cid{}, scores: map[string]*record.PeerScore{}, metrics: newMetrics()}
 	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, sc.Network.MaxMessageBytes, cfg.Log, c.appScore)

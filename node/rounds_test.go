@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,10 @@ import (
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
+
+// leakSlack is how many goroutines may outlive the nodes (runtime or
+// library ones started once per process); measured: none do.
+const leakSlack = 2
 
 func smallSwarm(rounds, quorum int) *config.Swarm {
 	sc := config.Default()
@@ -43,6 +48,7 @@ func TestRoundsOnLoopback(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	goroutinesBefore := runtime.NumGoroutine()
 	const peers, rounds = 3, 3
 	sc := smallSwarm(rounds, peers)
 
@@ -119,6 +125,18 @@ func TestRoundsOnLoopback(t *testing.T) {
 	}
 	if len(sealed) != rounds {
 		t.Fatalf("%d rounds sealed, want %d", len(sealed), rounds)
+	}
+	// Every node has returned: their goroutines must be gone.
+	http.DefaultClient.CloseIdleConnections() // the API reads above
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.NumGoroutine() > goroutinesBefore+leakSlack && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutinesBefore+leakSlack {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before the swarm, %d after every node returned:\n%s", goroutinesBefore, n, buf[:runtime.Stack(buf, true)])
+	} else {
+		t.Logf("goroutines: %d before, %d after", goroutinesBefore, n)
 	}
 	for _, s := range sealed {
 		if s.Accepted != peers {

@@ -202,10 +202,15 @@ api: {listen: "127.0.0.1:0"}
 	if code != 0 {
 		t.Fatalf("scores: %s", stderr)
 	}
+	// The same scores over the p2p network: head protocol, record by CID, signature checked.
+	code, p2pOut, stderr := swarmtrain(t, "scores", swarmID, "--bootstrap", boot)
+	if code != 0 {
+		t.Fatalf("scores --bootstrap: %s", stderr)
+	}
 	for name, p := range contribs {
 		id := p.waitLine(t, regexp.MustCompile(`^joined swarm \S+ \(e2e\) as (\S+)`), time.Second)[1]
-		if !strings.Contains(stdout, id) {
-			t.Errorf("scores do not list %s (%s):\n%s", name, id, stdout)
+		if !strings.Contains(stdout, id) || !strings.Contains(p2pOut, id) {
+			t.Errorf("scores do not list %s (%s):\n--api:\n%s\n--bootstrap:\n%s", name, id, stdout, p2pOut)
 		}
 	}
 	// Stop everything, then verify the ledger on disk.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -125,49 +128,86 @@ func newJoinCmd(e *env) *cobra.Command {
 }
 
 func newScoresCmd(e *env) *cobra.Command {
-	var api string
+	var api, bootstrap string
 	cmd := &cobra.Command{
-		Use:   "scores [SWARM-ID] --api URL",
+		Use:   "scores [SWARM-ID] (--api URL | --bootstrap MULTIADDR)",
 		Short: "Show every peer's score, accepted and rejected contributions (an observer's command)",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `scores reads the scores of the latest sealed round, either from the
+coordinator's HTTP API (--api) or over the peer-to-peer network from any swarm
+peer (--bootstrap): the round record is fetched by CID and its signature checked
+against the swarm's coordinator.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client := &http.Client{Timeout: 10 * time.Second}
-			resp, err := client.Get(strings.TrimSuffix(api, "/") + "/v1/scores")
-			if err != nil {
-				return fmt.Errorf("--api %s: %w", api, err)
+			want := ""
+			if len(args) == 1 {
+				want = args[0]
 			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("--api %s: %s", api, resp.Status)
-			}
-			var body struct {
-				Swarm  string             `json:"swarm"`
-				Scores []record.PeerScore `json:"scores"`
-			}
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-				return fmt.Errorf("--api %s: %w", api, err)
-			}
-			if len(args) == 1 && args[0] != body.Swarm {
-				return fmt.Errorf("the API at %s serves swarm %s, not %s", api, body.Swarm, args[0])
-			}
-			slices.SortFunc(body.Scores, func(a, b record.PeerScore) int {
-				if a.Score != b.Score {
-					if a.Score > b.Score {
-						return -1
-					}
-					return 1
+			var scores []record.PeerScore
+			switch {
+			case api != "" && bootstrap != "":
+				return errors.New("give --api or --bootstrap, not both")
+			case api != "":
+				swarm, sc, err := scoresFromAPI(api)
+				if err != nil {
+					return err
 				}
-				return strings.Compare(a.Peer, b.Peer)
-			})
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "PEER\tSCORE\tACCEPTED\tREJECTED\tLAST ROUND\n")
-			for _, s := range body.Scores {
-				fmt.Fprintf(tw, "%s\t%.3f\t%d\t%d\t%d\n", s.Peer, s.Score, s.Accepted, s.Rejected, s.LastRound)
+				scores = sc
+				if want != "" && want != swarm {
+					return fmt.Errorf("the API at %s serves swarm %s, not %s", api, swarm, want)
+				}
+			case bootstrap != "":
+				ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+				defer cancel()
+				obs, err := node.Observe(ctx, bootstrap, want)
+				if err != nil {
+					return err
+				}
+				scores = obs.Scores
+				fmt.Fprintf(e.stdout, "swarm %s, round %d (record %s)\n", obs.Swarm, obs.Round, obs.Record)
+			default:
+				return errors.New("say where to read the scores: --api URL (the coordinator's HTTP API) or --bootstrap MULTIADDR (any swarm peer)")
 			}
-			return tw.Flush()
+			printScores(e, scores)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&api, "api", "", "the coordinator's HTTP API (printed by start), e.g. http://127.0.0.1:8080")
-	cmd.MarkFlagRequired("api")
+	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "multiaddr of a swarm peer (printed by start)")
 	return cmd
+}
+
+func scoresFromAPI(api string) (string, []record.PeerScore, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(strings.TrimSuffix(api, "/") + "/v1/scores")
+	if err != nil {
+		return "", nil, fmt.Errorf("--api %s: %w", api, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", nil, fmt.Errorf("--api %s: %s", api, resp.Status)
+	}
+	var body struct {
+		Swarm  string             `json:"swarm"`
+		Scores []record.PeerScore `json:"scores"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", nil, fmt.Errorf("--api %s: %w", api, err)
+	}
+	return body.Swarm, body.Scores, nil
+}
+
+// printScores prints a table, best score first.
+func printScores(e *env, scores []record.PeerScore) {
+	slices.SortFunc(scores, func(a, b record.PeerScore) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Peer, b.Peer)
+	})
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "PEER\tSCORE\tACCEPTED\tREJECTED\tLAST ROUND\n")
+	for _, s := range scores {
+		fmt.Fprintf(tw, "%s\t%.3f\t%d\t%d\t%d\n", s.Peer, s.Score, s.Accepted, s.Rejected, s.LastRound)
+	}
+	tw.Flush()
 }
