@@ -117,7 +117,7 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 	ef := gradient.NewErrorFeedback(n, 0)
 
 	k := &contributor{base: b, cfg: cfg, sc: sc, spec: spec, manifest: manifest, coordinator: coordinator, model: model, opt: opt, codec: codec, outer: outer, ef: ef,
-		payloads: map[cid.Cid][]byte{}}
+		payloads: map[int64]map[cid.Cid][]byte{}}
 	k.gate = newRoundGate(cfg.SwarmID)
 	ctopic, err := b.net.JoinTopic(p2p.TopicName(cfg.SwarmID, topicContributions), k.gate.validate)
 	if err != nil {
@@ -177,6 +177,7 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 				resend.Stop()
 				return ctx.Err()
 			case <-resend.C:
+				k.net.Reconnect(ctx, cfg.Bootstrap)
 				_ = p2p.Publish(ctx, ctopic, k.lastAnnounce)
 			case r, ok := <-records:
 				if !ok {
@@ -217,8 +218,10 @@ type contributor struct {
 	gate         *roundGate
 	baseParams   []float32
 
-	mu       sync.Mutex
-	payloads map[cid.Cid][]byte // payloads seen on the contributions topic
+	mu sync.Mutex
+	// payloads seen on the contributions topic, by round: a fast peer's
+	// contribution to the next round can arrive before this round's record.
+	payloads map[int64]map[cid.Cid][]byte
 }
 
 // validateRecord accepts round records signed by the swarm's coordinator only.
@@ -239,11 +242,18 @@ func (k *contributor) cachePayloads(ctx context.Context, sub *pubsub.Subscriptio
 			return
 		}
 		if c, _, err := record.Open[record.Contribution](m.Data); err == nil && c.Inline != nil {
-			k.mu.Lock()
-			k.payloads[c.Payload] = *c.Inline
-			k.mu.Unlock()
+			k.keepPayload(c.Round, c.Payload, *c.Inline)
 		}
 	}
+}
+
+func (k *contributor) keepPayload(round int64, c cid.Cid, b []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.payloads[round] == nil {
+		k.payloads[round] = map[cid.Cid][]byte{}
+	}
+	k.payloads[round][c] = b
 }
 
 // sync asks the coordinator for the head and loads the model, outer state
@@ -283,8 +293,14 @@ func (k *contributor) sync(ctx context.Context, coordinator peer.ID) (contributo
 	return contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model}, nil
 }
 
+// fetchTimeout bounds fetching a model by CID: a 1 MB checkpoint takes
+// milliseconds on a LAN; minutes mean no peer holds it.
+const fetchTimeout = 2 * time.Minute
+
 // fetchState loads a record's model and outer state by CID.
 func (k *contributor) fetchState(ctx context.Context, rec *record.RoundRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	n := k.model.NumParams()
 	params, err := loadVector(ctx, k.ex, rec.Model, n)
 	if err != nil {
@@ -341,9 +357,7 @@ func (k *contributor) work(ctx context.Context, topic *pubsub.Topic, st contribu
 	if err != nil {
 		return err
 	}
-	k.mu.Lock()
-	k.payloads[pc] = payload
-	k.mu.Unlock()
+	k.keepPayload(st.round, pc, payload)
 	fmt.Fprintf(k.cfg.Out, "round %3d  %d steps on %d samples  loss %.4f  sent %d bytes\n", st.round, stats.Steps, shard.N, stats.MeanLoss, len(blk.RawData()))
 	k.lastAnnounce = blk.RawData()
 	return p2p.Publish(ctx, topic, blk.RawData())
@@ -365,7 +379,7 @@ func (k *contributor) apply(ctx context.Context, rec *record.RoundRecord) (contr
 				continue
 			}
 			k.mu.Lock()
-			payload, ok := k.payloads[e.Payload]
+			payload, ok := k.payloads[rec.Round][e.Payload]
 			k.mu.Unlock()
 			if !ok {
 				fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -411,7 +425,11 @@ func (k *contributor) apply(ctx context.Context, rec *record.RoundRecord) (contr
 		}
 	}
 	k.mu.Lock()
-	clear(k.payloads)
+	for r := range k.payloads {
+		if r <= rec.Round {
+			delete(k.payloads, r)
+		}
+	}
 	k.mu.Unlock()
 	how := "replayed locally, CID matches the record"
 	if !matched {

@@ -11,9 +11,11 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	dutil "github.com/libp2p/go-libp2p/p2p/discovery/util"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -175,7 +177,7 @@ func (n *Node) findOnce(ctx context.Context, ns string, found func(peer.ID)) {
 		return
 	}
 	for ai := range ch {
-		if ai.ID == n.Host.ID() || len(ai.Addrs) == 0 || n.Host.Network().Connectedness(ai.ID) == 1 {
+		if ai.ID == n.Host.ID() || len(ai.Addrs) == 0 || n.Host.Network().Connectedness(ai.ID) == network.Connected {
 			continue
 		}
 		if err := n.Host.Connect(fctx, ai); err != nil {
@@ -185,6 +187,26 @@ func (n *Node) findOnce(ctx context.Context, ns string, found func(peer.ID)) {
 		if found != nil {
 			found(ai.ID)
 		}
+	}
+}
+
+// Reconnect dials every address not connected now, first forgetting the
+// dial backoff to it: a peer that restarted on the same address (a
+// coordinator resuming) is reachable again at once, not after the backoff.
+func (n *Node) Reconnect(ctx context.Context, addrs []string) {
+	for _, a := range addrs {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil || n.Host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		if sw, ok := n.Host.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(ai.ID)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := n.Host.Connect(cctx, *ai); err != nil {
+			n.cfg.log.Debug("reconnect", "addr", a, "err", err)
+		}
+		cancel()
 	}
 }
 
