@@ -64,7 +64,10 @@ func spawn(t *testing.T, bin, logPath string, args ...string) *proc {
 		p.mu.Unlock()
 	}()
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
+		p.mu.Lock()
+		done := p.done
+		p.mu.Unlock()
+		if !done {
 			p.cmd.Process.Kill()
 		}
 	})
