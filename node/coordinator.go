@@ -396,8 +396,6 @@ func (c *Coordinator) check(ctx context.Context, rec *record.Contribution, blk b
 	var payload []byte
 	if rec.Inline != nil {
 		payload = *rec.Inline
-		pb, _ := blocks.NewBlockWithCid(payload, rec.Payload)
-		_ = c.store.Put(ctx, pb)
 	} else {
 		fctx, cancel := context.WithTimeout(ctx, c.sc.Round.Deadline.D())
 		pb, err := c.ex.Get(fctx, rec.Payload)
@@ -411,6 +409,11 @@ func (c *Coordinator) check(ctx context.Context, rec *record.Contribution, blk b
 	if pc, err := payloadCID(payload); err != nil || !pc.Equals(rec.Payload) {
 		ct.reason = "payload does not match its CID"
 		return ct
+	}
+	if rec.Inline != nil {
+		// Keep it, so peers that missed the message can fetch it by CID.
+		pb, _ := blocks.NewBlockWithCid(payload, rec.Payload)
+		_ = c.store.Put(ctx, pb)
 	}
 	ct.payload = len(payload)
 	vec := make([]float32, n)
