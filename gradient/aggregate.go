@@ -37,7 +37,9 @@ type Result struct {
 // set of updates gets identical bits, whatever order they arrived in: the
 // updates are sorted by ID, every sum runs in float64 in that order, and
 // per-coordinate statistics sort values, not arrival. Updates with a NaN or
-// infinite coordinate are excluded (and listed), never averaged in.
+// infinite coordinate are excluded (and listed), never averaged in; a NaN or
+// infinite weight is an error naming the update's ID (weights come from the
+// caller, not from the wire, so it is a bug rather than an attack).
 //
 //   - mean: weighted mean.
 //   - clip-mean: each update scaled down to the median L2 norm of the
@@ -57,6 +59,9 @@ func Aggregate(rule string, updates []Update, trim float64) (Result, error) {
 		}
 		if len(u.Vec) != len(ups[0].Vec) {
 			return res, fmt.Errorf("aggregate: update from %s has %d elements, %s has %d", u.ID, len(u.Vec), ups[0].ID, len(ups[0].Vec))
+		}
+		if math.IsNaN(u.Weight) || math.IsInf(u.Weight, 0) {
+			return res, fmt.Errorf("aggregate: update from %s has weight %v", u.ID, u.Weight)
 		}
 		if finite(u.Vec) {
 			ok = append(ok, u)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -45,8 +46,9 @@ func dist(a []float32, b []float64) float64 {
 //   - clip-mean: within 2·m/5 of the honest mean, m the median norm (the
 //     clipped attacker contributes at most m/5 and the honest mean is
 //     reweighted by 4/5, which moves it by at most its norm/5 <= m/5);
-//   - median: within sqrt(Σ_i ||h_i − mean||²) of the honest mean (every
-//     coordinate's median lies inside the honest values' range).
+//   - median, and trimmed-mean trimming 1 of 5 per side: within
+//     sqrt(Σ_i ||h_i − mean||²) of the honest mean (every coordinate's
+//     result lies inside the honest values' range).
 func TestRobustRulesBoundOneBadUpdate(t *testing.T) {
 	const dim = 5000
 	for _, attack := range []string{"x1000", "nan"} {
@@ -65,8 +67,8 @@ func TestRobustRulesBoundOneBadUpdate(t *testing.T) {
 			d := dist(u.Vec, honest)
 			spread += d * d
 		}
-		for _, rule := range []string{ClipMean, Median} {
-			res, err := Aggregate(rule, ups, 0)
+		for _, rule := range []string{ClipMean, Median, TrimmedMean} {
+			res, err := Aggregate(rule, ups, 0.2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,6 +137,9 @@ func TestAggregateRejectsBadSets(t *testing.T) {
 	}
 	if _, err := Aggregate(Mean, []Update{{ID: "n", Vec: []float32{float32(math.Inf(1))}}}, 0); err == nil {
 		t.Error("all-non-finite set aggregated")
+	}
+	if _, err := Aggregate(Mean, []Update{a, {ID: "w", Vec: []float32{1, 2}, Weight: math.NaN()}}, 0); err == nil || !strings.Contains(err.Error(), "from w") {
+		t.Errorf("NaN weight: %v", err)
 	}
 }
 

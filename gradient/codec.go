@@ -99,10 +99,16 @@ func (fp32Values) get(dst []float32, b []byte) ([]byte, error) {
 
 type fp16Values struct{}
 
+// maxHalf is the largest finite binary16 value.
+const maxHalf = 65504
+
 func (fp16Values) size(n int) int { return 2 * n }
+
+// put saturates values beyond the half range to ±65504 rather than writing
+// an infinity the decoder would refuse; error feedback carries the excess.
 func (fp16Values) put(dst []byte, v []float32) []byte {
 	for _, x := range v {
-		dst = binary.LittleEndian.AppendUint16(dst, toHalf(x))
+		dst = binary.LittleEndian.AppendUint16(dst, toHalf(max(-maxHalf, min(maxHalf, x))))
 	}
 	return dst
 }
@@ -124,6 +130,10 @@ func (fp16Values) get(dst []float32, b []byte) ([]byte, error) {
 // scale overhead at 1.6 % of the int8 bytes while a block's range still
 // follows the local magnitude of the vector.
 const int8Block = 256
+
+// maxInt8Scale is the largest scale whose ±127 multiples stay finite; an
+// encoder never writes more (its scale is max|v|/127 of finite values).
+const maxInt8Scale = math.MaxFloat32 / 127
 
 // int8Values stores each block of int8Block values as a float32 scale
 // (max |v| / 127) followed by the values rounded to int8 multiples of it.
@@ -162,8 +172,9 @@ func (c int8Values) get(dst []float32, b []byte) ([]byte, error) {
 	}
 	for start := 0; start < len(dst); start += int8Block {
 		scale := math.Float32frombits(binary.LittleEndian.Uint32(b))
-		if !(scale >= 0) || math.IsInf(float64(scale), 0) {
-			return nil, fmt.Errorf("int8 block at %d: scale %v is not a finite non-negative number", start, scale)
+		// A scale above maxInt8Scale would turn ±127 into ±Inf.
+		if !(scale >= 0 && scale <= maxInt8Scale) {
+			return nil, fmt.Errorf("int8 block at %d: scale %v is not in [0, %v]", start, scale, float32(maxInt8Scale))
 		}
 		b = b[4:]
 		blk := dst[start:min(start+int8Block, len(dst))]

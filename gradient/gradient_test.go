@@ -2,8 +2,10 @@ package gradient
 
 import (
 	"cmp"
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +183,40 @@ func TestPayloadChecksRejectWhatTheChecksumCannot(t *testing.T) {
 	i8, _ := NewCodec(Int8, 1)
 	if err := i8.Decode(make([]float32, 2), []byte{0, 0, 0xc0, 0x7f, 1, 1}); err == nil {
 		t.Error("int8 with a NaN scale decoded")
+	}
+	// A finite scale so large that 127 of it overflows to +Inf.
+	huge := binary.LittleEndian.AppendUint32(nil, math.Float32bits(math.MaxFloat32/2))
+	if err := i8.Decode(make([]float32, 2), append(huge, 127, 1)); err == nil {
+		t.Error("int8 with an overflowing scale decoded")
+	}
+	// A well-formed header (valid checksum) that claims a long dense vector
+	// for a short payload is refused before anything is allocated.
+	d, _ := NewCodec(Dense, 1)
+	msg, _ := Marshal(d, []float32{1, 2})
+	binary.LittleEndian.PutUint32(msg[8:], 1<<24)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, _, err := Unmarshal(msg, Limits{}); err == nil || !strings.Contains(err.Error(), "want 67108864") {
+		t.Fatalf("dense payload too short for its length: %v", err)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 { // the vector would be 64 MiB
+		t.Errorf("refusing a short dense payload allocated %d bytes", grew)
+	}
+}
+
+func TestFP16SaturatesInsteadOfWritingInfinity(t *testing.T) {
+	c, _ := NewCodec(FP16, 1)
+	msg, err := Marshal(c, []float32{1e6, -1e6, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := Unmarshal(msg, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []float32{65504, -65504, 1}) {
+		t.Fatalf("got %v", got)
 	}
 }
 

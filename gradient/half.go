@@ -3,8 +3,8 @@ package gradient
 import "math"
 
 // toHalf converts f to IEEE 754 binary16 bits, rounding to nearest even.
-// Values beyond the half range become ±Inf (the decoder refuses them), so an
-// encoder must scale first if it can overflow; pseudo-gradients are small.
+// Values beyond the half range become ±Inf (the decoder refuses them), which
+// is why the fp16 value codec saturates before it converts.
 func toHalf(f float32) uint16 {
 	b := math.Float32bits(f)
 	sign := uint16(b>>16) & 0x8000

@@ -91,6 +91,20 @@ func Marshal(c Codec, v []float32) ([]byte, error) {
 	return buf, nil
 }
 
+// payloadSize is the payload length a dense codec produces for n elements;
+// exact is false for the sparse codecs, whose size depends on the content.
+func payloadSize(codec string, n int) (size int, exact bool) {
+	switch codec {
+	case Dense:
+		return fp32Values{}.size(n), true
+	case FP16:
+		return fp16Values{}.size(n), true
+	case Int8:
+		return int8Values{}.size(n), true
+	}
+	return 0, false
+}
+
 // ParseHeader validates the header and the payload's length and checksum
 // against lim. It allocates nothing.
 func ParseHeader(b []byte, lim Limits) (Header, error) {
@@ -132,6 +146,12 @@ func ParseHeader(b []byte, lim Limits) (Header, error) {
 	}
 	if h.PayloadLen != len(b)-HeaderSize {
 		return Header{}, fmt.Errorf("update: header says %d payload bytes, message has %d", h.PayloadLen, len(b)-HeaderSize)
+	}
+	// Dense codecs have an exact payload size for the vector length, so a
+	// header that claims a long vector with a short payload fails here,
+	// before Unmarshal allocates the vector.
+	if want, exact := payloadSize(h.Codec, h.Elems); exact && h.PayloadLen != want {
+		return Header{}, fmt.Errorf("update: %s payload of %d bytes for %d elements, want %d", h.Codec, h.PayloadLen, h.Elems, want)
 	}
 	if got, want := crc32.Checksum(b[HeaderSize:], castagnoli), binary.LittleEndian.Uint32(b[16:]); got != want {
 		return Header{}, fmt.Errorf("update: payload checksum %08x, header says %08x", got, want)
