@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 )
 
 // Codec compresses a flat vector into bytes and back. Encode appends to dst
@@ -74,25 +77,74 @@ type valueCodec interface {
 
 var errNonFinite = errors.New("value is NaN or infinite")
 
+// chunks runs f over [0, n) split into one piece per core when n is large
+// enough to pay for the goroutines (pieces are multiples of align, so a
+// piece never splits an int8 block), and returns the error of the lowest
+// piece that failed. Each piece writes only its own part of the output, so
+// the bytes do not depend on the number of cores.
+func chunks(n, align int, f func(lo, hi int) error) error {
+	workers := 1
+	if n >= parallelMin {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if workers == 1 {
+		return f(0, n)
+	}
+	per := ((n+workers-1)/workers + align - 1) / align * align
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers && w*per < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = f(w*per, min((w+1)*per, n))
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// grow extends dst by n bytes and returns the extended slice and the new part.
+func grow(dst []byte, n int) ([]byte, []byte) {
+	dst = slices.Grow(dst, n)
+	out := dst[len(dst) : len(dst)+n]
+	return dst[:len(dst)+n], out
+}
+
 type fp32Values struct{}
 
 func (fp32Values) size(n int) int { return 4 * n }
 func (fp32Values) put(dst []byte, v []float32) []byte {
-	for _, x := range v {
-		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x))
-	}
+	dst, out := grow(dst, 4*len(v))
+	chunks(len(v), 1, func(lo, hi int) error {
+		for i, x := range v[lo:hi] {
+			binary.LittleEndian.PutUint32(out[4*(lo+i):], math.Float32bits(x))
+		}
+		return nil
+	})
 	return dst
 }
 func (fp32Values) get(dst []float32, b []byte) ([]byte, error) {
 	if len(b) < 4*len(dst) {
 		return nil, fmt.Errorf("fp32 values: need %d bytes, have %d", 4*len(dst), len(b))
 	}
-	for i := range dst {
-		x := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return nil, fmt.Errorf("fp32 value %d: %w", i, errNonFinite)
+	err := chunks(len(dst), 1, func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			u := binary.LittleEndian.Uint32(b[4*i:])
+			if u&^(1<<31) >= 0x7f800000 {
+				return fmt.Errorf("fp32 value %d: %w", i, errNonFinite)
+			}
+			dst[i] = math.Float32frombits(u)
 		}
-		dst[i] = x
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return b[4*len(dst):], nil
 }
@@ -107,21 +159,31 @@ func (fp16Values) size(n int) int { return 2 * n }
 // put saturates values beyond the half range to ±65504 rather than writing
 // an infinity the decoder would refuse; error feedback carries the excess.
 func (fp16Values) put(dst []byte, v []float32) []byte {
-	for _, x := range v {
-		dst = binary.LittleEndian.AppendUint16(dst, toHalf(max(-maxHalf, min(maxHalf, x))))
-	}
+	dst, out := grow(dst, 2*len(v))
+	chunks(len(v), 1, func(lo, hi int) error {
+		for i, x := range v[lo:hi] {
+			binary.LittleEndian.PutUint16(out[2*(lo+i):], toHalf(max(-maxHalf, min(maxHalf, x))))
+		}
+		return nil
+	})
 	return dst
 }
 func (fp16Values) get(dst []float32, b []byte) ([]byte, error) {
 	if len(b) < 2*len(dst) {
 		return nil, fmt.Errorf("fp16 values: need %d bytes, have %d", 2*len(dst), len(b))
 	}
-	for i := range dst {
-		h := binary.LittleEndian.Uint16(b[2*i:])
-		if h&0x7c00 == 0x7c00 {
-			return nil, fmt.Errorf("fp16 value %d: %w", i, errNonFinite)
+	err := chunks(len(dst), 1, func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			h := binary.LittleEndian.Uint16(b[2*i:])
+			if h&0x7c00 == 0x7c00 {
+				return fmt.Errorf("fp16 value %d: %w", i, errNonFinite)
+			}
+			dst[i] = fromHalf(h)
 		}
-		dst[i] = fromHalf(h)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return b[2*len(dst):], nil
 }
@@ -136,54 +198,66 @@ const int8Block = 256
 const maxInt8Scale = math.MaxFloat32 / 127
 
 // int8Values stores each block of int8Block values as a float32 scale
-// (max |v| / 127) followed by the values rounded to int8 multiples of it.
+// (max |v| / 127) followed by the values rounded to int8 multiples of it,
+// so block b starts at byte b·(4+int8Block).
 type int8Values struct{}
 
 func (int8Values) size(n int) int { return n + 4*((n+int8Block-1)/int8Block) }
-func (int8Values) put(dst []byte, v []float32) []byte {
-	for start := 0; start < len(v); start += int8Block {
-		blk := v[start:min(start+int8Block, len(v))]
-		var mx float32
-		for _, x := range blk {
-			mx = max(mx, abs32(x))
-		}
-		scale := mx / 127
-		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(scale))
-		inv := float32(0)
-		if scale > 0 {
-			inv = 1 / scale
-		}
-		for _, x := range blk {
-			q := x * inv
-			// round half away from zero; |q| <= 127 by construction
-			if q >= 0 {
-				q += 0.5
-			} else {
-				q -= 0.5
+func (c int8Values) put(dst []byte, v []float32) []byte {
+	dst, out := grow(dst, c.size(len(v)))
+	chunks(len(v), int8Block, func(lo, hi int) error {
+		for start := lo; start < hi; start += int8Block {
+			blk := v[start:min(start+int8Block, hi)]
+			o := out[start/int8Block*(4+int8Block):]
+			var mx uint32 // max |x| compared as bits: finite magnitudes order like their bits
+			for _, x := range blk {
+				mx = max(mx, math.Float32bits(x)&^(1<<31))
 			}
-			dst = append(dst, byte(int8(max(-127, min(127, q)))))
+			scale := math.Float32frombits(mx) / 127
+			binary.LittleEndian.PutUint32(o, math.Float32bits(scale))
+			inv := float32(0)
+			if scale > 0 {
+				inv = 1 / scale
+			}
+			q := o[4 : 4+len(blk)]
+			for i, x := range blk {
+				y := x * inv
+				// Round half away from zero: add ±0.5 with y's sign, truncate.
+				half := math.Float32frombits(0x3f000000 | math.Float32bits(y)&(1<<31))
+				r := int32(y + half)
+				// |y| <= 127 up to rounding of inv; clamp in integers.
+				r = max(-127, min(127, r))
+				q[i] = byte(int8(r))
+			}
 		}
-	}
+		return nil
+	})
 	return dst
 }
 func (c int8Values) get(dst []float32, b []byte) ([]byte, error) {
 	if len(b) < c.size(len(dst)) {
 		return nil, fmt.Errorf("int8 values: need %d bytes, have %d", c.size(len(dst)), len(b))
 	}
-	for start := 0; start < len(dst); start += int8Block {
-		scale := math.Float32frombits(binary.LittleEndian.Uint32(b))
-		// A scale above maxInt8Scale would turn ±127 into ±Inf.
-		if !(scale >= 0 && scale <= maxInt8Scale) {
-			return nil, fmt.Errorf("int8 block at %d: scale %v is not in [0, %v]", start, scale, float32(maxInt8Scale))
+	err := chunks(len(dst), int8Block, func(lo, hi int) error {
+		for start := lo; start < hi; start += int8Block {
+			o := b[start/int8Block*(4+int8Block):]
+			scale := math.Float32frombits(binary.LittleEndian.Uint32(o))
+			// A scale above maxInt8Scale would turn ±127 into ±Inf.
+			if !(scale >= 0 && scale <= maxInt8Scale) {
+				return fmt.Errorf("int8 block at %d: scale %v is not in [0, %v]", start, scale, float32(maxInt8Scale))
+			}
+			blk := dst[start:min(start+int8Block, hi)]
+			q := o[4 : 4+len(blk)]
+			for i, x := range q {
+				blk[i] = float32(int8(x)) * scale
+			}
 		}
-		b = b[4:]
-		blk := dst[start:min(start+int8Block, len(dst))]
-		for i := range blk {
-			blk[i] = float32(int8(b[i])) * scale
-		}
-		b = b[len(blk):]
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return b, nil
+	return b[c.size(len(dst)):], nil
 }
 
 // denseCodec encodes every coordinate with a value codec.

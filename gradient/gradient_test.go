@@ -3,6 +3,7 @@ package gradient
 import (
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -258,5 +259,40 @@ func TestDensityWarmup(t *testing.T) {
 	}
 	if d := DensityWarmup(0.25, 0.01, 4, 9); d != 0.01 {
 		t.Fatal(d)
+	}
+}
+
+// TestParallelCodingIsIndependentOfCores: large vectors are encoded and
+// decoded in pieces, one per core; the bytes and the values must not depend
+// on how many cores there are, and a bad value in the last piece is caught.
+func TestParallelCodingIsIndependentOfCores(t *testing.T) {
+	v := randVec(6, 3*parallelMin+12345) // not a multiple of the int8 block
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, name := range Names() {
+		c, _ := NewCodec(name, 0.01)
+		var msgs [][]byte
+		var outs [][]float32
+		for _, procs := range []int{1, 3} {
+			runtime.GOMAXPROCS(procs)
+			msg, err := Marshal(c, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := make([]float32, len(v))
+			if _, err := UnmarshalInto(out, msg, Limits{}); err != nil {
+				t.Fatalf("%s with %d cores: %v", name, procs, err)
+			}
+			msgs, outs = append(msgs, msg), append(outs, out)
+		}
+		if !slices.Equal(msgs[0], msgs[1]) || !slices.Equal(outs[0], outs[1]) {
+			t.Fatalf("%s: 1 and 3 cores disagree", name)
+		}
+	}
+	// A NaN near the end of a dense fp32 payload, in the last core's piece.
+	c, _ := NewCodec(Dense, 1)
+	b, _ := c.Encode(nil, v)
+	binary.LittleEndian.PutUint32(b[len(b)-8:], 0x7fc00000)
+	if err := c.Decode(make([]float32, len(v)), b); err == nil || !strings.Contains(err.Error(), fmt.Sprint(len(v)-2)) {
+		t.Fatalf("NaN in the last piece: %v", err)
 	}
 }
