@@ -296,3 +296,37 @@ func TestParallelCodingIsIndependentOfCores(t *testing.T) {
 		t.Fatalf("NaN in the last piece: %v", err)
 	}
 }
+
+// TestMomentumCorrectionClearsSentCoordinates: with DGC momentum correction
+// the compressed vector is u + e with u = m·u + delta, and both the residual
+// and the momentum are cleared where a coordinate was sent.
+func TestMomentumCorrectionClearsSentCoordinates(t *testing.T) {
+	c, _ := NewCodec(TopK, 0.1)
+	n := 1000
+	ef := NewErrorFeedback(n, 0.9)
+	dec := make([]float32, n)
+	for round := 0; round < 3; round++ {
+		delta := randVec(uint64(40+round), n)
+		msg, err := ef.Compress(c, delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := UnmarshalInto(dec, msg, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		sent := 0
+		for i, d := range dec {
+			if d != 0 {
+				sent++
+				if ef.Residual()[i] != 0 || ef.momentum[i] != 0 {
+					t.Fatalf("round %d: coordinate %d sent but residual %v momentum %v", round, i, ef.Residual()[i], ef.momentum[i])
+				}
+			} else if ef.momentum[i] == 0 {
+				t.Fatalf("round %d: unsent coordinate %d lost its momentum", round, i)
+			}
+		}
+		if sent != 100 {
+			t.Fatalf("round %d: sent %d, want 100", round, sent)
+		}
+	}
+}
