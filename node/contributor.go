@@ -94,15 +94,14 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 	if err != nil {
 		return fmt.Errorf("swarm manifest: coordinator %q: %w", manifest.Coordinator, err)
 	}
-	spec := modelSpec(sc)
+	spec := ModelSpec(sc)
 	model, err := train.New(spec, sc.Train.BatchSize, sc.Seed, train.WithDevice(cfg.Device))
 	if err != nil {
 		return err
 	}
 	defer model.Close()
 	n := model.NumParams()
-	opt, err := train.NewOptimizer(train.OptimizerSpec{Name: sc.Train.InnerOptimizer.Name, LR: sc.Train.InnerOptimizer.LR, Momentum: sc.Train.InnerOptimizer.Momentum,
-		Beta1: sc.Train.InnerOptimizer.Beta1, Beta2: sc.Train.InnerOptimizer.Beta2, Eps: sc.Train.InnerOptimizer.Eps, WeightDecay: sc.Train.InnerOptimizer.WeightDecay}, n)
+	opt, err := train.NewOptimizer(OptimizerSpec(sc.Train.InnerOptimizer), n)
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sc := cfg.Swarm
-	c := &Coordinator{cfg: cfg, sc: sc, spec: modelSpec(sc), byRound: map[int64]cid.Cid{}, scores: map[string]*record.PeerScore{}, metrics: newMetrics()}
+	c := &Coordinator{cfg: cfg, sc: sc, spec: ModelSpec(sc), byRound: map[int64]cid.Cid{}, scores: map[string]*record.PeerScore{}, metrics: newMetrics()}
 	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, sc.Network.MaxMessageBytes, cfg.Log, c.appScore)
 	if err != nil {
 		return err

@@ -12,8 +12,14 @@ import (
 	"github.com/swarmtrain/swarmtrain/train"
 )
 
-func modelSpec(c *config.Swarm) train.ModelSpec {
+// ModelSpec is the train package's view of the config's model.
+func ModelSpec(c *config.Swarm) train.ModelSpec {
 	return train.ModelSpec{Kind: c.Model.Kind, Hidden: c.Model.Hidden, Channels: c.Model.Channels, Dense: c.Model.Dense}
+}
+
+// OptimizerSpec is the train package's view of a config optimizer.
+func OptimizerSpec(o config.Optimizer) train.OptimizerSpec {
+	return train.OptimizerSpec{Name: o.Name, LR: o.LR, Momentum: o.Momentum, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}
 }
 
 // checkpointFile encodes a flat parameter vector as a safetensors file with

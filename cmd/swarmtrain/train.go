@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/node"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
@@ -39,12 +40,12 @@ a swarm with the same sample budget is compared with.`,
 			if limit > 0 {
 				trainSet, testSet = trainSet.Head(limit), testSet.Head(limit)
 			}
-			m, err := train.New(modelSpec(cfg), cfg.Train.BatchSize, cfg.Seed, train.WithDevice(dev))
+			m, err := train.New(node.ModelSpec(cfg), cfg.Train.BatchSize, cfg.Seed, train.WithDevice(dev))
 			if err != nil {
 				return err
 			}
 			defer m.Close()
-			opt, err := train.NewOptimizer(optimizerSpec(cfg.Train.InnerOptimizer), m.NumParams())
+			opt, err := train.NewOptimizer(node.OptimizerSpec(cfg.Train.InnerOptimizer), m.NumParams())
 			if err != nil {
 				return fmt.Errorf("train.inner_optimizer.%w", err)
 			}
@@ -90,12 +91,4 @@ func loadConfig(path, dataDir string) (*config.Swarm, error) {
 		cfg.Data.Dir = dataDir
 	}
 	return cfg, nil
-}
-
-func modelSpec(cfg *config.Swarm) train.ModelSpec {
-	return train.ModelSpec{Kind: cfg.Model.Kind, Hidden: cfg.Model.Hidden, Channels: cfg.Model.Channels, Dense: cfg.Model.Dense}
-}
-
-func optimizerSpec(o config.Optimizer) train.OptimizerSpec {
-	return train.OptimizerSpec{Name: o.Name, LR: o.LR, Momentum: o.Momentum, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}
 }
