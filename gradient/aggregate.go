@@ -29,7 +29,7 @@ type Result struct {
 	Used []string
 	// Excluded lists the IDs left out because their vectors held NaN or Inf.
 	Excluded []string
-	// ClipNorm is the median norm updates were clipped to (clip-mean only).
+	// ClipNorm is the median norm updates were clipped to (0 for mean).
 	ClipNorm float64
 }
 
@@ -41,13 +41,16 @@ type Result struct {
 // infinite weight is an error naming the update's ID (weights come from the
 // caller, not from the wire, so it is a bug rather than an attack).
 //
-//   - mean: weighted mean.
-//   - clip-mean: each update scaled down to the median L2 norm of the
-//     updates (never up), then the weighted mean: one peer can move the
-//     result by at most median/len in norm.
-//   - trimmed-mean: per coordinate, drop the floor(trim·n) lowest and highest
-//     values and average the rest (unweighted).
-//   - median: per coordinate median (mean of the middle two for even n).
+// Every rule but mean first scales each update down to the median L2 norm
+// of the updates (never up), so one peer can never move the model far:
+//
+//   - mean: weighted mean, unclipped (for experiments; not robust).
+//   - clip-mean: clipped, then the weighted mean: one peer moves the result
+//     by at most median/len in norm.
+//   - trimmed-mean: clipped, then per coordinate drop the floor(trim·n)
+//     lowest and highest values and average the rest (unweighted).
+//   - median: clipped, then the per coordinate median (mean of the middle
+//     two for even n).
 func Aggregate(rule string, updates []Update, trim float64) (Result, error) {
 	ups := slices.Clone(updates)
 	slices.SortFunc(ups, func(a, b Update) int { return cmp.Compare(a.ID, b.ID) })
@@ -77,24 +80,25 @@ func Aggregate(rule string, updates []Update, trim float64) (Result, error) {
 	}
 	n := len(ok[0].Vec)
 	res.Vec = make([]float32, n)
+	scale := make([]float64, len(ok))
+	for i := range scale {
+		scale[i] = 1
+	}
+	switch rule {
+	case ClipMean, TrimmedMean, Median:
+		norms := make([]float64, len(ok))
+		for i, u := range ok {
+			norms[i] = Norm(u.Vec)
+		}
+		res.ClipNorm = medianOf(slices.Clone(norms))
+		for i, nm := range norms {
+			if nm > res.ClipNorm {
+				scale[i] = res.ClipNorm / nm
+			}
+		}
+	}
 	switch rule {
 	case Mean, ClipMean:
-		scale := make([]float64, len(ok))
-		for i := range scale {
-			scale[i] = 1
-		}
-		if rule == ClipMean {
-			norms := make([]float64, len(ok))
-			for i, u := range ok {
-				norms[i] = Norm(u.Vec)
-			}
-			res.ClipNorm = medianOf(slices.Clone(norms))
-			for i, nm := range norms {
-				if nm > res.ClipNorm {
-					scale[i] = res.ClipNorm / nm
-				}
-			}
-		}
 		var wsum float64
 		w := make([]float64, len(ok))
 		for i, u := range ok {
@@ -122,7 +126,7 @@ func Aggregate(rule string, updates []Update, trim float64) (Result, error) {
 		cut := int(trim * float64(len(ok)))
 		for j := 0; j < n; j++ {
 			for i, u := range ok {
-				col[i] = float64(u.Vec[j])
+				col[i] = scale[i] * float64(u.Vec[j])
 			}
 			if rule == Median {
 				res.Vec[j] = float32(medianOf(col))

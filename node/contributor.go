@@ -36,6 +36,17 @@ type ContributorConfig struct {
 	// Applied is called after each round record is applied, with whether
 	// the locally replayed model matched the record's model CID.
 	Applied func(round int64, model cid.Cid, matched bool)
+
+	// adversary, set only by tests in this package, makes the contributor
+	// cheat; it is not a mode users can reach.
+	adversary adversary
+}
+
+// adversary replaces what a contributor announces for a round. honest is
+// the signed honest contribution, c and payload what it holds, delta the
+// local update before compression. It returns the messages to publish.
+type adversary interface {
+	announce(ctx context.Context, k *contributor, c *record.Contribution, payload []byte, delta []float32) ([][]byte, error)
 }
 
 // contributorState is what a contributor mirrors of the swarm.
@@ -117,8 +128,8 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 
 	k := &contributor{base: b, cfg: cfg, sc: sc, spec: spec, manifest: manifest, coordinator: coordinator, model: model, opt: opt, codec: codec, outer: outer, ef: ef,
 		payloads: map[int64]map[cid.Cid][]byte{}}
-	k.gate = newRoundGate(cfg.SwarmID)
-	ctopic, err := b.net.JoinTopic(p2p.TopicName(cfg.SwarmID, topicContributions), k.gate.validate)
+	k.gate = newRoundGate(cfg.SwarmID, n)
+	ctopic, err := b.net.JoinTopic(p2p.TopicName(cfg.SwarmID, topicContributions), k.validateContribution)
 	if err != nil {
 		return err
 	}
@@ -161,7 +172,7 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 		}
 	}()
 	for st.round < int64(sc.Train.Rounds) {
-		k.gate.open(st.round, st.base)
+		k.gate.open(st.round, st.base, st.seed)
 		if err := k.work(ctx, ctopic, st); err != nil {
 			return err
 		}
@@ -221,6 +232,15 @@ type contributor struct {
 	// payloads seen on the contributions topic, by round: a fast peer's
 	// contribution to the next round can arrive before this round's record.
 	payloads map[int64]map[cid.Cid][]byte
+}
+
+// validateContribution is tier 0 (roundGate.validate); a test adversary's
+// own messages skip it, so that it can send what tier 0 exists to stop.
+func (k *contributor) validateContribution(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	if k.cfg.adversary != nil && from == k.id {
+		return pubsub.ValidationAccept
+	}
+	return k.gate.validate(ctx, from, m)
 }
 
 // validateRecord accepts round records signed by the swarm's coordinator only.
@@ -348,7 +368,7 @@ func (k *contributor) work(ctx context.Context, topic *pubsub.Topic, st contribu
 		return err
 	}
 	c := &record.Contribution{Swarm: k.cfg.SwarmID, Round: st.round, Peer: k.id.String(), Base: st.base, Payload: pc, Codec: k.codec.Name(),
-		PayloadBytes: int64(len(payload)), Samples: int64(stats.Samples), Loss: stats.MeanLoss, Created: time.Now().UnixMilli()}
+		PayloadBytes: int64(len(payload)), Samples: int64(stats.Samples), Loss: stats.MeanLoss, Created: time.Now().UnixMilli(), Seed: &st.seed}
 	if len(payload) <= sc.Compression.InlineMaxBytes {
 		c.Inline = &payload
 	}
@@ -358,8 +378,19 @@ func (k *contributor) work(ctx context.Context, topic *pubsub.Topic, st contribu
 	}
 	k.keepPayload(st.round, pc, payload)
 	fmt.Fprintf(k.cfg.Out, "round %3d  %d steps on %d samples  loss %.4f  sent %d bytes\n", st.round, stats.Steps, shard.N, stats.MeanLoss, len(blk.RawData()))
-	k.lastAnnounce = blk.RawData()
-	return p2p.Publish(ctx, topic, blk.RawData())
+	msgs := [][]byte{blk.RawData()}
+	if k.cfg.adversary != nil {
+		if msgs, err = k.cfg.adversary.announce(ctx, k, c, payload, delta); err != nil || len(msgs) == 0 {
+			return err
+		}
+	}
+	k.lastAnnounce = msgs[0]
+	for _, m := range msgs {
+		if err := p2p.Publish(ctx, topic, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply replays a round record: the accepted payloads, aggregated with the

@@ -23,6 +23,7 @@ import (
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 // Heads the coordinator keeps durably in its store.
@@ -35,9 +36,12 @@ const (
 type CoordinatorConfig struct {
 	Swarm   *config.Swarm
 	DataDir string
-	Test    *data.Set // held-out set for per-round accuracy; nil skips evaluation
-	Out     io.Writer // per-round progress lines
-	Log     *slog.Logger
+	Test    *data.Set // held-out set for per-round accuracy and tier 2; nil skips both
+	// Train is the training set contributors draw their shards from; tier
+	// 2 evaluates sampled updates on their shards. nil skips tier 2.
+	Train *data.Set
+	Out   io.Writer // per-round progress lines
+	Log   *slog.Logger
 	// Ready is called once the swarm is up, with its ID, the addresses
 	// contributors can bootstrap from and the HTTP API's address ("" if off).
 	Ready func(swarmID string, addrs []string, api string)
@@ -79,20 +83,24 @@ type Coordinator struct {
 	// early holds contributions for a round not yet open, in arrival order.
 	early []*pubsub.Message
 
+	// history maps every payload CID in the ledger to the round it first
+	// appeared in: tier 1's replay check.
+	history map[cid.Cid]int64
+	scoring verify.ScoreParams
+
 	mu      sync.Mutex
 	head    Head
 	byRound map[int64]cid.Cid
 	scores  map[string]*record.PeerScore
 }
 
-// contribution is one received, decoded contribution.
-type contribution struct {
+// received is one contribution as collected, in arrival order.
+type received struct {
 	rec     *record.Contribution
 	block   blocks.Block
-	vec     []float32
-	reason  string // non-empty: rejected
-	norm    float64
-	payload int
+	payload []byte // nil: could not be fetched
+	// fault and evidence carry a proven tier-0 fault (from the gate).
+	fault, evidence string
 }
 
 // RunCoordinator starts (or resumes, from cfg.DataDir) a swarm and runs its
@@ -109,7 +117,8 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sc := cfg.Swarm
-	c := &Coordinator{cfg: cfg, sc: sc, spec: ModelSpec(sc), byRound: map[int64]cid.Cid{}, scores: map[string]*record.PeerScore{}, metrics: newMetrics()}
+	c := &Coordinator{cfg: cfg, sc: sc, spec: ModelSpec(sc), byRound: map[int64]cid.Cid{}, scores: map[string]*record.PeerScore{}, metrics: newMetrics(),
+		history: map[cid.Cid]int64{}, scoring: verify.DefaultScoreParams()}
 	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, sc.Network.MaxMessageBytes, cfg.Log, c.appScore)
 	if err != nil {
 		return err
@@ -131,7 +140,7 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
 	if err != nil {
 		return err
 	}
-	c.gate = newRoundGate(c.swarmID)
+	c.gate = newRoundGate(c.swarmID, n)
 	contribTopic, err := c.net.JoinTopic(p2p.TopicName(c.swarmID, topicContributions), c.gate.validate)
 	if err != nil {
 		return err
@@ -175,8 +184,8 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
 	}()
 
 	for r := start; r < int64(sc.Train.Rounds); r++ {
-		c.gate.open(r, baseCID)
-		got, err := c.collect(ctx, r, baseCID, n, incoming)
+		c.gate.open(r, baseCID, seed)
+		got, err := c.collect(ctx, r, incoming)
 		if err != nil {
 			return err
 		}
@@ -281,6 +290,9 @@ func (c *Coordinator) restore(ctx context.Context, model train.Model, outer *gra
 			last = rec
 		}
 		c.byRound[rec.Round] = *at
+		for _, e := range rec.Entries {
+			c.history[e.Payload] = rec.Round // walking back: the earliest round wins
+		}
 		at = rec.Prev
 	}
 	for _, s := range last.Scores {
@@ -311,31 +323,30 @@ func (c *Coordinator) currentHead() Head {
 	return h
 }
 
-// appScore feeds verification into gossipsub: each rejected contribution
-// costs 100, so proven cheats lose the mesh (see p2p.ScoreParams).
+// faultPenalty is what one proven fault costs in gossipsub's
+// application-specific score: one puts a peer at the gossip threshold, three
+// at the graylist threshold (see p2p.ScoreParams), where its messages are no
+// longer even read. Only proven faults count, so an honest peer that is slow,
+// stale or unreachable never loses the mesh.
+const faultPenalty = 100
+
+// appScore feeds verification into gossipsub.
 func (c *Coordinator) appScore(p peer.ID) float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.scores[p.String()]; ok {
-		return -100 * float64(s.Rejected)
+		return -faultPenalty * float64(verify.ProvenFaults(*s))
 	}
 	return 0
 }
 
-// collect gathers round r's contributions until the quorum is in or the
-// deadline passes with at least min_contributions; without them it keeps
-// waiting, a deadline at a time: a round never seals empty.
-func (c *Coordinator) collect(ctx context.Context, r int64, baseCID cid.Cid, n int, incoming <-chan *pubsub.Message) (map[string]*contribution, error) {
-	got := map[string]*contribution{}
-	accepted := func() int {
-		k := 0
-		for _, g := range got {
-			if g.reason == "" {
-				k++
-			}
-		}
-		return k
-	}
+// collect gathers round r's contributions, in arrival order, until quorum
+// peers have sent one or the deadline passes with at least
+// min_contributions; without them it keeps waiting, a deadline at a time: a
+// round never seals empty. Payloads not carried inline are fetched here.
+func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pubsub.Message) ([]*received, error) {
+	var got []*received
+	from := map[string]bool{}
 	// take handles one message; it reports whether the quorum is in.
 	take := func(m *pubsub.Message) bool {
 		rec, _, err := record.Open[record.Contribution](m.Data)
@@ -346,14 +357,15 @@ func (c *Coordinator) collect(ctx context.Context, r int64, baseCID cid.Cid, n i
 			c.early = append(c.early, m)
 			return false
 		}
-		if _, dup := got[rec.Peer]; dup {
-			return false
+		if from[rec.Peer] {
+			return false // a re-announcement; a different one is the gate's equivocation
 		}
+		from[rec.Peer] = true
 		blk, _ := recordBlock(m.Data)
 		_ = c.store.Put(ctx, blk)
-		got[rec.Peer] = c.check(ctx, rec, blk, baseCID, n)
+		got = append(got, &received{rec: rec, block: blk, payload: c.fetchPayload(ctx, rec)})
 		c.metrics.bytesIn.Add(float64(len(m.Data)))
-		return accepted() >= c.sc.Round.Quorum
+		return len(got) >= c.sc.Round.Quorum
 	}
 	early := c.early
 	c.early = nil
@@ -369,10 +381,10 @@ func (c *Coordinator) collect(ctx context.Context, r int64, baseCID cid.Cid, n i
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-deadline.C:
-			if accepted() >= c.sc.Round.MinContributions {
+			if len(got) >= c.sc.Round.MinContributions {
 				return got, nil
 			}
-			c.log.Info("round deadline passed without enough contributions; waiting", "round", r, "have", accepted())
+			c.log.Info("round deadline passed without enough contributions; waiting", "round", r, "have", len(got))
 			deadline.Reset(c.sc.Round.Deadline.D())
 		case m, ok := <-incoming:
 			if !ok {
@@ -385,85 +397,91 @@ func (c *Coordinator) collect(ctx context.Context, r int64, baseCID cid.Cid, n i
 	}
 }
 
-// check runs tier 1 on one contribution: payload present and matching its
-// CID, decodes under the model's limits, finite, not stale.
-func (c *Coordinator) check(ctx context.Context, rec *record.Contribution, blk blocks.Block, baseCID cid.Cid, n int) *contribution {
-	ct := &contribution{rec: rec, block: blk}
-	if !rec.Base.Equals(baseCID) {
-		ct.reason = "stale: base model is not the round's"
-		return ct
-	}
-	var payload []byte
+// fetchPayload returns a contribution's payload, from the message or by CID
+// from the swarm, and keeps it as a block so peers and observers can fetch
+// and recheck it. nil means it could not be had within a deadline.
+func (c *Coordinator) fetchPayload(ctx context.Context, rec *record.Contribution) []byte {
 	if rec.Inline != nil {
-		payload = *rec.Inline
-	} else {
-		fctx, cancel := context.WithTimeout(ctx, c.sc.Round.Deadline.D())
-		pb, err := c.ex.Get(fctx, rec.Payload)
-		cancel()
-		if err != nil {
-			ct.reason = "payload unavailable: " + err.Error()
-			return ct
+		if pb, err := blocks.NewBlockWithCid(*rec.Inline, rec.Payload); err == nil {
+			if pc, err := payloadCID(*rec.Inline); err == nil && pc.Equals(rec.Payload) {
+				_ = c.store.Put(ctx, pb)
+			}
 		}
-		payload = pb.RawData()
+		return *rec.Inline
 	}
-	if pc, err := payloadCID(payload); err != nil || !pc.Equals(rec.Payload) {
-		ct.reason = "payload does not match its CID"
-		return ct
+	fctx, cancel := context.WithTimeout(ctx, c.sc.Round.Deadline.D())
+	defer cancel()
+	pb, err := c.ex.Get(fctx, rec.Payload)
+	if err != nil {
+		c.log.Info("payload unavailable", "peer", rec.Peer, "payload", rec.Payload, "err", err)
+		return nil
 	}
-	if rec.Inline != nil {
-		// Keep it, so peers that missed the message can fetch it by CID.
-		pb, _ := blocks.NewBlockWithCid(payload, rec.Payload)
-		_ = c.store.Put(ctx, pb)
-	}
-	ct.payload = len(payload)
-	vec := make([]float32, n)
-	if _, err := gradient.UnmarshalInto(vec, payload, gradient.Limits{MaxBytes: gradient.HeaderSize + 8*n}); err != nil {
-		ct.reason = "malformed payload: " + err.Error()
-		return ct
-	}
-	ct.vec, ct.norm = vec, gradient.Norm(vec)
-	return ct
+	return pb.RawData()
 }
 
-// maxNormRatio rejects an update whose norm exceeds this multiple of the
-// round's median: far outside honest variation, and clipping alone would
-// still let it steer the direction.
-const maxNormRatio = 10
+// withFaults adds the gate's proven tier-0 faults of round r to what was
+// collected: a faulty peer's collected contribution takes the fault as its
+// verdict; a peer whose every message was rejected gets an entry for the
+// first faulty one. The evidence blocks are stored for rechecks.
+func (c *Coordinator) withFaults(ctx context.Context, r int64, got []*received) []*received {
+	for _, f := range c.gate.takeFaults(r) {
+		for _, raw := range f.blocks {
+			if blk, err := recordBlock(raw); err == nil {
+				_ = c.store.Put(ctx, blk)
+			}
+		}
+		i := slices.IndexFunc(got, func(g *received) bool { return g.rec.Peer == f.peer })
+		if i < 0 {
+			rec, _, err := record.Open[record.Contribution](f.blocks[0])
+			blk, berr := recordBlock(f.blocks[0])
+			if err != nil || berr != nil {
+				continue
+			}
+			got = append(got, &received{rec: rec, block: blk})
+			i = len(got) - 1
+		}
+		got[i].fault, got[i].evidence = f.reason, f.evidence
+	}
+	return got
+}
 
 type nextRound struct {
 	seed  int64
 	model cid.Cid
 }
 
-func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, model train.Model, outer *gradient.Outer, got map[string]*contribution) (RoundSummary, nextRound, error) {
-	peers := slices.Sorted(mapsKeys(got))
-	var norms []float64
-	for _, p := range peers {
-		if got[p].reason == "" {
-			norms = append(norms, got[p].norm)
-		}
+// seal checks the round's contributions (tier 1 over all, tier 2 over a
+// sample), aggregates the accepted ones into the model, scores every
+// contributor and writes, signs, stores and publishes the round record.
+func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, model train.Model, outer *gradient.Outer, got []*received) (RoundSummary, nextRound, error) {
+	got = c.withFaults(ctx, r, got)
+	cands := make([]verify.Candidate, len(got))
+	contribs := make([]cid.Cid, len(got))
+	for i, g := range got {
+		cands[i] = verify.Candidate{Contribution: g.rec, Payload: g.payload, Fault: g.fault, Evidence: g.evidence}
+		contribs[i] = g.block.Cid()
 	}
-	if len(norms) > 0 {
-		med := median(norms)
-		for _, p := range peers {
-			if g := got[p]; g.reason == "" && med > 0 && g.norm > maxNormRatio*med {
-				g.reason = fmt.Sprintf("norm %.4g over %dx the round's median %.4g", g.norm, maxNormRatio, med)
-			}
-		}
+	n := model.NumParams()
+	verdicts, err := verify.CheckRound(verify.DefaultTier1Params(), verify.RoundContext{Round: r, Base: baseCID, Seed: seed, Elems: n, History: c.history}, cands)
+	if err != nil {
+		return RoundSummary{}, nextRound{}, err
+	}
+	tier2, sampleSeed, sampleSize, err := c.tier2(seed, model, got, verdicts, contribs)
+	if err != nil {
+		return RoundSummary{}, nextRound{}, err
 	}
 	var ups []gradient.Update
 	sum := RoundSummary{Round: r}
 	var lossSum float64
-	for _, p := range peers {
-		g := got[p]
-		sum.BytesIn += g.payload
-		if g.reason != "" {
+	for i, g := range got {
+		sum.BytesIn += len(g.payload)
+		if !verdicts[i].Accepted() {
 			sum.Rejected++
 			continue
 		}
 		sum.Accepted++
 		lossSum += g.rec.Loss
-		ups = append(ups, gradient.Update{ID: p, Vec: g.vec, Weight: float64(g.rec.Samples)})
+		ups = append(ups, gradient.Update{ID: g.rec.Peer, Vec: verdicts[i].Vec, Weight: float64(g.rec.Samples)})
 	}
 	if len(ups) > 0 {
 		sum.MeanLoss = lossSum / float64(len(ups))
@@ -492,29 +510,33 @@ func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, 
 		return sum, nextRound{}, err
 	}
 	c.mu.Lock()
-	var entries []record.Entry
-	for _, p := range peers {
-		g := got[p]
+	entries := make([]record.Entry, len(got))
+	for i, g := range got {
+		v := verdicts[i]
+		p := g.rec.Peer
+		e := record.Entry{Peer: p, Contribution: g.block.Cid(), Payload: g.rec.Payload, Verdict: "accepted", Reason: v.Reason, Evidence: v.Evidence,
+			Weight: float64(g.rec.Samples), Norm: v.Norm, Loss: g.rec.Loss, Samples: g.rec.Samples}
+		if !v.Accepted() {
+			e.Verdict = "rejected"
+			c.metrics.rejected.WithLabelValues(verify.Kind(v.Reason)).Inc()
+			c.log.Info("contribution rejected", "round", r, "peer", p, "reason", v.Reason)
+		} else {
+			c.metrics.accepted.Inc()
+		}
+		if t, ok := tier2[p]; ok {
+			e.Tier2 = &t
+		}
 		ps := c.scores[p]
 		if ps == nil {
 			ps = &record.PeerScore{Peer: p}
 			c.scores[p] = ps
 		}
-		verdict, delta := "accepted", 1.0
-		if g.reason != "" {
-			verdict, delta = "rejected", -1.0
-			ps.Rejected++
-			c.metrics.rejected.WithLabelValues(reasonLabel(g.reason)).Inc()
-		} else {
-			ps.Accepted++
-			c.metrics.accepted.Inc()
+		c.scoring.Apply(ps, r, e)
+		e.Score = ps.Score
+		entries[i] = e
+		if _, seen := c.history[e.Payload]; !seen {
+			c.history[e.Payload] = r
 		}
-		// Score: an exponential moving value of +1 per accepted and -1 per
-		// rejected contribution (weight 0.2 on the newest round).
-		ps.Score = 0.8*ps.Score + 0.2*delta
-		ps.LastRound = r
-		entries = append(entries, record.Entry{Peer: p, Contribution: g.block.Cid(), Payload: g.rec.Payload, Verdict: verdict, Reason: g.reason,
-			Score: ps.Score, Weight: float64(g.rec.Samples), Norm: g.norm, Loss: g.rec.Loss, Samples: g.rec.Samples})
 	}
 	var scores []record.PeerScore
 	for _, p := range slices.Sorted(mapsKeys(c.scores)) {
@@ -529,7 +551,7 @@ func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, 
 	// their next shard before this round is sealed.
 	nextSeed := int64(data.PeerSeed(uint64(seed), modelCID.String()) >> 1)
 	rec := &record.RoundRecord{Swarm: c.swarmID, Round: r, Prev: prev, Seed: nextSeed, Base: baseCID, Model: modelCID, OuterState: &stateCID,
-		Entries: entries, Scores: scores, Sealed: time.Now().UnixMilli()}
+		Entries: entries, Scores: scores, Sealed: time.Now().UnixMilli(), SampleSeed: sampleSeed, SampleSize: sampleSize}
 	blk, err := record.Sign(c.key, rec)
 	if err != nil {
 		return sum, nextRound{}, err
@@ -548,7 +570,7 @@ func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, 
 	c.mu.Unlock()
 	// Open the next round before anyone can learn of this record, so no
 	// early contribution to it is turned away.
-	c.gate.open(r+1, modelCID)
+	c.gate.open(r+1, modelCID, nextSeed)
 	if err := p2p.Publish(ctx, c.rounds, blk.RawData()); err != nil {
 		c.log.Warn("publishing round record", "round", r, "err", err)
 	}
@@ -556,13 +578,47 @@ func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, 
 	return sum, nextRound{seed: nextSeed, model: modelCID}, nil
 }
 
-func reasonLabel(reason string) string {
-	for i, ch := range reason {
-		if ch == ':' || ch == ' ' {
-			return reason[:i]
+// tier2 draws the round's tier-2 sample from the accepted contributions,
+// with a seed fixed by every contribution received (verify.SampleSeed), and
+// evaluates each sampled update on its contributor's shard, a random shard
+// and held-out data. It needs the training and test sets; without them, or
+// with verify.tier2_sample 0, it checks nothing and records no sample.
+func (c *Coordinator) tier2(seed int64, model train.Model, got []*received, verdicts []verify.Verdict, contribs []cid.Cid) (map[string]record.Tier2, *int64, *int64, error) {
+	k := c.sc.Verify.Tier2Sample
+	if k == 0 || c.cfg.Train == nil || c.cfg.Test == nil {
+		return nil, nil, nil, nil
+	}
+	var accepted []string
+	vec := map[string][]float32{}
+	for i, g := range got {
+		if verdicts[i].Accepted() {
+			accepted = append(accepted, g.rec.Peer)
+			vec[g.rec.Peer] = verdicts[i].Vec
 		}
 	}
-	return reason
+	sampleSeed, size := verify.SampleSeed(seed, contribs), int64(k)
+	out := map[string]record.Tier2{}
+	sample := verify.Sample(sampleSeed, accepted, k)
+	if len(sample) == 0 {
+		return out, &sampleSeed, &size, nil
+	}
+	start := time.Now()
+	shard := c.sc.Train.ShardSize
+	random, held := verify.Tier2Sets(sampleSeed, c.cfg.Train, c.cfg.Test, shard)
+	checker, err := verify.NewTier2Checker(model, model.Params(), random, held)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, p := range sample {
+		own := c.cfg.Train.Subset(data.Assign(uint64(seed), p, c.cfg.Train.N, shard))
+		t, err := checker.Check(own, vec[p])
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		out[p] = t
+	}
+	c.metrics.tier2Seconds.Observe(time.Since(start).Seconds() / float64(len(sample)))
+	return out, &sampleSeed, &size, nil
 }
 
 func mapsKeys[V any](m map[string]V) func(func(string) bool) {

@@ -10,9 +10,9 @@ import (
 	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 // Topic kinds of a swarm.
@@ -22,33 +22,54 @@ const (
 )
 
 // payloadCID is the CID of an encoded update: a raw block.
-func payloadCID(b []byte) (cid.Cid, error) {
-	return cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum(b)
-}
+func payloadCID(b []byte) (cid.Cid, error) { return verify.PayloadCID(b) }
 
-// roundGate is what tier 0 checks a contribution against: the swarm, the
-// round now open and its base model, and the manifests already seen this
+// roundGate is tier 0: what every node checks a contribution against on
+// every gossip hop — the swarm, the round now open with its base model and
+// shard seed, the model's size, and the contributions already seen this
 // round (for equivocation).
 type roundGate struct {
-	swarm string
-	round atomic.Int64
-	base  atomic.Pointer[cid.Cid]
+	swarm   string
+	elems   int // the model's parameter count: bounds a payload's size
+	round   atomic.Int64
+	current atomic.Pointer[openRound]
 
 	mu   sync.Mutex
-	seen map[string]cid.Cid // "round/peer" -> contribution block CID, for the open and next rounds
-	// equivocations keeps both blocks of each proven equivocation as evidence.
-	equivocations map[string][2]cid.Cid
+	seen map[string]seenContribution // "round/peer" -> first contribution, for the open and next rounds
+	// faults holds, by round, the attributable tier-0 faults proven by
+	// signed blocks: the coordinator writes them into the round's record.
+	faults map[int64][]gateFault
 }
 
-func newRoundGate(swarm string) *roundGate {
-	return &roundGate{swarm: swarm, seen: map[string]cid.Cid{}, equivocations: map[string][2]cid.Cid{}}
+type openRound struct {
+	base cid.Cid
+	seed int64
 }
 
-func (g *roundGate) open(round int64, base cid.Cid) {
+type seenContribution struct {
+	cid cid.Cid
+	raw []byte
+}
+
+// gateFault is a proven tier-0 fault of one peer in one round.
+type gateFault struct {
+	peer     string
+	reason   string
+	evidence string
+	blocks   [][]byte // the signed contribution blocks that prove it
+}
+
+func newRoundGate(swarm string, elems int) *roundGate {
+	return &roundGate{swarm: swarm, elems: elems, seen: map[string]seenContribution{}, faults: map[int64][]gateFault{}}
+}
+
+// open makes round current, built on base with shards drawn with seed, and
+// forgets what it saw of earlier rounds.
+func (g *roundGate) open(round int64, base cid.Cid, seed int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.current.Store(&openRound{base: base, seed: seed})
 	g.round.Store(round)
-	g.base.Store(&base)
 	for k := range g.seen {
 		var r int64
 		fmt.Sscanf(k, "%d/", &r)
@@ -56,15 +77,41 @@ func (g *roundGate) open(round int64, base cid.Cid) {
 			delete(g.seen, k)
 		}
 	}
+	for r := range g.faults {
+		if r < round {
+			delete(g.faults, r)
+		}
+	}
+}
+
+// takeFaults returns and forgets round's faults, one per peer.
+func (g *roundGate) takeFaults(round int64) []gateFault {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.faults[round]
+	delete(g.faults, round)
+	return f
+}
+
+// fault records a proven fault, the first per peer and round.
+func (g *roundGate) fault(round int64, f gateFault) {
+	for _, have := range g.faults[round] {
+		if have.peer == f.peer {
+			return
+		}
+	}
+	g.faults[round] = append(g.faults[round], f)
 }
 
 // validate is the contributions topic's validator (tier 0). It rejects only
 // what is provably invalid — undecodable, badly signed, signed by someone
-// other than the gossip author, another swarm, equivocation — and ignores
-// what may be honest lateness (an old round, another base). Contributions
-// for the next round pass too: a fast contributor may finish its next
-// round's work before a slower peer has applied the record that opened it.
-func (g *roundGate) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+// other than the gossip author, another swarm, a payload over any encoding's
+// size or not matching its CID, a shard seed not the round's, equivocation —
+// and ignores what may be honest lateness (an old round, another base).
+// Contributions for the next round pass too: a fast contributor may finish
+// its next round's work before a slower peer has applied the record that
+// opened it. Faults signed by their author are kept as evidence.
+func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 	c, signer, err := record.Open[record.Contribution](m.Data)
 	if err != nil {
 		return pubsub.ValidationReject
@@ -77,28 +124,57 @@ func (g *roundGate) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pu
 	if c.Round != cur && c.Round != cur+1 {
 		return pubsub.ValidationIgnore
 	}
-	if b := g.base.Load(); c.Round == cur && (b == nil || !c.Base.Equals(*b)) {
+	op := g.current.Load()
+	if c.Round == cur && (op == nil || !c.Base.Equals(op.base)) {
 		return pubsub.ValidationIgnore
-	}
-	if c.Inline != nil {
-		pc, err := payloadCID(*c.Inline)
-		if err != nil || !pc.Equals(c.Payload) {
-			return pubsub.ValidationReject
-		}
 	}
 	blk, err := recordBlock(m.Data)
 	if err != nil {
 		return pubsub.ValidationReject
 	}
+	proven := func(reason string) pubsub.ValidationResult {
+		g.mu.Lock()
+		g.fault(c.Round, gateFault{peer: c.Peer, reason: reason, blocks: [][]byte{m.Data}})
+		g.mu.Unlock()
+		return pubsub.ValidationReject
+	}
+	if c.Inline != nil {
+		if max := verify.MaxPayloadBytes(g.elems); len(*c.Inline) > max {
+			return proven(fmt.Sprintf("%s: %d-byte payload, no encoding of %d parameters exceeds %d", verify.ReasonOversized, len(*c.Inline), g.elems, max))
+		}
+		if pc, err := payloadCID(*c.Inline); err != nil || !pc.Equals(c.Payload) {
+			return proven(fmt.Sprintf("%s: inline payload hashes to %s, not %s", verify.ReasonPayloadCID, pc, c.Payload))
+		}
+	}
+	if c.Round == cur && (c.Seed == nil || *c.Seed != op.seed) {
+		return proven(fmt.Sprintf("%s: shard seed %s, the round's is %d", verify.ReasonShard, seedString(c.Seed), op.seed))
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	key := fmt.Sprintf("%d/%s", c.Round, c.Peer)
-	if prev, ok := g.seen[key]; ok && !prev.Equals(blk.Cid()) {
-		g.equivocations[key] = [2]cid.Cid{prev, blk.Cid()}
+	if prev, ok := g.seen[key]; ok {
+		if prev.cid.Equals(blk.Cid()) {
+			return pubsub.ValidationAccept // the same contribution again (a re-announcement)
+		}
+		g.fault(c.Round, gateFault{peer: c.Peer, blocks: [][]byte{prev.raw, m.Data},
+			reason:   fmt.Sprintf("%s: two contributions for round %d", verify.ReasonEquivocation, c.Round),
+			evidence: prev.cid.String() + " " + blk.Cid().String()})
+		if from != author {
+			// An honest peer may have forwarded the other version before
+			// seeing this one: drop without blaming it.
+			return pubsub.ValidationIgnore
+		}
 		return pubsub.ValidationReject
 	}
-	g.seen[key] = blk.Cid()
+	g.seen[key] = seenContribution{cid: blk.Cid(), raw: m.Data}
 	return pubsub.ValidationAccept
+}
+
+func seedString(s *int64) string {
+	if s == nil {
+		return "missing"
+	}
+	return fmt.Sprint(*s)
 }
 
 // recordBlock rebuilds the block of a record received as bytes.
@@ -111,8 +187,8 @@ func recordBlock(raw []byte) (blocks.Block, error) {
 }
 
 func (g *roundGate) currentBase() cid.Cid {
-	if b := g.base.Load(); b != nil {
-		return *b
+	if op := g.current.Load(); op != nil {
+		return op.base
 	}
 	return cid.Undef
 }

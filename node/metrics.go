@@ -15,6 +15,8 @@ type metrics struct {
 	bytesOut prometheus.Counter
 	sealTime prometheus.Histogram
 	accuracy prometheus.Gauge
+	// tier2Seconds is tier 2's cost per sampled contribution.
+	tier2Seconds prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -27,8 +29,10 @@ func newMetrics() *metrics {
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "swarmtrain_bytes_out_total", Help: "Contribution bytes sent."}),
 		sealTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "swarmtrain_round_seal_seconds", Help: "Time to seal a round once collection ends.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		accuracy: prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarmtrain_test_accuracy", Help: "Test accuracy after the last sealed round."}),
+		tier2Seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "swarmtrain_tier2_seconds_per_check", Help: "Tier-2 time per sampled contribution.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
-	m.reg.MustRegister(m.sealed, m.accepted, m.rejected, m.bytesIn, m.bytesOut, m.sealTime, m.accuracy)
+	m.reg.MustRegister(m.sealed, m.accepted, m.rejected, m.bytesIn, m.bytesOut, m.sealTime, m.accuracy, m.tier2Seconds)
 	return m
 }
 

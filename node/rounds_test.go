@@ -75,7 +75,7 @@ func TestRoundsOnLoopback(t *testing.T) {
 	}
 	coordErr := make(chan error, 1)
 	go func() {
-		coordErr <- RunCoordinator(ctx, CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Test: testSet.Head(1000), ExitWhenDone: true,
+		coordErr <- RunCoordinator(ctx, CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Train: trainSet, Test: testSet.Head(1000), ExitWhenDone: true,
 			Ready: func(id string, addrs []string, api string) { apiURL = api; readyc <- ready{id, addrs[0], api} },
 			RoundDone: func(s RoundSummary) {
 				if s.Round == rounds-1 {

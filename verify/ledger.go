@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ipfs/go-cid"
 
@@ -34,29 +35,43 @@ type LedgerSummary struct {
 // from the manifest's initial model. The first failure is returned, naming
 // the record.
 func Ledger(ctx context.Context, store *storage.Store) (LedgerSummary, error) {
+	s, _, _, err := walk(ctx, store)
+	return s, err
+}
+
+// sealed is one verified round record and its CID.
+type sealed struct {
+	cid cid.Cid
+	rec *record.RoundRecord
+}
+
+// walk is Ledger, also returning the manifest and the records in round order.
+func walk(ctx context.Context, store *storage.Store) (LedgerSummary, *record.SwarmManifest, []sealed, error) {
 	var s LedgerSummary
+	var chain []sealed
+	fail := func(err error) (LedgerSummary, *record.SwarmManifest, []sealed, error) { return s, nil, nil, err }
 	mc, err := store.Head(ctx, "swarm")
 	if err != nil {
-		return s, fmt.Errorf("no swarm in this data dir: %w", err)
+		return fail(fmt.Errorf("no swarm in this data dir: %w", err))
 	}
 	mb, err := store.Get(ctx, mc)
 	if err != nil {
-		return s, fmt.Errorf("swarm manifest %s: %w", mc, err)
+		return fail(fmt.Errorf("swarm manifest %s: %w", mc, err))
 	}
 	m, signer, err := record.OpenBlock[record.SwarmManifest](mb)
 	if err != nil {
-		return s, err
+		return fail(err)
 	}
 	if signer.String() != m.Coordinator {
-		return s, fmt.Errorf("swarm manifest %s: signed by %s, names %s as coordinator", mc, signer, m.Coordinator)
+		return fail(fmt.Errorf("swarm manifest %s: signed by %s, names %s as coordinator", mc, signer, m.Coordinator))
 	}
 	s.Swarm, s.Name, s.Coordinator = mc.String(), m.Name, m.Coordinator
 	head, err := store.Head(ctx, "ledger")
 	if errors.Is(err, storage.ErrNoHead) {
-		return s, nil // no round sealed yet
+		return s, m, nil, nil // no round sealed yet
 	}
 	if err != nil {
-		return s, err
+		return fail(err)
 	}
 	s.Head = head
 	peers := map[string]bool{}
@@ -65,26 +80,26 @@ func Ledger(ctx context.Context, store *storage.Store) (LedgerSummary, error) {
 		c := *at
 		b, err := store.Get(ctx, c)
 		if err != nil {
-			return s, fmt.Errorf("record %s: %w", c, err)
+			return fail(fmt.Errorf("record %s: %w", c, err))
 		}
 		rec, signer, err := record.OpenBlock[record.RoundRecord](b)
 		if err != nil {
-			return s, err
+			return fail(err)
 		}
 		where := fmt.Sprintf("record %s (round %d)", c, rec.Round)
 		switch {
 		case signer.String() != m.Coordinator:
-			return s, fmt.Errorf("%s: signed by %s, not the coordinator %s", where, signer, m.Coordinator)
+			return fail(fmt.Errorf("%s: signed by %s, not the coordinator %s", where, signer, m.Coordinator))
 		case rec.Swarm != s.Swarm:
-			return s, fmt.Errorf("%s: belongs to swarm %s", where, rec.Swarm)
+			return fail(fmt.Errorf("%s: belongs to swarm %s", where, rec.Swarm))
 		case next != nil && rec.Round != next.Round-1:
-			return s, fmt.Errorf("%s: followed by round %d", where, next.Round)
+			return fail(fmt.Errorf("%s: followed by round %d", where, next.Round))
 		case next != nil && !rec.Model.Equals(next.Base):
-			return s, fmt.Errorf("%s: its model %s is not round %d's base %s", where, rec.Model, next.Round, next.Base)
+			return fail(fmt.Errorf("%s: its model %s is not round %d's base %s", where, rec.Model, next.Round, next.Base))
 		case rec.Prev == nil && rec.Round != 0:
-			return s, fmt.Errorf("%s: has no previous record", where)
+			return fail(fmt.Errorf("%s: has no previous record", where))
 		case rec.Prev == nil && !rec.Base.Equals(m.InitialModel):
-			return s, fmt.Errorf("%s: round 0 does not start from the manifest's initial model", where)
+			return fail(fmt.Errorf("%s: round 0 does not start from the manifest's initial model", where))
 		}
 		if next == nil {
 			s.LastModel = rec.Model
@@ -98,8 +113,10 @@ func Ledger(ctx context.Context, store *storage.Store) (LedgerSummary, error) {
 			}
 		}
 		s.Rounds++
+		chain = append(chain, sealed{c, rec})
 		next, at = rec, rec.Prev
 	}
 	s.Peers = len(peers)
-	return s, nil
+	slices.Reverse(chain)
+	return s, m, chain, nil
 }

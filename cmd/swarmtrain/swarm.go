@@ -50,7 +50,7 @@ per round. Restarted on the same --data-dir it resumes after the last sealed rou
 			if len(listen) > 0 {
 				cfg.Network.Listen = listen
 			}
-			_, testSet, err := data.LoadMNIST(cfg.DataDir())
+			trainSet, testSet, err := data.LoadMNIST(cfg.DataDir())
 			if err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ per round. Restarted on the same --data-dir it resumes after the last sealed rou
 				dataDir = defaultNodeDir("coordinator")
 			}
 			return node.RunCoordinator(cmd.Context(), node.CoordinatorConfig{
-				Swarm: cfg, DataDir: dataDir, Test: testSet, Out: e.stdout, Log: e.log,
+				Swarm: cfg, DataDir: dataDir, Train: trainSet, Test: testSet, Out: e.stdout, Log: e.log,
 				Ready: func(id string, addrs []string, api string) {
 					fmt.Fprintf(e.stdout, "swarm %s (%s) started; data dir %s\n", id, cfg.Name, dataDir)
 					if api != "" {

@@ -58,6 +58,7 @@ type Contribution struct {
 	samples Int
 	loss Float
 	created Int
+	seed optional Int
 }
 
 type Entry struct {
@@ -72,6 +73,21 @@ type Entry struct {
 	norm Float
 	loss Float
 	samples Int
+	tier2 optional Tier2
+}
+
+type Tier2 struct {
+	ownBefore Float
+	ownAfter Float
+	randomBefore Float
+	randomAfter Float
+	heldBefore Float
+	heldAfter Float
+}
+
+type ReasonCount struct {
+	reason String
+	count Int
 }
 
 type PeerScore struct {
@@ -80,6 +96,7 @@ type PeerScore struct {
 	accepted Int
 	rejected Int
 	lastRound Int
+	rejections optional [ReasonCount]
 }
 
 type RoundRecord struct {
@@ -93,6 +110,8 @@ type RoundRecord struct {
 	entries [Entry]
 	scores [PeerScore]
 	sealed Int
+	sampleSeed optional Int
+	sampleSize optional Int
 }
 `
 
@@ -127,6 +146,9 @@ type Contribution struct {
 	Samples      int64
 	Loss         float64
 	Created      int64
+	// Seed is the round seed the contributor drew its shard with
+	// (data.Assign(seed, peer)); tier 0 checks it is the round's.
+	Seed *int64
 }
 
 // Entry is one contribution's fate in a round record.
@@ -142,6 +164,28 @@ type Entry struct {
 	Norm         float64
 	Loss         float64
 	Samples      int64
+	// Tier2 holds the losses behind a tier-2 check; nil when the
+	// contribution was not sampled.
+	Tier2 *Tier2
+}
+
+// Tier2 is the evidence of one tier-2 check: mean losses of the round's base
+// model before and after applying the contribution's update alone, on the
+// contributor's own shard, on a random shard of the training set and on
+// held-out data (see verify.Tier2).
+type Tier2 struct {
+	OwnBefore    float64 `json:"own_before"`
+	OwnAfter     float64 `json:"own_after"`
+	RandomBefore float64 `json:"random_before"`
+	RandomAfter  float64 `json:"random_after"`
+	HeldBefore   float64 `json:"held_before"`
+	HeldAfter    float64 `json:"held_after"`
+}
+
+// ReasonCount counts a peer's rejections of one kind (the reason's first word).
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
 }
 
 // PeerScore is a peer's standing after a round.
@@ -151,6 +195,8 @@ type PeerScore struct {
 	Accepted  int64   `json:"accepted"`
 	Rejected  int64   `json:"rejected"`
 	LastRound int64   `json:"last_round"`
+	// Rejections counts rejections by kind, sorted by kind.
+	Rejections *[]ReasonCount `json:"rejections,omitempty"`
 }
 
 // RoundRecord is the ledger entry the coordinator seals for each round.
@@ -165,6 +211,10 @@ type RoundRecord struct {
 	Entries    []Entry
 	Scores     []PeerScore
 	Sealed     int64 // unix milliseconds
+	// SampleSeed and SampleSize say how the tier-2 sample was drawn
+	// (verify.Sample); nil when tier 2 did not run.
+	SampleSeed *int64
+	SampleSize *int64
 }
 
 // typeSystem is the parsed schema: computed once, never changed.

@@ -1,0 +1,151 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
+)
+
+// SampleSeed is the seed of a round's tier-2 sample: a hash of the round's
+// seed and every contribution the round received. It is fixed only when the
+// round closes — any contribution changes it — so no contributor knows in
+// advance whether it will be checked.
+func SampleSeed(roundSeed int64, contributions []cid.Cid) int64 {
+	keys := make([]string, len(contributions))
+	for i, c := range contributions {
+		keys[i] = c.KeyString()
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	h.Write([]byte("swarmtrain/tier2/v1"))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(roundSeed))
+	h.Write(b[:])
+	for _, k := range keys {
+		h.Write([]byte(k))
+	}
+	return int64(binary.BigEndian.Uint64(h.Sum(nil)[:8]) >> 1)
+}
+
+// Sample draws k of peers (all of them when k >= len(peers)) with seed,
+// independent of the order peers are given in. The result is sorted.
+func Sample(seed int64, peers []string, k int) []string {
+	s := slices.Clone(peers)
+	slices.Sort(s)
+	if k >= len(s) {
+		return s
+	}
+	perm := data.Permutation(uint64(seed), len(s))
+	out := make([]string, 0, k)
+	for _, i := range perm[:k] {
+		out = append(out, s[i])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Tier2Sets draws the data a round's tier-2 checks use from the sample seed:
+// a random shard of the training set the size of a contributor's shard, and
+// as many held-out samples from the test set.
+func Tier2Sets(sampleSeed int64, trainSet, heldOut *data.Set, shardSize int) (random, held *data.Set) {
+	random = trainSet.Subset(data.Assign(uint64(sampleSeed), "tier2/random", trainSet.N, shardSize))
+	held = heldOut.Subset(data.Assign(uint64(sampleSeed), "tier2/held-out", heldOut.N, shardSize))
+	return random, held
+}
+
+// Tier2Checker runs tier 2 for one round: the loss of the round's base model
+// before and after applying one contribution's update alone (base − update,
+// the same sign the outer step uses), on the contributor's own shard, a
+// random shard and held-out data. An honest update, trained on its own
+// shard, lowers the loss there at least as much as on random data and
+// lowers the held-out loss; noise, zeros, an update trained on other data
+// or one pushing the model elsewhere does not (see Quality).
+type Tier2Checker struct {
+	m            train.Model
+	base         []float32
+	random, held *data.Set
+	randomBefore float64
+	heldBefore   float64
+}
+
+// NewTier2Checker evaluates the base model on the round's random and
+// held-out sets. m's parameters are left at base after every call.
+func NewTier2Checker(m train.Model, base []float32, random, held *data.Set) (*Tier2Checker, error) {
+	c := &Tier2Checker{m: m, base: slices.Clone(base), random: random, held: held}
+	if err := m.SetParams(c.base); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.randomBefore, _, err = m.Evaluate(random); err != nil {
+		return nil, fmt.Errorf("tier 2: %w", err)
+	}
+	if c.heldBefore, _, err = m.Evaluate(held); err != nil {
+		return nil, fmt.Errorf("tier 2: %w", err)
+	}
+	return c, nil
+}
+
+// Check measures one update against the contributor's own shard.
+func (c *Tier2Checker) Check(own *data.Set, update []float32) (record.Tier2, error) {
+	t := record.Tier2{RandomBefore: c.randomBefore, HeldBefore: c.heldBefore}
+	if len(update) != len(c.base) {
+		return t, fmt.Errorf("tier 2: update has %d elements, the model %d", len(update), len(c.base))
+	}
+	p := c.m.Params()
+	defer copy(p, c.base)
+	copy(p, c.base)
+	var err error
+	if t.OwnBefore, _, err = c.m.Evaluate(own); err != nil {
+		return t, fmt.Errorf("tier 2: %w", err)
+	}
+	for i, u := range update {
+		p[i] = c.base[i] - u
+	}
+	for _, e := range []struct {
+		set *data.Set
+		dst *float64
+	}{{own, &t.OwnAfter}, {c.random, &t.RandomAfter}, {c.held, &t.HeldAfter}} {
+		if *e.dst, _, err = c.m.Evaluate(e.set); err != nil {
+			return t, fmt.Errorf("tier 2: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// Quality turns tier-2 evidence into a value in {-1, 0, 1}: half for the
+// own-versus-random indicator (the update lowered its own shard's loss, and
+// by at least as much as a random shard's) and half for lowering the
+// held-out loss; each half counts -0.5 when it fails. Signs rather than
+// magnitudes, so the value does not fade as training converges and the
+// losses shrink.
+func Quality(t record.Tier2) float64 {
+	own := t.OwnBefore - t.OwnAfter
+	random := t.RandomBefore - t.RandomAfter
+	held := t.HeldBefore - t.HeldAfter
+	q := -0.5
+	if own > 0 && own >= random {
+		q = 0.5
+	}
+	if held > 0 {
+		q += 0.5
+	} else {
+		q -= 0.5
+	}
+	return q
+}
+
+// describeTier2 is a one-line account of tier-2 evidence for people.
+func describeTier2(t record.Tier2) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "own %.4f→%.4f random %.4f→%.4f held-out %.4f→%.4f quality %+.1f",
+		t.OwnBefore, t.OwnAfter, t.RandomBefore, t.RandomAfter, t.HeldBefore, t.HeldAfter, Quality(t))
+	return b.String()
+}
