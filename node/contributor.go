@@ -129,6 +129,11 @@ func RunContributor(ctx context.Context, cfg ContributorConfig) error {
 	k := &contributor{base: b, cfg: cfg, sc: sc, spec: spec, manifest: manifest, coordinator: coordinator, model: model, opt: opt, codec: codec, outer: outer, ef: ef,
 		payloads: map[int64]map[cid.Cid][]byte{}}
 	k.gate = newRoundGate(cfg.SwarmID, n)
+	k.gate.onEquivocation = func(first, second []byte) {
+		if err := reportEquivocation(ctx, b.net.Host, coordinator, first, second); err != nil {
+			k.log.Debug("reporting an equivocation", "err", err)
+		}
+	}
 	ctopic, err := b.net.JoinTopic(p2p.TopicName(cfg.SwarmID, topicContributions), k.validateContribution)
 	if err != nil {
 		return err

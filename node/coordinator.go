@@ -154,6 +154,13 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
 		return err
 	}
 	serveHead(c.net.Host, c.currentHead)
+	serveEvidence(c.net.Host, c.swarmID, func(rec *record.Contribution, a, b []byte) {
+		if rec.Round >= c.gate.round.Load() {
+			c.gate.mu.Lock()
+			c.gate.fault(rec.Round, equivocationFault(rec, a, b))
+			c.gate.mu.Unlock()
+		}
+	})
 	c.net.Discover(ctx, c.swarmID, nil)
 	if err := c.ex.Provide(ctx, c.manifestCID()); err != nil {
 		c.log.Debug("provide manifest", "err", err)
@@ -367,11 +374,30 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 		c.metrics.bytesIn.Add(float64(len(m.Data)))
 		return len(got) >= c.sc.Round.Quorum
 	}
+	// settle reads what arrives within the grace period after the round
+	// closed, then returns what was collected.
+	settle := func() ([]*received, error) {
+		grace := time.NewTimer(closeGrace)
+		defer grace.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-grace.C:
+				return got, nil
+			case m, ok := <-incoming:
+				if !ok {
+					return got, nil
+				}
+				take(m)
+			}
+		}
+	}
 	early := c.early
 	c.early = nil
 	for _, m := range early {
 		if take(m) {
-			return got, nil
+			return settle()
 		}
 	}
 	deadline := time.NewTimer(c.sc.Round.Deadline.D())
@@ -382,7 +408,7 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 			return nil, ctx.Err()
 		case <-deadline.C:
 			if len(got) >= c.sc.Round.MinContributions {
-				return got, nil
+				return settle()
 			}
 			c.log.Info("round deadline passed without enough contributions; waiting", "round", r, "have", len(got))
 			deadline.Reset(c.sc.Round.Deadline.D())
@@ -391,11 +417,18 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 				return nil, errors.New("contributions subscription ended")
 			}
 			if take(m) {
-				return got, nil
+				return settle()
 			}
 		}
 	}
 }
+
+// closeGrace is how long a round stays open for stragglers after its
+// quorum is in. An equivocator publishes its two versions back to back; the
+// second is still in validation when the first completes the quorum, and
+// without this wait its proof would miss the round's record. 200 ms is
+// hundreds of validations and far below a round's length.
+const closeGrace = 200 * time.Millisecond
 
 // fetchPayload returns a contribution's payload, from the message or by CID
 // from the swarm, and keeps it as a block so peers and observers can fetch
@@ -469,6 +502,11 @@ func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, 
 	tier2, sampleSeed, sampleSize, err := c.tier2(seed, model, got, verdicts, contribs)
 	if err != nil {
 		return RoundSummary{}, nextRound{}, err
+	}
+	for i, g := range got {
+		if t, ok := tier2[g.rec.Peer]; ok {
+			verdicts[i].Reason = verify.Tier2Reason(t) // keeps Norm: the recheck re-derives it
+		}
 	}
 	var ups []gradient.Update
 	sum := RoundSummary{Round: r}

@@ -39,6 +39,9 @@ type roundGate struct {
 	// faults holds, by round, the attributable tier-0 faults proven by
 	// signed blocks: the coordinator writes them into the round's record.
 	faults map[int64][]gateFault
+	// onEquivocation, if set, is told of each equivocation seen (a
+	// contributor reports them to the coordinator). Called without mu held.
+	onEquivocation func(first, second []byte)
 }
 
 type openRound struct {
@@ -156,9 +159,10 @@ func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 		if prev.cid.Equals(blk.Cid()) {
 			return pubsub.ValidationAccept // the same contribution again (a re-announcement)
 		}
-		g.fault(c.Round, gateFault{peer: c.Peer, blocks: [][]byte{prev.raw, m.Data},
-			reason:   fmt.Sprintf("%s: two contributions for round %d", verify.ReasonEquivocation, c.Round),
-			evidence: prev.cid.String() + " " + blk.Cid().String()})
+		g.fault(c.Round, equivocationFault(c, prev.raw, m.Data))
+		if g.onEquivocation != nil {
+			go g.onEquivocation(prev.raw, m.Data)
+		}
 		if from != author {
 			// An honest peer may have forwarded the other version before
 			// seeing this one: drop without blaming it.

@@ -151,3 +151,21 @@ func Layout(spec ModelSpec) ([]Tensor, error) {
 	}
 	return out, nil
 }
+
+// NumParams is the length of spec's flat parameter vector, without building
+// the model.
+func NumParams(spec ModelSpec) (int, error) {
+	ts, err := Layout(spec)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range ts {
+		k := 1
+		for _, d := range t.Shape {
+			k *= d
+		}
+		n += k
+	}
+	return n, nil
+}

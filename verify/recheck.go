@@ -63,6 +63,12 @@ func Recheck(ctx context.Context, store *storage.Store, elems int) (RecheckSumma
 		var accepted []string
 		for i, e := range rec.Entries {
 			v := verdicts[i]
+			if v.Accepted() {
+				accepted = append(accepted, e.Peer) // tier 2 samples from these
+				if e.Tier2 != nil {
+					v.Reason = Tier2Reason(*e.Tier2)
+				}
+			}
 			if Kind(e.Reason) == ReasonUnavailable {
 				v = Verdict{Reason: e.Reason}
 			}
@@ -73,13 +79,11 @@ func Recheck(ctx context.Context, store *storage.Store, elems int) (RecheckSumma
 			if (e.Verdict == "accepted") != v.Accepted() || got != want {
 				return sum, fmt.Errorf("%s: peer %s: recorded %s, rechecked %s", where, e.Peer, describeVerdict(e.Verdict, e.Reason), describeVerdict(got, v.Reason))
 			}
-			if v.Accepted() && v.Norm != e.Norm {
+			if v.Vec != nil && v.Norm != e.Norm {
 				return sum, fmt.Errorf("%s: peer %s: recorded norm %v, rechecked %v", where, e.Peer, e.Norm, v.Norm)
 			}
-			if v.Accepted() {
-				accepted = append(accepted, e.Peer)
-			} else if e.Tier2 != nil {
-				return sum, fmt.Errorf("%s: peer %s: a rejected contribution carries tier-2 evidence", where, e.Peer)
+			if v.Vec == nil && e.Tier2 != nil {
+				return sum, fmt.Errorf("%s: peer %s: a contribution rejected by tier 1 carries tier-2 evidence", where, e.Peer)
 			}
 			sum.Entries++
 		}

@@ -17,7 +17,7 @@ import (
 //
 //	x = Fault              a proven fault (see Proven), tier 0 or 1
 //	x = Unproven           a rejection an honest peer can suffer (stale, unavailable)
-//	x = Quality(tier2)     accepted and sampled by tier 2: -1, 0 or +1
+//	x = Quality(tier2)     sampled by tier 2: -1, 0 or +1 (-1 also rejects it, see Tier2Reason)
 //	x = Passed             accepted, not sampled
 //
 // A peer starts at 0. Rounds without an entry leave the score alone, so a
@@ -63,12 +63,12 @@ func (p ScoreParams) validate() error {
 // Value is x for one entry (see ScoreParams).
 func (p ScoreParams) Value(e record.Entry) float64 {
 	switch {
+	case e.Tier2 != nil:
+		return Quality(*e.Tier2)
 	case e.Verdict != "accepted" && Proven(e.Reason):
 		return p.Fault
 	case e.Verdict != "accepted":
 		return p.Unproven
-	case e.Tier2 != nil:
-		return Quality(*e.Tier2)
 	}
 	return p.Passed
 }

@@ -29,15 +29,17 @@ const (
 	ReasonNorm          = "norm"           // norm far above the round's median
 	ReasonStale         = "stale"          // built on another base model
 	ReasonUnavailable   = "unavailable"    // payload could not be fetched
+	ReasonTier2         = "tier2"          // sampled, and helped neither its own shard nor held-out data
 )
 
 // Proven reports whether a rejection reason is a proven fault: one that no
 // honest peer commits and that `ledger --recheck` re-derives from stored
 // blocks. Proven faults cost score and feed gossipsub's application score;
-// the others (stale, unavailable) only earn nothing.
+// stale and unavailable earn nothing; a tier-2 failure is evidence, not
+// proof (an honest update can be unlucky), and scores its tier-2 quality.
 func Proven(reason string) bool {
 	switch Kind(reason) {
-	case "", ReasonStale, ReasonUnavailable:
+	case "", ReasonStale, ReasonUnavailable, ReasonTier2:
 		return false
 	}
 	return true
@@ -154,6 +156,15 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 			v.Reason = fmt.Sprintf("%s: payload bytes hash to %s, not %s", ReasonPayloadCID, pc, rec.Payload)
 			continue
 		}
+		vec := make([]float32, rc.Elems)
+		if _, err := gradient.UnmarshalInto(vec, c.Payload, gradient.Limits{Elems: rc.Elems, MaxBytes: MaxPayloadBytes(rc.Elems)}); err != nil {
+			v.Reason = ReasonMalformed + ": " + err.Error()
+			continue
+		}
+		if gradient.Norm(vec) == 0 {
+			v.Reason = ReasonEmpty + ": the update is all zeros"
+			continue
+		}
 		if r, ok := rc.History[rec.Payload]; ok {
 			v.Reason = fmt.Sprintf("%s: payload %s was contributed in round %d", ReasonReplay, rec.Payload, r)
 			v.Evidence = fmt.Sprintf("round %d", r)
@@ -165,17 +176,7 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 			continue
 		}
 		firstBy[rec.Payload] = rec.Peer
-		vec := make([]float32, rc.Elems)
-		if _, err := gradient.UnmarshalInto(vec, c.Payload, gradient.Limits{Elems: rc.Elems, MaxBytes: MaxPayloadBytes(rc.Elems)}); err != nil {
-			v.Reason = ReasonMalformed + ": " + err.Error()
-			continue
-		}
-		v.Norm = gradient.Norm(vec)
-		if v.Norm == 0 {
-			v.Reason = ReasonEmpty + ": the update is all zeros"
-			continue
-		}
-		v.Vec = vec
+		v.Vec, v.Norm = vec, gradient.Norm(vec)
 	}
 	// Norms against the round's median, over the updates still standing.
 	var norms []float64
@@ -213,7 +214,7 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 	}
 	for i := range out {
 		if !out[i].Accepted() {
-			out[i].Vec = nil
+			out[i].Vec, out[i].Norm = nil, 0
 		}
 	}
 	return out, nil

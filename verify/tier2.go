@@ -142,6 +142,19 @@ func Quality(t record.Tier2) float64 {
 	return q
 }
 
+// Tier2Reason is the rejection a tier-2 check earns: a sampled update with
+// quality -1 — it lowered neither its own shard's loss more than random
+// data's nor the held-out loss — is kept out of the aggregate; "" keeps it.
+// Only the worst outcome rejects, so an honest update that is unlucky on one
+// half still counts.
+func Tier2Reason(t record.Tier2) string {
+	if Quality(t) > -1 {
+		return ""
+	}
+	return fmt.Sprintf("%s: helped neither its own shard more than random data (own %+.4g, random %+.4g) nor held-out data (%+.4g)",
+		ReasonTier2, t.OwnBefore-t.OwnAfter, t.RandomBefore-t.RandomAfter, t.HeldBefore-t.HeldAfter)
+}
+
 // describeTier2 is a one-line account of tier-2 evidence for people.
 func describeTier2(t record.Tier2) string {
 	var b strings.Builder
