@@ -19,7 +19,7 @@ build: ## build bin/swarmtrain (pure Go)
 build-openblas: ## build bin/swarmtrain with OpenBLAS (needs libopenblas-dev)
 	CGO_LDFLAGS=-lopenblas $(GO) build -tags openblas -o $(BIN) ./cmd/swarmtrain
 
-test: ## vet and unit tests; -race on the concurrent packages
+test: ## vet and unit tests (incl. ~3 min of adversarial swarms); -race on the concurrent packages
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)

@@ -370,8 +370,8 @@ func ledgerOf(t *testing.T, run swarmRun) (*record.RoundRecord, []*record.RoundR
 // of the honest-only run, nothing crashes, every adversary's rejection is in
 // the ledger with its reason, and the whole ledger rechecks.
 func TestAdversaries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("adversarial swarms take minutes; run without -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("adversarial swarms take minutes; they run without -short and -race (make test does)")
 	}
 	ids := honestIdentities(t, 5)
 	base := runAdversarial(t, ids[:4], nil)

@@ -20,7 +20,9 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
+	"github.com/swarmtrain/swarmtrain/node/p2p"
 	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/storage/record"
 )
 
 // proc is a swarmtrain process whose stdout lines the test can wait on.
@@ -227,12 +229,50 @@ api: {listen: "127.0.0.1:0"}
 	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("ledger ok: %d rounds verified", rounds)) {
 		t.Fatalf("ledger --verify: exit %d\n%s%s", code, stdout, stderr)
 	}
-	// Alter one stored record: verification must fail and name it.
+	// The recheck reproduces every verdict and score from the stored evidence.
+	code, stdout, stderr = swarmtrain(t, "ledger", "--verify", "--recheck", "--data-dir", coordDir)
+	if code != 0 || !strings.Contains(stdout, "recheck ok:") {
+		t.Fatalf("ledger --verify --recheck: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Logf("%s", stdout)
+	// A coordinator that signs a wrong score passes --verify but not --recheck,
+	// which names the record.
 	store, err := storage.Open(coordDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, _ := store.Head(context.Background(), "ledger")
+	ctx := context.Background()
+	head, _ := store.Head(ctx, "ledger")
+	hb, _ := store.Get(ctx, head)
+	rec, _, err := record.OpenBlock[record.RoundRecord](hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Entries[0].Score += 0.25
+	key, err := p2p.LoadOrCreateIdentity(coordDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resigned, err := record.Sign(key, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Put(ctx, resigned)
+	store.SetHead(ctx, "ledger", resigned.Cid())
+	store.Close()
+	if code, _, _ := swarmtrain(t, "ledger", "--verify", "--data-dir", coordDir); code != 0 {
+		t.Fatalf("a re-signed record no longer verifies: exit %d", code)
+	}
+	code, _, stderr = swarmtrain(t, "ledger", "--verify", "--recheck", "--data-dir", coordDir)
+	if code == 0 || !strings.Contains(stderr, resigned.Cid().String()) || !strings.Contains(stderr, "score") {
+		t.Fatalf("altered score: exit %d, stderr %q (want it to name %s)", code, stderr, resigned.Cid())
+	}
+	t.Logf("altered score: %s", strings.TrimSpace(stderr))
+	// Alter one stored record's bytes: verification must fail and name it.
+	if store, err = storage.Open(coordDir); err != nil {
+		t.Fatal(err)
+	}
+	head, _ = store.Head(context.Background(), "ledger")
 	b, _ := store.Get(context.Background(), head)
 	raw := append([]byte(nil), b.RawData()...)
 	raw[len(raw)/2] ^= 0x01

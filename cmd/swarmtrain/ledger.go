@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,17 +9,27 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
+	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/node"
 	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 func newLedgerCmd(e *env) *cobra.Command {
 	var dataDir string
-	var check bool
+	var check, recheck bool
 	cmd := &cobra.Command{
-		Use:   "ledger --verify --data-dir DIR",
+		Use:   "ledger --verify [--recheck] --data-dir DIR",
 		Short: "Walk a swarm's round records from the head and check every signature and link",
-		Args:  cobra.NoArgs,
+		Long: `ledger --verify walks the round records from the head back to round 0 and checks
+every signature and link. With --recheck it then replays the ledger from round 0:
+it re-runs tiers 0 and 1 on every stored contribution and payload, re-draws every
+tier-2 sample and recomputes every score with the documented formula
+(docs/ARCHITECTURE.md), and fails naming the first record and peer whose verdict,
+sample or score it cannot reproduce.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !check {
 				return errors.New("say what to do: --verify")
@@ -32,6 +43,17 @@ func newLedgerCmd(e *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("ledger does not verify: %w", err)
 			}
+			if recheck {
+				elems, err := modelSize(cmd.Context(), store)
+				if err != nil {
+					return err
+				}
+				r, err := verify.Recheck(cmd.Context(), store, elems)
+				if err != nil {
+					return fmt.Errorf("ledger does not recheck: %w", err)
+				}
+				defer fmt.Fprintf(e.stdout, "recheck ok: %d verdicts, %d tier-2 samples and %d peer scores reproduced from the stored evidence\n", r.Entries, r.Sampled, r.Scores)
+			}
 			fmt.Fprintf(e.stdout, "swarm %s (%s), coordinator %s\n", s.Swarm, s.Name, s.Coordinator)
 			fmt.Fprintf(e.stdout, "ledger ok: %d rounds verified from head %s; every record signed by the coordinator and linked to the one before\n", s.Rounds, s.Head)
 			fmt.Fprintf(e.stdout, "%d contributions accepted, %d rejected, from %d peers; latest model %s\n", s.Accepted, s.Rejected, s.Peers, s.LastModel)
@@ -39,6 +61,7 @@ func newLedgerCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&check, "verify", false, "verify every record")
+	cmd.Flags().BoolVar(&recheck, "recheck", false, "also re-run tiers 0 and 1 and recompute every score from the stored evidence")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the ledger (a stopped node's)")
 	return cmd
 }
@@ -73,4 +96,25 @@ func newExportCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVarP(&out, "output", "o", "model.safetensors", "file to write")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the model (a stopped node's)")
 	return cmd
+}
+
+// modelSize is the parameter count of the swarm whose manifest store holds.
+func modelSize(ctx context.Context, store *storage.Store) (int, error) {
+	mc, err := store.Head(ctx, "swarm")
+	if err != nil {
+		return 0, err
+	}
+	b, err := store.Get(ctx, mc)
+	if err != nil {
+		return 0, fmt.Errorf("swarm manifest %s: %w", mc, err)
+	}
+	m, _, err := record.OpenBlock[record.SwarmManifest](b)
+	if err != nil {
+		return 0, err
+	}
+	sc, err := config.FromCanonical(m.Config)
+	if err != nil {
+		return 0, fmt.Errorf("swarm manifest %s: %w", mc, err)
+	}
+	return train.NumParams(node.ModelSpec(sc))
 }

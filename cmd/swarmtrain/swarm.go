@@ -205,9 +205,17 @@ func printScores(e *env, scores []record.PeerScore) {
 		return strings.Compare(a.Peer, b.Peer)
 	})
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "PEER\tSCORE\tACCEPTED\tREJECTED\tLAST ROUND\n")
+	fmt.Fprintf(tw, "PEER\tSCORE\tACCEPTED\tREJECTED\tLAST ROUND\tREJECTED FOR\n")
 	for _, s := range scores {
-		fmt.Fprintf(tw, "%s\t%.3f\t%d\t%d\t%d\n", s.Peer, s.Score, s.Accepted, s.Rejected, s.LastRound)
+		why := "-"
+		if s.Rejections != nil {
+			var parts []string
+			for _, r := range *s.Rejections {
+				parts = append(parts, fmt.Sprintf("%s ×%d", r.Reason, r.Count))
+			}
+			why = strings.Join(parts, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%.3f\t%d\t%d\t%d\t%s\n", s.Peer, s.Score, s.Accepted, s.Rejected, s.LastRound, why)
 	}
 	tw.Flush()
 }
