@@ -85,14 +85,17 @@ type Compression struct {
 	InlineMaxBytes int     `yaml:"inline_max_bytes" json:"inline_max_bytes"`
 }
 
-// Round sets when a round seals.
+// Round sets when a round seals: once Quorum peers have contributed
+// (accepted or not; verdicts are given at the seal), or at the Deadline if
+// at least MinContributions have.
 type Round struct {
 	Deadline         Duration `yaml:"deadline" json:"deadline"`
 	Quorum           int      `yaml:"quorum" json:"quorum"`
 	MinContributions int      `yaml:"min_contributions" json:"min_contributions"`
 }
 
-// Verify sets the checks and the aggregation rule.
+// Verify sets the checks and the aggregation rule. Tier2Sample is how many
+// accepted contributions per round tier 2 evaluates on data (0: none).
 type Verify struct {
 	Aggregation  string  `yaml:"aggregation" json:"aggregation"`
 	TrimFraction float64 `yaml:"trim_fraction" json:"trim_fraction"`

@@ -454,6 +454,10 @@ func checkRun(t *testing.T, run swarmRun, baseline float64, reasons []string) {
 				}
 				q := verify.Quality(*e.Tier2)
 				qual[who+fmt.Sprintf(" %+.0f", q)]++
+				if os.Getenv("TIER2_DEBUG") != "" {
+					x := e.Tier2
+					t.Logf("tier2 %s own/ref %.3f own %.4f random %.4f held %.4f", who, (x.OwnBefore-x.OwnAfter)/x.Reference, x.OwnBefore-x.OwnAfter, x.RandomBefore-x.RandomAfter, x.HeldBefore-x.HeldAfter)
+				}
 			}
 			if e.Verdict == "rejected" {
 				if !isBad[e.Peer] {

@@ -647,6 +647,19 @@ func (c *Coordinator) tier2(seed int64, model train.Model, got []*received, verd
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	var ups []gradient.Update
+	for i, g := range got {
+		if verdicts[i].Accepted() {
+			ups = append(ups, gradient.Update{ID: g.rec.Peer, Vec: verdicts[i].Vec, Weight: float64(g.rec.Samples)})
+		}
+	}
+	agg, err := gradient.Aggregate(c.sc.Verify.Aggregation, ups, c.sc.Verify.TrimFraction)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checker.SetReference(agg.Vec); err != nil {
+		return nil, nil, nil, err
+	}
 	for _, p := range sample {
 		own := c.cfg.Train.Subset(data.Assign(uint64(seed), p, c.cfg.Train.N, shard))
 		t, err := checker.Check(own, vec[p])

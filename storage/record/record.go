@@ -83,6 +83,7 @@ type Tier2 struct {
 	randomAfter Float
 	heldBefore Float
 	heldAfter Float
+	reference Float
 }
 
 type ReasonCount struct {
@@ -180,6 +181,10 @@ type Tier2 struct {
 	RandomAfter  float64 `json:"random_after"`
 	HeldBefore   float64 `json:"held_before"`
 	HeldAfter    float64 `json:"held_after"`
+	// Reference is the held-out loss decrease of the round's aggregate of
+	// tier-1-accepted updates, applied alone: the scale an honest update's
+	// own-shard improvement is measured against.
+	Reference float64 `json:"reference"`
 }
 
 // ReasonCount counts a peer's rejections of one kind (the reason's first word).
