@@ -5,15 +5,17 @@
 //   - Tier0: what the gossip validator does on every hop — open the signed
 //     contribution (dag-cbor decode, Ed25519 verify) and hash its inline
 //     payload against the announced CID.
+//
 //   - Tier1: verify.CheckRound over a round of 8 contributions (payload
 //     hash, decode, finiteness, replay and duplicate lookups, median norm,
 //     pairwise near-duplicate similarity), reported per contribution.
+//
 //   - Tier2: one sampled contribution: the loss of the base and the updated
 //     model on the contributor's 2,000-sample shard, a random shard and
 //     2,000 held-out samples (4 evaluations of 2,000 samples; the two
 //     shared "before" losses are paid once a round and not counted).
 //
-//	go test -run '^$' -bench . -benchtime 20x -cpu 1 ./benchmarks/verify/
+//     go test -run '^$' -bench . -benchtime 20x -cpu 1 ./benchmarks/verify/
 package verify
 
 import (
