@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/ipfs/go-cid"
 
@@ -184,12 +183,4 @@ func Tier2Reason(t record.Tier2) string {
 	}
 	return fmt.Sprintf("%s: did not lower its own shard's loss (%+.4g) by at least the random shard's (%+.4g) and %g of the round's reference (%+.4g)",
 		ReasonTier2, t.OwnBefore-t.OwnAfter, t.RandomBefore-t.RandomAfter, ReferenceFraction, t.Reference)
-}
-
-// describeTier2 is a one-line account of tier-2 evidence for people.
-func describeTier2(t record.Tier2) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "own %.4f→%.4f random %.4f→%.4f held-out %.4f→%.4f quality %+.1f",
-		t.OwnBefore, t.OwnAfter, t.RandomBefore, t.RandomAfter, t.HeldBefore, t.HeldAfter, Quality(t))
-	return b.String()
 }
