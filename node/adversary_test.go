@@ -135,6 +135,28 @@ func (copier) announce(ctx context.Context, k *contributor, c *record.Contributi
 	return nil, errors.New("copier: no payload to copy")
 }
 
+// nearCopier takes another peer's update of the same round, changes every
+// value by up to 2 % and announces it as its own: a different payload with
+// the same support.
+type nearCopier struct{}
+
+func (nearCopier) announce(ctx context.Context, k *contributor, c *record.Contribution, own []byte, delta []float32) ([][]byte, error) {
+	msgs, err := copier{}.announce(ctx, k, c, own, delta)
+	if err != nil {
+		return nil, err
+	}
+	got, _, _ := record.Open[record.Contribution](msgs[0])
+	v, _, err := gradient.Unmarshal(*got.Inline, gradient.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	r := rand.New(rand.NewPCG(uint64(c.Round), data.PeerSeed(11, c.Peer)))
+	for i, x := range v {
+		v[i] = x * float32(1+0.02*(2*r.Float64()-1))
+	}
+	return announceVec(k, c, v)
+}
+
 // replayer contributes honestly once, then announces that first payload
 // again for every later round, and re-sends its old signed contribution.
 type replayer struct {
@@ -176,6 +198,25 @@ type freeRider struct{}
 
 func (freeRider) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
 	return announceVec(k, c, make([]float32, len(delta)))
+}
+
+// untrained free-rides on the swarm's own work: it trains nothing and
+// announces last round's movement of the model (what everyone already has)
+// as its update — plausible in size and direction, but not fitted to its
+// shard. In round 0 it has nothing to send but zeros.
+type untrained struct {
+	prev []float32 // the base of the previous round
+}
+
+func (a *untrained) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
+	v := make([]float32, len(delta))
+	if a.prev != nil {
+		for i := range v {
+			v[i] = a.prev[i] - k.baseParams[i]
+		}
+	}
+	a.prev = slices.Clone(k.baseParams)
+	return announceVec(k, c, v)
 }
 
 // garbler sends malformed bytes: an unsigned junk message every round, and
@@ -388,9 +429,11 @@ func TestAdversaries(t *testing.T) {
 		{"scaled-x1000", func() adversary { return scaleAdversary{} }, []string{verify.ReasonNorm}},
 		{"noise", func() adversary { return noiseAdversary{} }, nil},
 		{"copier", func() adversary { return copier{} }, []string{verify.ReasonDuplicate}},
+		{"near-copier", func() adversary { return nearCopier{} }, []string{verify.ReasonNearDuplicate}},
 		{"replayer", func() adversary { return &replayer{} }, []string{verify.ReasonReplay}},
 		{"equivocator", func() adversary { return equivocator{} }, []string{verify.ReasonEquivocation}},
 		{"free-rider", func() adversary { return freeRider{} }, []string{verify.ReasonEmpty}},
+		{"untrained", func() adversary { return &untrained{} }, []string{verify.ReasonEmpty, verify.ReasonTier2}},
 		{"malformed", func() adversary { return garbler{} }, []string{verify.ReasonMalformed, verify.ReasonOversized}},
 	}
 	for _, k := range kinds {
@@ -418,6 +461,11 @@ func checkRun(t *testing.T, run swarmRun, baseline float64, reasons []string) {
 		t.Errorf("accuracy %.4f is more than 1 point from the honest-only run's %.4f", acc, baseline)
 	}
 	last, recs := ledgerOf(t, run)
+	if sim := honestSimilarity(t, run, recs); sim >= verify.DefaultTier1Params().NearDuplicate {
+		t.Errorf("two honest updates are %.3f similar: the near-duplicate threshold would reject one", sim)
+	} else {
+		t.Logf("most similar pair of honest updates in a round: %.3f (near-duplicate threshold %.2f)", sim, verify.DefaultTier1Params().NearDuplicate)
+	}
 	score := map[string]record.PeerScore{}
 	for _, s := range last.Scores {
 		score[s.Peer] = s
@@ -486,4 +534,45 @@ func counts(rc *[]record.ReasonCount) string {
 		fmt.Fprintf(&b, "%s×%d ", r.Reason, r.Count)
 	}
 	return b.String()
+}
+
+// honestSimilarity is the highest verify.Similarity between two honest
+// peers' accepted updates of one round: how close honest work comes to
+// what tier 1 calls a near duplicate.
+func honestSimilarity(t *testing.T, run swarmRun, recs []*record.RoundRecord) float64 {
+	t.Helper()
+	ctx := context.Background()
+	store, err := storage.Open(run.coordDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	honest := map[string]bool{}
+	for _, p := range run.honest {
+		honest[p] = true
+	}
+	best := 0.0
+	for _, rec := range recs {
+		var vecs [][]float32
+		for _, e := range rec.Entries {
+			if !honest[e.Peer] || e.Verdict != "accepted" {
+				continue
+			}
+			b, err := store.Get(ctx, e.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, _, err := gradient.Unmarshal(b.RawData(), gradient.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vecs = append(vecs, v)
+		}
+		for i := range vecs {
+			for j := i + 1; j < len(vecs); j++ {
+				best = max(best, verify.Similarity(vecs[i], vecs[j]))
+			}
+		}
+	}
+	return best
 }

@@ -661,7 +661,7 @@ func (c *Coordinator) tier2(seed int64, model train.Model, got []*received, verd
 		return nil, nil, nil, err
 	}
 	for _, p := range sample {
-		own := c.cfg.Train.Subset(data.Assign(uint64(seed), p, c.cfg.Train.N, shard))
+		own := verify.OwnShard(c.cfg.Train, seed, p, shard)
 		t, err := checker.Check(own, vec[p])
 		if err != nil {
 			return nil, nil, nil, err

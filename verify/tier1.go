@@ -141,6 +141,12 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 		switch {
 		case c.Fault != "":
 			v.Reason, v.Evidence = c.Fault, c.Evidence
+			if _, ok := firstBy[rec.Payload]; !ok && Kind(c.Fault) == ReasonEquivocation {
+				// An equivocator's first version is real work someone did
+				// (tier 0 checked its payload's CID): a later copy of it is
+				// no one else's work either.
+				firstBy[rec.Payload] = rec.Peer
+			}
 			continue
 		case !rec.Base.Equals(rc.Base):
 			v.Reason = fmt.Sprintf("%s: built on %s, the round's base is %s", ReasonStale, rec.Base, rc.Base)

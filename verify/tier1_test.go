@@ -46,6 +46,8 @@ func TestCheckRoundVerdicts(t *testing.T) {
 	honestA := candidate(t, "a", base, 1, topk, update(1, 20, 0))
 	copyOfA := candidate(t, "copier", base, 1, topk, update(1, 20, 0))
 	nearA := candidate(t, "near", base, 1, topk, update(1.01, 20, 0)) // same support, other values
+	eqWork := candidate(t, "eq", base, 1, topk, update(1, 20, 7))
+	copyOfEq := candidate(t, "copier2", base, 1, topk, update(1, 20, 7)) // copies an equivocator's payload
 	nan := update(1, 20, 1)
 	nanPayload, _ := gradient.Marshal(dense, nan)
 	// Poison one value and fix the checksum: only the decoder's finiteness check stands.
@@ -69,7 +71,8 @@ func TestCheckRoundVerdicts(t *testing.T) {
 		{old, ReasonReplay},
 		{Candidate{Contribution: &record.Contribution{Peer: "gone", Base: base, Payload: fakeCID("x"), Seed: ptr(int64(1))}}, ReasonUnavailable},
 		{Candidate{Contribution: honestA.Contribution, Payload: []byte("other bytes")}, ReasonPayloadCID},
-		{Candidate{Contribution: &record.Contribution{Peer: "eq"}, Fault: ReasonEquivocation + ": two", Evidence: "x y"}, ReasonEquivocation},
+		{Candidate{Contribution: &record.Contribution{Peer: "eq", Payload: eqWork.Contribution.Payload}, Fault: ReasonEquivocation + ": two", Evidence: "x y"}, ReasonEquivocation},
+		{copyOfEq, ReasonDuplicate},
 	}
 	var cands []Candidate
 	for _, c := range cases {

@@ -51,13 +51,29 @@ func Sample(seed int64, peers []string, k int) []string {
 	return out
 }
 
+// Tier2EvalSamples caps each set a tier-2 check evaluates on. Every
+// evaluation is a forward pass the seal waits for (about 30 µs a sample for
+// a 100k-parameter MLP in pure Go), and 1,000 samples already put the loss
+// changes of honest updates several times above those of noise (see
+// ReferenceFraction).
+const Tier2EvalSamples = 1000
+
 // Tier2Sets draws the data a round's tier-2 checks use from the sample seed:
-// a random shard of the training set the size of a contributor's shard, and
-// as many held-out samples from the test set.
+// a random shard of the training set and held-out samples from the test
+// set, each of min(shardSize, Tier2EvalSamples) samples.
 func Tier2Sets(sampleSeed int64, trainSet, heldOut *data.Set, shardSize int) (random, held *data.Set) {
-	random = trainSet.Subset(data.Assign(uint64(sampleSeed), "tier2/random", trainSet.N, shardSize))
-	held = heldOut.Subset(data.Assign(uint64(sampleSeed), "tier2/held-out", heldOut.N, shardSize))
+	n := min(shardSize, Tier2EvalSamples)
+	random = trainSet.Subset(data.Assign(uint64(sampleSeed), "tier2/random", trainSet.N, n))
+	held = heldOut.Subset(data.Assign(uint64(sampleSeed), "tier2/held-out", heldOut.N, n))
 	return random, held
+}
+
+// OwnShard is the part of a contributor's shard tier 2 evaluates on: the
+// first min(shardSize, Tier2EvalSamples) samples of data.Assign(seed, peer),
+// which the contributor trained on.
+func OwnShard(trainSet *data.Set, seed int64, peer string, shardSize int) *data.Set {
+	idx := data.Assign(uint64(seed), peer, trainSet.N, shardSize)
+	return trainSet.Subset(idx[:min(len(idx), Tier2EvalSamples)])
 }
 
 // Tier2Checker runs tier 2 for one round: the loss of the round's base model
@@ -144,16 +160,26 @@ func (c *Tier2Checker) Check(own *data.Set, update []float32) (record.Tier2, err
 // the honest support by at most 0.30x.
 const ReferenceFraction = 0.5
 
-// OwnIndicator is tier 2's claim: the update lowered its own shard's loss,
-// by at least as much as a random shard's, and by at least
-// ReferenceFraction of what the round's aggregate did for held-out data
-// (when that is positive). An update trained on its shard does all three;
-// noise, zeros, updates trained on other data, or pushing the model
-// elsewhere do not.
-func OwnIndicator(t record.Tier2) bool {
+// Helps reports whether the update did real work on its own shard: it
+// lowered that shard's loss by at least ReferenceFraction of what the
+// round's aggregate did for held-out data (by anything, when the reference
+// is not positive). Noise, zeros and updates pushing the model elsewhere do
+// not; failing it keeps the update out of the model (Tier2Reason).
+func Helps(t record.Tier2) bool {
 	own := t.OwnBefore - t.OwnAfter
-	random := t.RandomBefore - t.RandomAfter
-	return own > 0 && own >= random && (t.Reference <= 0 || own >= ReferenceFraction*t.Reference)
+	return own > 0 && (t.Reference <= 0 || own >= ReferenceFraction*t.Reference)
+}
+
+// OwnIndicator is tier 2's claim about whose work it is: the update Helps,
+// and lowered its own shard's loss by at least as much as a random shard's,
+// as an update fitted to that shard does. An update trained on other data,
+// or last round's movement resent, does not — but neither, now and then,
+// does an honest one early in training, when what a peer learns from its
+// shard generalises almost fully (own and random improvements within 3 %
+// of each other in round 0 of the adversary tests, over 1,000 samples).
+// So it weighs in the score, not in the verdict.
+func OwnIndicator(t record.Tier2) bool {
+	return Helps(t) && t.OwnBefore-t.OwnAfter >= t.RandomBefore-t.RandomAfter
 }
 
 // Quality turns tier-2 evidence into a value in {-1, 0, 1}: half for the
@@ -175,12 +201,11 @@ func Quality(t record.Tier2) float64 {
 }
 
 // Tier2Reason is the rejection a tier-2 check earns: a sampled update that
-// fails OwnIndicator is kept out of the aggregate; "" keeps it. The held-out
-// half only scores: an honest update can be unlucky there.
+// does not Help is kept out of the aggregate; "" keeps it.
 func Tier2Reason(t record.Tier2) string {
-	if OwnIndicator(t) {
+	if Helps(t) {
 		return ""
 	}
-	return fmt.Sprintf("%s: did not lower its own shard's loss (%+.4g) by at least the random shard's (%+.4g) and %g of the round's reference (%+.4g)",
-		ReasonTier2, t.OwnBefore-t.OwnAfter, t.RandomBefore-t.RandomAfter, ReferenceFraction, t.Reference)
+	return fmt.Sprintf("%s: lowered its own shard's loss by %+.4g, under %g of the round's reference %+.4g",
+		ReasonTier2, t.OwnBefore-t.OwnAfter, ReferenceFraction, t.Reference)
 }

@@ -11,8 +11,9 @@
 //     pairwise near-duplicate similarity), reported per contribution.
 //
 //   - Tier2: one sampled contribution: the loss of the base and the updated
-//     model on the contributor's 2,000-sample shard, a random shard and
-//     2,000 held-out samples (4 evaluations of 2,000 samples; the two
+//     model on 1,000 samples of the contributor's 2,000-sample shard, a
+//     random shard and held-out data (verify.Tier2EvalSamples each: 4
+//     evaluations of 1,000 samples; the two
 //     shared "before" losses are paid once a round and not counted).
 //
 //     go test -run '^$' -bench . -benchtime 20x -cpu 1 ./benchmarks/verify/
@@ -123,7 +124,7 @@ func BenchmarkTier2(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	own := trainSet.Subset(data.Assign(1, "peer", trainSet.N, shard))
+	own := verify.OwnShard(trainSet, 1, "peer", shard)
 	upd := make([]float32, m.NumParams())
 	for i := range upd {
 		upd[i] = 1e-4 * float32(i%7-3)
@@ -135,5 +136,5 @@ func BenchmarkTier2(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/sampled-peer")
-	b.ReportMetric(4*shard, "samples-evaluated")
+	b.ReportMetric(4*verify.Tier2EvalSamples, "samples-evaluated")
 }

@@ -218,7 +218,7 @@ func runDemo(ctx context.Context, e *env, sc *config.Swarm, peers int, dir strin
 	procs = nil
 	fmt.Fprintln(e.stdout)
 	lg := newRoot(e)
-	lg.SetArgs([]string{"ledger", "--verify", "--data-dir", filepath.Join(dir, "coordinator")})
+	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--data-dir", filepath.Join(dir, "coordinator")})
 	if err := lg.ExecuteContext(context.Background()); err != nil {
 		return err
 	}
