@@ -218,6 +218,12 @@ api: {listen: "127.0.0.1:0"}
 			t.Errorf("scores do not list %s (%s):\n--api:\n%s\n--bootstrap:\n%s", name, id, stdout, p2pOut)
 		}
 	}
+	// An observer copies the ledger from the running swarm and rechecks it.
+	code, stdout, stderr = swarmtrain(t, "ledger", swarmID, "--verify", "--recheck", "--bootstrap", boot)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("copied %d rounds", rounds)) || !strings.Contains(stdout, "recheck ok:") {
+		t.Fatalf("ledger --recheck --bootstrap: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Logf("observer over p2p:\n%s", stdout)
 	// Stop everything, then verify the ledger on disk.
 	coord.cmd.Process.Signal(syscall.SIGINT)
 	coord.cmd.Process.Wait()

@@ -18,21 +18,48 @@ import (
 )
 
 func newLedgerCmd(e *env) *cobra.Command {
-	var dataDir string
+	var dataDir, bootstrap string
 	var check, recheck bool
 	cmd := &cobra.Command{
-		Use:   "ledger --verify [--recheck] --data-dir DIR",
+		Use:   "ledger [SWARM-ID] --verify [--recheck] (--data-dir DIR | --bootstrap MULTIADDR)",
 		Short: "Walk a swarm's round records from the head and check every signature and link",
 		Long: `ledger --verify walks the round records from the head back to round 0 and checks
 every signature and link. With --recheck it then replays the ledger from round 0:
 it re-runs tiers 0 and 1 on every stored contribution and payload, re-draws every
 tier-2 sample and recomputes every score with the documented formula
 (docs/ARCHITECTURE.md), and fails naming the first record and peer whose verdict,
-sample or score it cannot reproduce.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+sample or score it cannot reproduce.
+
+It reads a stopped node's data dir (--data-dir), or, with --bootstrap, copies
+the ledger from any swarm peer — records, contributions, payloads and evidence,
+over bitswap — and checks the copy: nothing the peer says is trusted.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if !check {
 				return errors.New("say what to do: --verify")
+			}
+			if bootstrap != "" {
+				if cmd.Flags().Changed("data-dir") {
+					return errors.New("give --data-dir or --bootstrap, not both")
+				}
+				dir, err := os.MkdirTemp("", "swarmtrain-ledger-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				want := ""
+				if len(args) == 1 {
+					want = args[0]
+				}
+				lc, err := node.CopyLedger(cmd.Context(), bootstrap, want, dir)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "copied %d rounds (%d blocks) of swarm %s from %s\n", lc.Rounds, lc.Blocks, lc.Swarm, bootstrap)
+				if len(lc.Missing) > 0 {
+					fmt.Fprintf(e.stdout, "%d blocks could not be fetched (the first: %s)\n", len(lc.Missing), lc.Missing[0])
+				}
+				dataDir = dir
 			}
 			store, err := storage.Open(dataDir)
 			if err != nil {
@@ -42,6 +69,9 @@ sample or score it cannot reproduce.`,
 			s, err := verify.Ledger(cmd.Context(), store)
 			if err != nil {
 				return fmt.Errorf("ledger does not verify: %w", err)
+			}
+			if len(args) == 1 && s.Swarm != args[0] {
+				return fmt.Errorf("the ledger is swarm %s's, not %s", s.Swarm, args[0])
 			}
 			if recheck {
 				elems, err := modelSize(cmd.Context(), store)
@@ -63,6 +93,7 @@ sample or score it cannot reproduce.`,
 	cmd.Flags().BoolVar(&check, "verify", false, "verify every record")
 	cmd.Flags().BoolVar(&recheck, "recheck", false, "also re-run tiers 0 and 1 and recompute every score from the stored evidence")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the ledger (a stopped node's)")
+	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "copy the ledger from this swarm peer (multiaddr) and check the copy")
 	return cmd
 }
 
