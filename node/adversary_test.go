@@ -219,6 +219,21 @@ func (a *untrained) announce(_ context.Context, k *contributor, c *record.Contri
 	return announceVec(k, c, v)
 }
 
+// withholder announces a payload by CID (not inline) that nobody serves:
+// the coordinator waits at most one fetch timeout a round for it, and it
+// earns nothing — which an honest peer behind a failed link could suffer
+// too, so it is not a proven fault.
+type withholder struct{}
+
+func (withholder) announce(_ context.Context, k *contributor, c *record.Contribution, payload []byte, _ []float32) ([][]byte, error) {
+	d := *c
+	hidden := append(slices.Clone(payload), byte(c.Round))
+	pc, _ := payloadCID(hidden)
+	d.Payload, d.Inline, d.PayloadBytes = pc, nil, int64(len(hidden))
+	m, err := signed(k, &d)
+	return [][]byte{m}, err
+}
+
 // garbler sends malformed bytes: an unsigned junk message every round, and
 // a signed contribution whose payload is junk (even rounds) or larger than
 // any encoding of the model (odd rounds).
@@ -435,6 +450,7 @@ func TestAdversaries(t *testing.T) {
 		{"free-rider", func() adversary { return freeRider{} }, []string{verify.ReasonEmpty}},
 		{"untrained", func() adversary { return &untrained{} }, []string{verify.ReasonEmpty, verify.ReasonTier2}},
 		{"malformed", func() adversary { return garbler{} }, []string{verify.ReasonMalformed, verify.ReasonOversized}},
+		{"withholder", func() adversary { return withholder{} }, []string{verify.ReasonUnavailable}},
 	}
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {

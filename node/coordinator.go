@@ -350,10 +350,17 @@ func (c *Coordinator) appScore(p peer.ID) float64 {
 // collect gathers round r's contributions, in arrival order, until quorum
 // peers have sent one or the deadline passes with at least
 // min_contributions; without them it keeps waiting, a deadline at a time: a
-// round never seals empty. Payloads not carried inline are fetched here.
+// round never seals empty. It returns once every payload not carried inline
+// has been fetched or has timed out.
 func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pubsub.Message) ([]*received, error) {
 	var got []*received
 	from := map[string]bool{}
+	// Payloads not carried inline are fetched concurrently: a peer that
+	// announces a payload nobody serves costs the round at most one fetch
+	// timeout, however many such peers there are, and never blocks
+	// collection.
+	var fetches sync.WaitGroup
+	defer fetches.Wait()
 	// take handles one message; it reports whether the quorum is in.
 	take := func(m *pubsub.Message) bool {
 		rec, _, err := record.Open[record.Contribution](m.Data)
@@ -370,7 +377,13 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 		from[rec.Peer] = true
 		blk, _ := recordBlock(m.Data)
 		_ = c.store.Put(ctx, blk)
-		got = append(got, &received{rec: rec, block: blk, payload: c.fetchPayload(ctx, rec)})
+		g := &received{rec: rec, block: blk}
+		got = append(got, g)
+		fetches.Add(1)
+		go func() {
+			defer fetches.Done()
+			g.payload = c.fetchPayload(ctx, rec)
+		}()
 		c.metrics.bytesIn.Add(float64(len(m.Data)))
 		return len(got) >= c.sc.Round.Quorum
 	}
