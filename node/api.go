@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 // serveAPI starts the coordinator's HTTP API on addr (127.0.0.1 by
@@ -24,6 +25,7 @@ import (
 //	GET /v1/rounds/latest   the latest round record
 //	GET /v1/rounds/{n}      round n's record
 //	GET /v1/scores          every peer's score
+//	GET /v1/peers/{id}      one peer's rounds: verdicts, reasons, evidence, scores
 //	GET /metrics            Prometheus metrics
 func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error) {
 	mux := http.NewServeMux()
@@ -64,6 +66,19 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 		}
 		c.mu.Unlock()
 		writeJSON(w, map[string]any{"swarm": c.swarmID, "scores": out})
+	})
+	mux.HandleFunc("GET /v1/peers/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		hist, err := verify.PeerHistory(r.Context(), c.store, id)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if len(hist) == 0 {
+			http.Error(w, fmt.Sprintf("peer %s has no contribution in the ledger", id), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, map[string]any{"swarm": c.swarmID, "peer": id, "rounds": hist})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)

@@ -17,8 +17,14 @@ import (
 //
 //	x = Fault              a proven fault (see Proven), tier 0 or 1
 //	x = Unproven           a rejection an honest peer can suffer (stale, unavailable)
-//	x = Quality(tier2)     sampled by tier 2: -1, 0 or +1 (-1 also rejects it, see Tier2Reason)
+//	x = Quality(tier2)     sampled by tier 2 and rejected by it (Tier2Reason): -1 or 0
+//	x = max(Quality, Passed)  sampled by tier 2 and accepted: +1, or Passed
 //	x = Passed             accepted, not sampled
+//
+// Being sampled never costs an accepted contribution: a sparse honest
+// update late in training often moves the held-out loss by less than
+// nothing, or its own shard's no more than a random one's, and that is no
+// reason to score it below an update nobody checked.
 //
 // A peer starts at 0. Rounds without an entry leave the score alone, so a
 // slow or absent honest peer is never pushed down. Everything x depends on
@@ -63,6 +69,8 @@ func (p ScoreParams) validate() error {
 // Value is x for one entry (see ScoreParams).
 func (p ScoreParams) Value(e record.Entry) float64 {
 	switch {
+	case e.Tier2 != nil && e.Verdict == "accepted":
+		return max(Quality(*e.Tier2), p.Passed)
 	case e.Tier2 != nil:
 		return Quality(*e.Tier2)
 	case e.Verdict != "accepted" && Proven(e.Reason):

@@ -155,6 +155,12 @@ func TestScoreFormula(t *testing.T) {
 	if Quality(good) != 1 || Quality(useless) != -1 || Tier2Reason(good) != "" || Kind(Tier2Reason(useless)) != ReasonTier2 {
 		t.Fatalf("quality good %v useless %v", Quality(good), Quality(useless))
 	}
+	// Helps, but no better on its own shard than on random data: accepted,
+	// quality -1, scored as an unchecked contribution.
+	lukewarm := record.Tier2{OwnBefore: 1, OwnAfter: 0.9, RandomBefore: 1, RandomAfter: 0.8, HeldBefore: 1, HeldAfter: 1.01}
+	if Quality(lukewarm) != -1 || Tier2Reason(lukewarm) != "" {
+		t.Fatalf("lukewarm: quality %v, reason %q", Quality(lukewarm), Tier2Reason(lukewarm))
+	}
 	var ps record.PeerScore
 	steps := []struct {
 		e    record.Entry
@@ -165,6 +171,7 @@ func TestScoreFormula(t *testing.T) {
 		{record.Entry{Verdict: "rejected", Reason: "norm: big"}, 0.8*0.24 - 0.2},
 		{record.Entry{Verdict: "rejected", Reason: "stale: old base"}, 0.8 * (0.8*0.24 - 0.2)},
 		{record.Entry{Verdict: "rejected", Reason: Tier2Reason(useless), Tier2: &useless}, 0.8*(0.8*(0.8*0.24-0.2)) - 0.2},
+		{record.Entry{Verdict: "accepted", Tier2: &lukewarm}, 0.8*(0.8*(0.8*(0.8*0.24-0.2))-0.2) + 0.2*0.25},
 	}
 	for i, s := range steps {
 		p.Apply(&ps, int64(i), s.e)
@@ -172,7 +179,7 @@ func TestScoreFormula(t *testing.T) {
 			t.Fatalf("step %d: score %v, want %v", i, ps.Score, s.want)
 		}
 	}
-	if ps.Accepted != 2 || ps.Rejected != 3 || ps.LastRound != 4 || ProvenFaults(ps) != 1 {
+	if ps.Accepted != 3 || ps.Rejected != 3 || ps.LastRound != 5 || ProvenFaults(ps) != 1 {
 		t.Fatalf("standing %+v, proven faults %d", ps, ProvenFaults(ps))
 	}
 	if got := *ps.Rejections; len(got) != 3 || got[0].Reason != "norm" || got[1].Reason != "stale" || got[2].Reason != "tier2" {

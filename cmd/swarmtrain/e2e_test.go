@@ -218,6 +218,17 @@ api: {listen: "127.0.0.1:0"}
 			t.Errorf("scores do not list %s (%s):\n--api:\n%s\n--bootstrap:\n%s", name, id, stdout, p2pOut)
 		}
 	}
+	// One peer's history, from the API and from a verified copy of the ledger.
+	c1 := contribs["c1"].waitLine(t, regexp.MustCompile(`^joined swarm \S+ \(e2e\) as (\S+)`), time.Second)[1]
+	for _, via := range [][]string{{"--api", api}, {"--bootstrap", boot}} {
+		code, out, stderr := swarmtrain(t, append([]string{"scores", swarmID, "--peer", c1}, via...)...)
+		if code != 0 || !strings.Contains(out, "peer "+c1+": ") || !regexp.MustCompile(`(?m)^39\s+accepted\s`).MatchString(out) {
+			t.Fatalf("scores --peer %s: exit %d\n%s%s", via[0], code, out, stderr)
+		}
+		if via[0] == "--api" {
+			t.Logf("scores --peer (last lines):\n%s", out[max(0, len(out)-400):])
+		}
+	}
 	// An observer copies the ledger from the running swarm and rechecks it.
 	code, stdout, stderr = swarmtrain(t, "ledger", swarmID, "--verify", "--recheck", "--bootstrap", boot)
 	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("copied %d rounds", rounds)) || !strings.Contains(stdout, "recheck ok:") {

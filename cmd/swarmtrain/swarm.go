@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,9 +19,11 @@ import (
 
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/node"
+	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 // defaultNodeDir is where a node keeps its identity and blocks unless
@@ -128,19 +131,26 @@ func newJoinCmd(e *env) *cobra.Command {
 }
 
 func newScoresCmd(e *env) *cobra.Command {
-	var api, bootstrap string
+	var api, bootstrap, peerID string
 	cmd := &cobra.Command{
-		Use:   "scores [SWARM-ID] (--api URL | --bootstrap MULTIADDR)",
+		Use:   "scores [SWARM-ID] (--api URL | --bootstrap MULTIADDR) [--peer ID]",
 		Short: "Show every peer's score, accepted and rejected contributions (an observer's command)",
 		Long: `scores reads the scores of the latest sealed round, either from the
 coordinator's HTTP API (--api) or over the peer-to-peer network from any swarm
 peer (--bootstrap): the round record is fetched by CID and its signature checked
-against the swarm's coordinator.`,
+against the swarm's coordinator.
+
+With --peer it shows one peer's every round instead: verdict, score after
+the round, tier-2 quality, and the reason and evidence of each rejection
+(over --bootstrap the whole ledger is copied and verified first).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			want := ""
 			if len(args) == 1 {
 				want = args[0]
+			}
+			if peerID != "" {
+				return peerScores(cmd.Context(), e, api, bootstrap, want, peerID)
 			}
 			var scores []record.PeerScore
 			switch {
@@ -173,7 +183,78 @@ against the swarm's coordinator.`,
 	}
 	cmd.Flags().StringVar(&api, "api", "", "the coordinator's HTTP API (printed by start), e.g. http://127.0.0.1:8080")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "multiaddr of a swarm peer (printed by start)")
+	cmd.Flags().StringVar(&peerID, "peer", "", "show this peer's history, round by round, with the reasons")
 	return cmd
+}
+
+// peerScores prints one peer's rounds from the API or from a verified copy
+// of the ledger.
+func peerScores(ctx context.Context, e *env, api, bootstrap, swarm, peerID string) error {
+	var hist []verify.PeerRound
+	switch {
+	case api != "" && bootstrap != "":
+		return errors.New("give --api or --bootstrap, not both")
+	case api != "":
+		client := &http.Client{Timeout: 30 * time.Second}
+		resp, err := client.Get(strings.TrimSuffix(api, "/") + "/v1/peers/" + peerID)
+		if err != nil {
+			return fmt.Errorf("--api %s: %w", api, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("--api %s: %s: %s", api, resp.Status, strings.TrimSpace(string(b)))
+		}
+		var body struct {
+			Swarm  string             `json:"swarm"`
+			Rounds []verify.PeerRound `json:"rounds"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return fmt.Errorf("--api %s: %w", api, err)
+		}
+		if swarm != "" && swarm != body.Swarm {
+			return fmt.Errorf("the API at %s serves swarm %s, not %s", api, body.Swarm, swarm)
+		}
+		hist = body.Rounds
+	case bootstrap != "":
+		dir, err := os.MkdirTemp("", "swarmtrain-scores-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		if _, err := node.CopyLedger(cctx, bootstrap, swarm, dir); err != nil {
+			return err
+		}
+		store, err := storage.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		if hist, err = verify.PeerHistory(ctx, store, peerID); err != nil {
+			return err
+		}
+	default:
+		return errors.New("say where to read the scores: --api URL (the coordinator's HTTP API) or --bootstrap MULTIADDR (any swarm peer)")
+	}
+	if len(hist) == 0 {
+		return fmt.Errorf("peer %s has no contribution in the ledger", peerID)
+	}
+	fmt.Fprintf(e.stdout, "peer %s: %d rounds\n", peerID, len(hist))
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ROUND\tVERDICT\tSCORE\tTIER 2\tREASON\n")
+	for _, h := range hist {
+		q, why := "-", h.Reason
+		if h.Quality != nil {
+			q = fmt.Sprintf("%+.1f", *h.Quality)
+		}
+		if h.Evidence != "" {
+			why += " [evidence: " + h.Evidence + "]"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%.3f\t%s\t%s\n", h.Round, h.Verdict, h.Score, q, why)
+	}
+	return tw.Flush()
 }
 
 func scoresFromAPI(api string) (string, []record.PeerScore, error) {
