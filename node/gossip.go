@@ -35,7 +35,7 @@ type roundGate struct {
 	current atomic.Pointer[openRound]
 
 	mu   sync.Mutex
-	seen map[string]seenContribution // "round/peer" -> first contribution, for the open and next rounds
+	seen map[roundPeer]seenContribution // first contribution of each peer, for the open and next rounds
 	// faults holds, by round, the attributable tier-0 faults proven by
 	// signed blocks: the coordinator writes them into the round's record.
 	faults map[int64][]gateFault
@@ -47,6 +47,11 @@ type roundGate struct {
 type openRound struct {
 	base cid.Cid
 	seed int64
+}
+
+type roundPeer struct {
+	round int64
+	peer  string
 }
 
 type seenContribution struct {
@@ -63,7 +68,7 @@ type gateFault struct {
 }
 
 func newRoundGate(swarm string, elems int) *roundGate {
-	return &roundGate{swarm: swarm, elems: elems, seen: map[string]seenContribution{}, faults: map[int64][]gateFault{}}
+	return &roundGate{swarm: swarm, elems: elems, seen: map[roundPeer]seenContribution{}, faults: map[int64][]gateFault{}}
 }
 
 // open makes round current, built on base with shards drawn with seed, and
@@ -74,9 +79,7 @@ func (g *roundGate) open(round int64, base cid.Cid, seed int64) {
 	g.current.Store(&openRound{base: base, seed: seed})
 	g.round.Store(round)
 	for k := range g.seen {
-		var r int64
-		fmt.Sscanf(k, "%d/", &r)
-		if r < round {
+		if k.round < round {
 			delete(g.seen, k)
 		}
 	}
@@ -154,7 +157,7 @@ func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	key := fmt.Sprintf("%d/%s", c.Round, c.Peer)
+	key := roundPeer{c.Round, c.Peer}
 	if prev, ok := g.seen[key]; ok {
 		if prev.cid.Equals(blk.Cid()) {
 			return pubsub.ValidationAccept // the same contribution again (a re-announcement)
