@@ -12,10 +12,10 @@ import (
 )
 
 // TestAppScoreCountsOnlyProvenFaults: what verification feeds gossipsub.
-// Three proven faults put a peer at the graylist threshold, where its
-// messages are no longer read; a slow or unlucky honest peer — stale,
-// unavailable, failing tier 2, or absent from the records — stays at 0 and
-// never loses the mesh.
+// One proven fault puts a peer below the gossip threshold, three below the
+// graylist threshold, where its messages are no longer read; a slow or
+// unlucky honest peer — stale, unavailable, failing tier 2, or absent from
+// the records — stays at 0 and never loses the mesh.
 func TestAppScoreCountsOnlyProvenFaults(t *testing.T) {
 	id := func() peer.ID {
 		k, _, _ := crypto.GenerateEd25519Key(nil)
@@ -37,15 +37,19 @@ func TestAppScoreCountsOnlyProvenFaults(t *testing.T) {
 		}
 		sp.Apply(ps, round, e)
 	}
-	for r, reason := range []string{"equivocation: two", "", "norm: big", "duplicate: of x"} {
-		apply(cheat, int64(r), reason)
+	apply(cheat, 0, "equivocation: two")
+	_, th := p2p.ScoreParams(c.appScore)
+	if got := c.appScore(cheat); got >= th.GossipThreshold {
+		t.Errorf("one proven fault scores %v, not below the gossip threshold %v", got, th.GossipThreshold)
+	}
+	for r, reason := range []string{"", "norm: big", "duplicate: of x"} {
+		apply(cheat, int64(r+1), reason)
 	}
 	for r, reason := range []string{"stale: old base", "unavailable: gone", "tier2: unlucky", ""} {
 		apply(slow, int64(r), reason)
 	}
-	_, th := p2p.ScoreParams(c.appScore)
-	if got := c.appScore(cheat); got > th.GraylistThreshold {
-		t.Errorf("three proven faults score %v, above the graylist threshold %v", got, th.GraylistThreshold)
+	if got := c.appScore(cheat); got >= th.GraylistThreshold {
+		t.Errorf("three proven faults score %v, not below the graylist threshold %v", got, th.GraylistThreshold)
 	}
 	if got := c.appScore(slow); got != 0 {
 		t.Errorf("an honest slow peer scores %v in gossipsub", got)

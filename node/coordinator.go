@@ -331,11 +331,13 @@ func (c *Coordinator) currentHead() Head {
 }
 
 // faultPenalty is what one proven fault costs in gossipsub's
-// application-specific score: one puts a peer at the gossip threshold, three
-// at the graylist threshold (see p2p.ScoreParams), where its messages are no
-// longer even read. Only proven faults count, so an honest peer that is slow,
-// stale or unreachable never loses the mesh.
-const faultPenalty = 100
+// application-specific score. Gossipsub acts on scores strictly below its
+// thresholds (−100 gossip, −200 publish, −300 graylist; p2p.ScoreParams), so
+// 110 makes one fault stop gossip to the peer, two stop flood-publishing to
+// it, and three graylist it: its messages are no longer even read. Only
+// proven faults count, so an honest peer that is slow, stale or unreachable
+// never loses the mesh.
+const faultPenalty = 110
 
 // appScore feeds verification into gossipsub.
 func (c *Coordinator) appScore(p peer.ID) float64 {
