@@ -388,8 +388,9 @@ func runAdversarial(t *testing.T, identities []string, advs []adversary) swarmRu
 }
 
 // ledgerOf opens a finished run's coordinator store, rechecks the ledger
-// and returns the latest record.
-func ledgerOf(t *testing.T, run swarmRun) (*record.RoundRecord, []*record.RoundRecord) {
+// and returns its records and the most similar pair of honest updates in
+// a round (honestSimilarity).
+func ledgerOf(t *testing.T, run swarmRun) ([]*record.RoundRecord, float64) {
 	t.Helper()
 	ctx := context.Background()
 	store, err := storage.Open(run.coordDir)
@@ -416,7 +417,7 @@ func ledgerOf(t *testing.T, run swarmRun) (*record.RoundRecord, []*record.RoundR
 		at = rec.Prev
 	}
 	slices.Reverse(recs)
-	return recs[len(recs)-1], recs
+	return recs, honestSimilarity(t, store, run, recs)
 }
 
 // TestAdversaries runs, for each kind of cheating peer, 4 honest
@@ -476,8 +477,9 @@ func checkRun(t *testing.T, run swarmRun, baseline float64, reasons []string) {
 	if math.Abs(acc-baseline) > 0.01 {
 		t.Errorf("accuracy %.4f is more than 1 point from the honest-only run's %.4f", acc, baseline)
 	}
-	last, recs := ledgerOf(t, run)
-	if sim := honestSimilarity(t, run, recs); sim >= verify.DefaultTier1Params().NearDuplicate {
+	recs, sim := ledgerOf(t, run)
+	last := recs[len(recs)-1]
+	if sim >= verify.DefaultTier1Params().NearDuplicate {
 		t.Errorf("two honest updates are %.3f similar: the near-duplicate threshold would reject one", sim)
 	} else {
 		t.Logf("most similar pair of honest updates in a round: %.3f (near-duplicate threshold %.2f)", sim, verify.DefaultTier1Params().NearDuplicate)
@@ -555,14 +557,9 @@ func counts(rc *[]record.ReasonCount) string {
 // honestSimilarity is the highest verify.Similarity between two honest
 // peers' accepted updates of one round: how close honest work comes to
 // what tier 1 calls a near duplicate.
-func honestSimilarity(t *testing.T, run swarmRun, recs []*record.RoundRecord) float64 {
+func honestSimilarity(t *testing.T, store *storage.Store, run swarmRun, recs []*record.RoundRecord) float64 {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(run.coordDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	honest := map[string]bool{}
 	for _, p := range run.honest {
 		honest[p] = true
