@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
@@ -61,6 +62,9 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 				}
 				dataDir = dir
 			}
+			if err := hasNodeData(dataDir, "or --bootstrap to copy the ledger from a running peer"); err != nil {
+				return err
+			}
 			store, err := storage.Open(dataDir)
 			if err != nil {
 				return err
@@ -68,7 +72,7 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 			defer store.Close()
 			s, err := verify.Ledger(cmd.Context(), store)
 			if err != nil {
-				return fmt.Errorf("ledger does not verify: %w", err)
+				return fmt.Errorf("ledger in %s does not verify: %w", dataDir, err)
 			}
 			if len(args) == 1 && s.Swarm != args[0] {
 				return fmt.Errorf("the ledger is swarm %s's, not %s", s.Swarm, args[0])
@@ -107,6 +111,9 @@ func newExportCmd(e *env) *cobra.Command {
 			c, err := cid.Decode(args[0])
 			if err != nil {
 				return fmt.Errorf("model CID %q: %w", args[0], err)
+			}
+			if err := hasNodeData(dataDir, "where the swarm ran"); err != nil {
+				return err
 			}
 			store, err := storage.Open(dataDir)
 			if err != nil {
@@ -148,4 +155,13 @@ func modelSize(ctx context.Context, store *storage.Store) (int, error) {
 		return 0, fmt.Errorf("swarm manifest %s: %w", mc, err)
 	}
 	return train.NumParams(node.ModelSpec(sc))
+}
+
+// hasNodeData refuses a --data-dir that holds no node's store, rather than
+// creating an empty one and reporting that it holds no swarm.
+func hasNodeData(dir, hint string) error {
+	if _, err := os.Stat(filepath.Join(dir, "blocks")); err != nil {
+		return fmt.Errorf("--data-dir %s holds no node data: give the coordinator's data dir, %s", dir, hint)
+	}
+	return nil
 }

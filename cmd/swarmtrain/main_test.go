@@ -142,3 +142,16 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestLedgerRefusesADirWithoutNodeData(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "not-a-node")
+	code, _, stderr := swarmtrain(t, "ledger", "--verify", "--recheck", "--data-dir", dir)
+	oneLine(t, code, stderr, "--data-dir "+dir+" holds no node data")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("ledger created %s", dir)
+	}
+	code, _, stderr = swarmtrain(t, "ledger", "--verify", "--data-dir", dir, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM")
+	oneLine(t, code, stderr, "give --data-dir or --bootstrap, not both")
+	code, _, stderr = swarmtrain(t, "scores", "--peer", "12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM")
+	oneLine(t, code, stderr, "say where to read the scores")
+}
