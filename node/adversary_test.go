@@ -235,8 +235,11 @@ func (withholder) announce(_ context.Context, k *contributor, c *record.Contribu
 }
 
 // garbler sends malformed bytes: an unsigned junk message every round, and
-// a signed contribution whose payload is junk (even rounds) or larger than
-// any encoding of the model (odd rounds).
+// a signed contribution whose payload is larger than any encoding of the
+// model (round 0) or junk (later rounds). Honest peers do not relay an
+// oversized payload (tier 0 rejects it), so only its first one reaches the
+// coordinator: after that it is graylisted there, and only its junk
+// payloads, which tier 0 cannot tell from real ones, arrive relayed.
 type garbler struct{}
 
 func (garbler) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
@@ -249,7 +252,7 @@ func (garbler) announce(_ context.Context, k *contributor, c *record.Contributio
 		return b
 	}
 	size := 4096
-	if c.Round%2 == 1 {
+	if c.Round == 0 {
 		size = verify.MaxPayloadBytes(len(delta)) + 1
 	}
 	m, err := signed(k, withPayload(c, junk(size)))

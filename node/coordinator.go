@@ -390,7 +390,8 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 		return len(got) >= c.sc.Round.Quorum
 	}
 	// settle reads what arrives within the grace period after the round
-	// closed, then returns what was collected.
+	// closed, then returns what was collected in the order tier 0 first
+	// saw it (roundGate.seq), which is the record's order.
 	settle := func() ([]*received, error) {
 		grace := time.NewTimer(closeGrace)
 		defer grace.Stop()
@@ -399,13 +400,16 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-grace.C:
-				return got, nil
 			case m, ok := <-incoming:
-				if !ok {
-					return got, nil
+				if ok {
+					take(m)
+					continue
 				}
-				take(m)
 			}
+			slices.SortStableFunc(got, func(a, b *received) int {
+				return cmp.Compare(c.gate.arrival(r, a.rec.Peer), c.gate.arrival(r, b.rec.Peer))
+			})
+			return got, nil
 		}
 	}
 	early := c.early

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -42,6 +43,11 @@ type roundGate struct {
 	// onEquivocation, if set, is told of each equivocation seen (a
 	// contributor reports them to the coordinator). Called without mu held.
 	onEquivocation func(first, second []byte)
+	// seq numbers messages as validation starts. Gossipsub validates on
+	// several workers and may deliver two messages that arrived a
+	// millisecond apart in either order; a copy is made after the original
+	// arrived, so ordering by this number keeps the copy the later one.
+	seq atomic.Uint64
 }
 
 type openRound struct {
@@ -57,6 +63,7 @@ type roundPeer struct {
 type seenContribution struct {
 	cid cid.Cid
 	raw []byte
+	seq uint64 // when tier 0 first saw it: the coordinator's record order
 }
 
 // gateFault is a proven tier-0 fault of one peer in one round.
@@ -90,6 +97,17 @@ func (g *roundGate) open(round int64, base cid.Cid, seed int64) {
 	}
 }
 
+// arrival is when tier 0 first saw peer's contribution to round (its
+// sequence number); contributions it has no record of sort last.
+func (g *roundGate) arrival(round int64, peer string) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s, ok := g.seen[roundPeer{round, peer}]; ok {
+		return s.seq
+	}
+	return math.MaxUint64
+}
+
 // takeFaults returns and forgets round's faults, one per peer.
 func (g *roundGate) takeFaults(round int64) []gateFault {
 	g.mu.Lock()
@@ -118,6 +136,7 @@ func (g *roundGate) fault(round int64, f gateFault) {
 // its next round's work before a slower peer has applied the record that
 // opened it. Faults signed by their author are kept as evidence.
 func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	seq := g.seq.Add(1)
 	c, signer, err := record.Open[record.Contribution](m.Data)
 	if err != nil {
 		return pubsub.ValidationReject
@@ -173,7 +192,7 @@ func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 		}
 		return pubsub.ValidationReject
 	}
-	g.seen[key] = seenContribution{cid: blk.Cid(), raw: m.Data}
+	g.seen[key] = seenContribution{cid: blk.Cid(), raw: m.Data, seq: seq}
 	return pubsub.ValidationAccept
 }
 
