@@ -154,11 +154,15 @@ func (c *Tier2Checker) Check(own *data.Set, update []float32) (record.Tier2, err
 }
 
 // ReferenceFraction is how much of the round's reference improvement an
-// update must achieve on its own shard. Measured in the adversary tests
-// (MLP 784-64-10, 50 inner steps, 10 rounds): honest updates lower their
-// own shard's loss by 1.16x to 5.5x the reference, noise of honest norm on
-// the honest support by at most 0.30x.
-const ReferenceFraction = 0.5
+// update must achieve on its own shard. The ratio depends on the swarm's
+// config. Measured: in the adversary tests (MLP 784-64-10, 50 inner steps,
+// 10 % top-k, 6 peers) honest updates reach 1.04x to 5.5x the reference and
+// noise of honest norm on the honest support at most 0.30x; in the loopback
+// test (MLP 784-32-10, 5 inner steps on a 500-sample shard, 1 % top-k, 3
+// peers) honest updates reach only 0.42x-0.49x. 0.35 sits between the
+// honest and the noise figures of every config measured; erring low lets
+// some noise through (clipped, and scored) rather than reject honest work.
+const ReferenceFraction = 0.35
 
 // Helps reports whether the update did real work on its own shard: it
 // lowered that shard's loss by at least ReferenceFraction of what the
