@@ -265,8 +265,8 @@ func (k *contributor) cachePayloads(ctx context.Context, sub *pubsub.Subscriptio
 		if err != nil {
 			return
 		}
-		if c, _, err := record.Open[record.Contribution](m.Data); err == nil && c.Inline != nil {
-			k.keepPayload(c.Round, c.Payload, *c.Inline)
+		if ch, err := contributionOf(m); err == nil && ch.rec.Inline != nil {
+			k.keepPayload(ch.rec.Round, ch.rec.Payload, *ch.rec.Inline)
 		}
 	}
 }

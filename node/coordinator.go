@@ -365,10 +365,11 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 	defer fetches.Wait()
 	// take handles one message; it reports whether the quorum is in.
 	take := func(m *pubsub.Message) bool {
-		rec, _, err := record.Open[record.Contribution](m.Data)
-		if err != nil || rec.Round < r {
+		ch, err := contributionOf(m)
+		if err != nil || ch.rec.Round < r {
 			return false // late for its round: ignore
 		}
+		rec, blk := ch.rec, ch.blk
 		if rec.Round > r {
 			c.early = append(c.early, m)
 			return false
@@ -377,7 +378,6 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 			return false // a re-announcement; a different one is the gate's equivocation
 		}
 		from[rec.Peer] = true
-		blk, _ := recordBlock(m.Data)
 		_ = c.store.Put(ctx, blk)
 		g := &received{rec: rec, block: blk}
 		got = append(got, g)

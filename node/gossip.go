@@ -171,8 +171,10 @@ func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 			return proven(fmt.Sprintf("%s: inline payload hashes to %s, not %s", verify.ReasonPayloadCID, pc, c.Payload))
 		}
 	}
-	if c.Round == cur && (c.Seed == nil || *c.Seed != op.seed) {
-		return proven(fmt.Sprintf("%s: shard seed %s, the round's is %d", verify.ReasonShard, seedString(c.Seed), op.seed))
+	if c.Round == cur {
+		if reason := verify.ShardReason(c.Seed, op.seed); reason != "" {
+			return proven(reason)
+		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -193,14 +195,34 @@ func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 		return pubsub.ValidationReject
 	}
 	g.seen[key] = seenContribution{cid: blk.Cid(), raw: m.Data, seq: seq}
+	m.ValidatorData = &checked{rec: c, blk: blk}
 	return pubsub.ValidationAccept
 }
 
-func seedString(s *int64) string {
-	if s == nil {
-		return "missing"
+// checked is what tier 0 decoded, signature-checked and hashed, handed to
+// the topic's subscribers in Message.ValidatorData so that no node decodes
+// and verifies a contribution twice.
+type checked struct {
+	rec *record.Contribution
+	blk blocks.Block
+}
+
+// contributionOf returns what tier 0 checked of m, or decodes it when tier
+// 0 handed nothing on (a contribution accepted the second time around, or a
+// test adversary's own message).
+func contributionOf(m *pubsub.Message) (*checked, error) {
+	if c, ok := m.ValidatorData.(*checked); ok {
+		return c, nil
 	}
-	return fmt.Sprint(*s)
+	rec, _, err := record.Open[record.Contribution](m.Data)
+	if err != nil {
+		return nil, err
+	}
+	blk, err := recordBlock(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &checked{rec: rec, blk: blk}, nil
 }
 
 // recordBlock rebuilds the block of a record received as bytes.

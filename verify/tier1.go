@@ -151,8 +151,8 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 		case !rec.Base.Equals(rc.Base):
 			v.Reason = fmt.Sprintf("%s: built on %s, the round's base is %s", ReasonStale, rec.Base, rc.Base)
 			continue
-		case rec.Seed == nil || *rec.Seed != rc.Seed:
-			v.Reason = fmt.Sprintf("%s: shard seed %s, the round's is %d", ReasonShard, seedString(rec.Seed), rc.Seed)
+		case ShardReason(rec.Seed, rc.Seed) != "":
+			v.Reason = ShardReason(rec.Seed, rc.Seed)
 			continue
 		case c.Payload == nil:
 			v.Reason = ReasonUnavailable + ": payload " + rec.Payload.String() + " could not be fetched"
@@ -167,7 +167,8 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 			v.Reason = ReasonMalformed + ": " + err.Error()
 			continue
 		}
-		if gradient.Norm(vec) == 0 {
+		norm := gradient.Norm(vec)
+		if norm == 0 {
 			v.Reason = ReasonEmpty + ": the update is all zeros"
 			continue
 		}
@@ -182,7 +183,7 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 			continue
 		}
 		firstBy[rec.Payload] = rec.Peer
-		v.Vec, v.Norm = vec, gradient.Norm(vec)
+		v.Vec, v.Norm = vec, norm
 	}
 	// Norms against the round's median, over the updates still standing.
 	var norms []float64
@@ -276,11 +277,17 @@ func nonzero(v []float32) int {
 	return n
 }
 
-func seedString(s *int64) string {
-	if s == nil {
-		return "missing"
+// ShardReason is the rejection of a contribution whose shard was drawn
+// with seed when the round's is want (tier 0 and tier 1 give the same
+// words); "" when they match.
+func ShardReason(seed *int64, want int64) string {
+	switch {
+	case seed == nil:
+		return fmt.Sprintf("%s: the contribution names no shard seed, the round's is %d", ReasonShard, want)
+	case *seed != want:
+		return fmt.Sprintf("%s: shard seed %d, the round's is %d", ReasonShard, *seed, want)
 	}
-	return fmt.Sprint(*s)
+	return ""
 }
 
 func median(x []float64) float64 {
