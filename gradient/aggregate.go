@@ -90,7 +90,7 @@ func Aggregate(rule string, updates []Update, trim float64) (Result, error) {
 		for i, u := range ok {
 			norms[i] = Norm(u.Vec)
 		}
-		res.ClipNorm = medianOf(slices.Clone(norms))
+		res.ClipNorm = MedianOf(norms)
 		for i, nm := range norms {
 			if nm > res.ClipNorm {
 				scale[i] = res.ClipNorm / nm
@@ -129,7 +129,7 @@ func Aggregate(rule string, updates []Update, trim float64) (Result, error) {
 				col[i] = scale[i] * float64(u.Vec[j])
 			}
 			if rule == Median {
-				res.Vec[j] = float32(medianOf(col))
+				res.Vec[j] = float32(medianInPlace(col))
 				continue
 			}
 			slices.Sort(col)
@@ -154,8 +154,13 @@ func Norm(v []float32) float64 {
 	return math.Sqrt(s)
 }
 
-// medianOf sorts x and returns its median (mean of the middle two for even length).
-func medianOf(x []float64) float64 {
+// MedianOf is the median of x (the mean of the middle two for even
+// length), without changing x. It is the one median every package uses.
+func MedianOf(x []float64) float64 { return medianInPlace(slices.Clone(x)) }
+
+// medianInPlace is MedianOf, sorting x: for the per-coordinate loop, which
+// owns its column.
+func medianInPlace(x []float64) float64 {
 	slices.Sort(x)
 	m := len(x) / 2
 	if len(x)%2 == 1 {

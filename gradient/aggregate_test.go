@@ -81,7 +81,7 @@ func TestRobustRulesBoundOneBadUpdate(t *testing.T) {
 						norms = append(norms, Norm(u.Vec))
 					}
 				}
-				bound = 2 * medianOf(norms) / 5
+				bound = 2 * medianInPlace(norms) / 5
 			} else {
 				bound = math.Sqrt(spread)
 			}

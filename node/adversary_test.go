@@ -7,34 +7,40 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	cryptorand "crypto/rand"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
-	"github.com/swarmtrain/swarmtrain/node/p2p"
+	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
-	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
-// The adversaries below are test code: each replaces what a contributor
-// announces (ContributorConfig.adversary) while it otherwise follows the
-// protocol, so it keeps receiving rounds and keeps trying.
+// The adversaries below are test code, run by attacker peers
+// (mocknet_test.go): each replaces what an honest contributor would
+// announce, while the peer otherwise follows the protocol, so it keeps
+// receiving rounds and keeps trying.
+
+// adversary replaces what a contributor announces for a round. c and
+// payload are the honest contribution, delta the local update before
+// compression. It returns the signed messages to publish.
+type adversary interface {
+	announce(ctx context.Context, k *attacker, c *record.Contribution, payload []byte, delta []float32) ([][]byte, error)
+}
 
 // signed signs c as k and returns the message bytes.
-func signed(k *contributor, c *record.Contribution) ([]byte, error) {
+func signed(k *attacker, c *record.Contribution) ([]byte, error) {
 	blk, err := record.Sign(k.key, c)
 	if err != nil {
 		return nil, err
@@ -50,7 +56,7 @@ func withPayload(c *record.Contribution, payload []byte) *record.Contribution {
 	return &d
 }
 
-func announceVec(k *contributor, c *record.Contribution, v []float32) ([][]byte, error) {
+func announceVec(k *attacker, c *record.Contribution, v []float32) ([][]byte, error) {
 	payload, err := gradient.Marshal(k.codec, v)
 	if err != nil {
 		return nil, err
@@ -62,7 +68,7 @@ func announceVec(k *contributor, c *record.Contribution, v []float32) ([][]byte,
 // nanAdversary sends a dense payload holding a NaN, with a valid checksum.
 type nanAdversary struct{}
 
-func (nanAdversary) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
+func (nanAdversary) announce(_ context.Context, k *attacker, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
 	dense, _ := gradient.NewCodec(gradient.Dense, 1)
 	b, err := gradient.Marshal(dense, delta)
 	if err != nil {
@@ -77,7 +83,7 @@ func (nanAdversary) announce(_ context.Context, k *contributor, c *record.Contri
 // scaleAdversary multiplies its update by 1000.
 type scaleAdversary struct{}
 
-func (scaleAdversary) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
+func (scaleAdversary) announce(_ context.Context, k *attacker, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
 	v := slices.Clone(delta)
 	for i := range v {
 		v[i] *= 1000
@@ -89,7 +95,7 @@ func (scaleAdversary) announce(_ context.Context, k *contributor, c *record.Cont
 // the honest payload's norm: it passes every cheap check.
 type noiseAdversary struct{}
 
-func (noiseAdversary) announce(_ context.Context, k *contributor, c *record.Contribution, payload []byte, _ []float32) ([][]byte, error) {
+func (noiseAdversary) announce(_ context.Context, k *attacker, c *record.Contribution, payload []byte, _ []float32) ([][]byte, error) {
 	honest, _, err := gradient.Unmarshal(payload, gradient.Limits{})
 	if err != nil {
 		return nil, err
@@ -113,7 +119,7 @@ func (noiseAdversary) announce(_ context.Context, k *contributor, c *record.Cont
 // copier republishes another peer's payload of the same round as its own.
 type copier struct{}
 
-func (copier) announce(ctx context.Context, k *contributor, c *record.Contribution, own []byte, _ []float32) ([][]byte, error) {
+func (copier) announce(ctx context.Context, k *attacker, c *record.Contribution, own []byte, _ []float32) ([][]byte, error) {
 	ownCID, _ := payloadCID(own)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
@@ -140,7 +146,7 @@ func (copier) announce(ctx context.Context, k *contributor, c *record.Contributi
 // the same support.
 type nearCopier struct{}
 
-func (nearCopier) announce(ctx context.Context, k *contributor, c *record.Contribution, own []byte, delta []float32) ([][]byte, error) {
+func (nearCopier) announce(ctx context.Context, k *attacker, c *record.Contribution, own []byte, delta []float32) ([][]byte, error) {
 	msgs, err := copier{}.announce(ctx, k, c, own, delta)
 	if err != nil {
 		return nil, err
@@ -163,7 +169,7 @@ type replayer struct {
 	first, firstMsg []byte
 }
 
-func (a *replayer) announce(_ context.Context, k *contributor, c *record.Contribution, payload []byte, _ []float32) ([][]byte, error) {
+func (a *replayer) announce(_ context.Context, k *attacker, c *record.Contribution, payload []byte, _ []float32) ([][]byte, error) {
 	if a.first == nil {
 		m, err := signed(k, withPayload(c, payload))
 		a.first, a.firstMsg = payload, m
@@ -176,7 +182,7 @@ func (a *replayer) announce(_ context.Context, k *contributor, c *record.Contrib
 // equivocator announces two different contributions for every round.
 type equivocator struct{}
 
-func (equivocator) announce(_ context.Context, k *contributor, c *record.Contribution, payload []byte, delta []float32) ([][]byte, error) {
+func (equivocator) announce(_ context.Context, k *attacker, c *record.Contribution, payload []byte, delta []float32) ([][]byte, error) {
 	a, err := signed(k, withPayload(c, payload))
 	if err != nil {
 		return nil, err
@@ -196,7 +202,7 @@ func (equivocator) announce(_ context.Context, k *contributor, c *record.Contrib
 // freeRider sends an all-zero update without training for it.
 type freeRider struct{}
 
-func (freeRider) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
+func (freeRider) announce(_ context.Context, k *attacker, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
 	return announceVec(k, c, make([]float32, len(delta)))
 }
 
@@ -208,7 +214,7 @@ type untrained struct {
 	prev []float32 // the base of the previous round
 }
 
-func (a *untrained) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
+func (a *untrained) announce(_ context.Context, k *attacker, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
 	v := make([]float32, len(delta))
 	if a.prev != nil {
 		for i := range v {
@@ -225,7 +231,7 @@ func (a *untrained) announce(_ context.Context, k *contributor, c *record.Contri
 // too, so it is not a proven fault.
 type withholder struct{}
 
-func (withholder) announce(_ context.Context, k *contributor, c *record.Contribution, payload []byte, _ []float32) ([][]byte, error) {
+func (withholder) announce(_ context.Context, k *attacker, c *record.Contribution, payload []byte, _ []float32) ([][]byte, error) {
 	d := *c
 	hidden := append(slices.Clone(payload), byte(c.Round))
 	pc, _ := payloadCID(hidden)
@@ -242,7 +248,7 @@ func (withholder) announce(_ context.Context, k *contributor, c *record.Contribu
 // payloads, which tier 0 cannot tell from real ones, arrive relayed.
 type garbler struct{}
 
-func (garbler) announce(_ context.Context, k *contributor, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
+func (garbler) announce(_ context.Context, k *attacker, c *record.Contribution, _ []byte, delta []float32) ([][]byte, error) {
 	r := rand.New(rand.NewPCG(uint64(c.Round), data.PeerSeed(9, c.Peer)))
 	junk := func(n int) []byte {
 		b := make([]byte, n)
@@ -264,7 +270,6 @@ type swarmRun struct {
 	sealed      []RoundSummary
 	honest, bad []string // peer IDs
 	coordDir    string
-	elems       int
 }
 
 func (r swarmRun) accuracy() float64 { return r.sealed[len(r.sealed)-1].TestAccuracy }
@@ -288,25 +293,26 @@ func adversarySwarm(peers int) *config.Swarm {
 	return sc
 }
 
-// honestIdentities are the data dirs of the honest contributors' identities,
-// the same in every run: with the same peers drawing the same shards, a run
-// whose adversaries are all kept out of the model reproduces the honest-only
-// run's model bit for bit.
-func honestIdentities(t *testing.T, n int) []string {
-	dirs := make([]string, n)
-	for i := range dirs {
-		dirs[i] = t.TempDir()
-		if _, err := p2p.LoadOrCreateIdentity(dirs[i]); err != nil {
+// honestIdentities are the honest contributors' keys, the same in every
+// run: with the same peers drawing the same shards, a run whose adversaries
+// are all kept out of the model reproduces the honest-only run's model bit
+// for bit.
+func honestIdentities(t *testing.T, n int) []crypto.PrivKey {
+	keys := make([]crypto.PrivKey, n)
+	for i := range keys {
+		k, _, err := crypto.GenerateEd25519Key(cryptorand.Reader)
+		if err != nil {
 			t.Fatal(err)
 		}
+		keys[i] = k
 	}
-	return dirs
+	return keys
 }
 
-// runAdversarial runs a coordinator, the honest contributors (one per
-// identity dir) and one contributor per adversary on loopback for the
-// swarm's rounds.
-func runAdversarial(t *testing.T, identities []string, advs []adversary) swarmRun {
+// runAdversarial runs a coordinator, the honest contributors (one per key)
+// and one attacker peer per adversary on one mocknet for the swarm's
+// rounds.
+func runAdversarial(t *testing.T, identities []crypto.PrivKey, advs []adversary) swarmRun {
 	t.Helper()
 	trainSet, testSet, err := data.LoadMNIST(testdata.MNISTDir(t))
 	if err != nil {
@@ -316,76 +322,66 @@ func runAdversarial(t *testing.T, identities []string, advs []adversary) swarmRu
 	sc := adversarySwarm(honest + len(advs))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	tn := newTestNet(t)
 	run := swarmRun{coordDir: t.TempDir()}
-	type ready struct{ id, addr string }
-	readyc := make(chan ready, 1)
 	var mu sync.Mutex
-	coordErr := make(chan error, 1)
-	go func() {
-		coordErr <- RunCoordinator(ctx, CoordinatorConfig{Swarm: sc, DataDir: run.coordDir, Train: trainSet, Test: testSet.Head(2000), ExitWhenDone: true,
-			Ready: func(id string, addrs []string, _ string) { readyc <- ready{id, addrs[0]} },
-			RoundDone: func(s RoundSummary) {
-				mu.Lock()
-				run.sealed = append(run.sealed, s)
-				mu.Unlock()
-			}})
-	}()
-	var rd ready
-	select {
-	case rd = <-readyc:
-	case err := <-coordErr:
+	coord, err := NewCoordinator(CoordinatorConfig{Swarm: sc, DataDir: run.coordDir, Train: trainSet, Test: testSet.Head(2000), ExitWhenDone: true, Log: quietLog,
+		RoundDone: func(s RoundSummary) {
+			mu.Lock()
+			run.sealed = append(run.sealed, s)
+			mu.Unlock()
+		}}, WithHost(tn.host(t, nil)))
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer coord.Close()
+	if err := coord.Start(); err != nil {
+		t.Fatal(err)
+	}
+	swarm, addr := coord.SwarmID(), coord.Addrs()[0]
 	// Adversaries may be cut off once graylisted: they stop with the swarm.
 	advCtx, stopAdv := context.WithCancel(ctx)
 	defer stopAdv()
 	var wg sync.WaitGroup
 	errs := make(chan error, honest+len(advs))
 	for i := 0; i < honest+len(advs); i++ {
-		dir := t.TempDir()
+		var key crypto.PrivKey
 		if i < honest {
-			b, err := os.ReadFile(filepath.Join(identities[i], p2p.IdentityFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, p2p.IdentityFile), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			key = identities[i]
 		}
-		key, err := p2p.LoadOrCreateIdentity(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := peer.IDFromPrivateKey(key)
-		cfg := ContributorConfig{SwarmID: rd.id, Bootstrap: []string{rd.addr}, DataDir: dir, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Train: trainSet}
-		cctx := ctx
+		h := tn.host(t, key)
+		dir := t.TempDir()
 		if i >= honest {
-			cfg.adversary = advs[i-honest]
-			run.bad = append(run.bad, id.String())
-			cctx = advCtx
-		} else {
-			run.honest = append(run.honest, id.String())
+			adv := advs[i-honest]
+			run.bad = append(run.bad, h.ID().String())
+			wg.Go(func() {
+				if err := runAttacker(advCtx, h, dir, swarm, addr, trainSet, adv); err != nil && advCtx.Err() == nil {
+					errs <- fmt.Errorf("attacker %s (%T): %w", h.ID(), adv, err)
+				}
+			})
+			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := RunContributor(cctx, cfg)
-			if err != nil && !(cfg.adversary != nil && errors.Is(err, context.Canceled)) {
-				errs <- fmt.Errorf("contributor %s (adversary %T): %w", id, cfg.adversary, err)
+		run.honest = append(run.honest, h.ID().String())
+		wg.Go(func() {
+			err := RunContributor(ctx, ContributorConfig{SwarmID: swarm, Bootstrap: []string{addr}, DataDir: dir, Train: trainSet, Log: quietLog}, WithHost(h))
+			if err != nil {
+				errs <- fmt.Errorf("contributor %s: %w", h.ID(), err)
 			}
-		}()
+		})
 	}
-	if err := <-coordErr; err != nil {
+	select {
+	case <-coord.Done():
+	case <-ctx.Done():
+	}
+	if err := coord.Err(); err != nil {
 		t.Fatal(err)
 	}
+	coord.Close()
 	stopAdv()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
-	}
-	if run.elems, err = train.NumParams(ModelSpec(sc)); err != nil {
-		t.Fatal(err)
 	}
 	return run
 }
@@ -401,11 +397,11 @@ func ledgerOf(t *testing.T, run swarmRun) ([]*record.RoundRecord, float64) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	sum, err := verify.Recheck(ctx, store, run.elems)
+	sum, err := round.Recheck(ctx, store)
 	if err != nil {
 		t.Fatalf("recheck: %v", err)
 	}
-	t.Logf("recheck: %d rounds, %d verdicts, %d tier-2 samples and %d scores reproduced", sum.Rounds, sum.Entries, sum.Sampled, sum.Scores)
+	t.Logf("recheck: %d rounds, %d verdicts, %d tier-2 samples, %d scores and %d models reproduced", sum.Rounds, sum.Entries, sum.Sampled, sum.Scores, sum.Models)
 	var recs []*record.RoundRecord
 	for at := &sum.Head; at != nil; {
 		b, err := store.Get(ctx, *at)

@@ -62,7 +62,7 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 		c.mu.Lock()
 		out := make([]record.PeerScore, 0, len(c.scores))
 		for _, s := range c.scores {
-			out = append(out, *s)
+			out = append(out, s)
 		}
 		c.mu.Unlock()
 		writeJSON(w, map[string]any{"swarm": c.swarmID, "scores": out})
@@ -86,17 +86,19 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 		return "", fmt.Errorf("api.listen %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
+	// Both goroutines belong to the coordinator (c.wg): Close waits for the
+	// server to stop before it closes the store the handlers read.
+	c.wg.Go(func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-	}()
-	go func() {
+	})
+	c.wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Warn("api", "err", err)
 		}
-	}()
+	})
 	return ln.Addr().String(), nil
 }
 

@@ -23,19 +23,17 @@ func TestAppScoreCountsOnlyProvenFaults(t *testing.T) {
 		return p
 	}
 	cheat, slow, absent := id(), id(), id()
-	c := &Coordinator{scores: map[string]*record.PeerScore{}}
+	c := &Coordinator{scores: map[string]record.PeerScore{}}
 	sp := verify.DefaultScoreParams()
 	apply := func(p peer.ID, round int64, reason string) {
 		ps := c.scores[p.String()]
-		if ps == nil {
-			ps = &record.PeerScore{Peer: p.String()}
-			c.scores[p.String()] = ps
-		}
+		ps.Peer = p.String()
+		defer func() { c.scores[p.String()] = ps }()
 		e := record.Entry{Peer: p.String(), Verdict: "rejected", Reason: reason}
 		if reason == "" {
 			e.Verdict = "accepted"
 		}
-		sp.Apply(ps, round, e)
+		sp.Apply(&ps, round, e)
 	}
 	apply(cheat, 0, "equivocation: two")
 	_, th := p2p.ScoreParams(c.appScore)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -15,15 +15,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/swarmtrain/swarmtrain/config"
-	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/node/p2p"
-	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
-// ContributorConfig configures RunContributor.
+// ContributorConfig configures a Contributor.
 type ContributorConfig struct {
 	SwarmID   string
 	Bootstrap []string
@@ -31,207 +30,40 @@ type ContributorConfig struct {
 	Listen    []string
 	Train     *data.Set // this machine's copy of the training set
 	Device    train.Device
-	Out       io.Writer
 	Log       *slog.Logger
-	// Applied is called after each round record is applied, with whether
-	// the locally replayed model matched the record's model CID.
-	Applied func(round int64, model cid.Cid, matched bool)
-
-	// adversary, set only by tests in this package, makes the contributor
-	// cheat; it is not a mode users can reach.
-	adversary adversary
+	// Event is told of what the contributor does: Joined, Worked, Applied,
+	// Refused, Finished.
+	Event func(Event)
 }
 
-// adversary replaces what a contributor announces for a round. honest is
-// the signed honest contribution, c and payload what it holds, delta the
-// local update before compression. It returns the messages to publish.
-type adversary interface {
-	announce(ctx context.Context, k *contributor, c *record.Contribution, payload []byte, delta []float32) ([][]byte, error)
-}
-
-// contributorState is what a contributor mirrors of the swarm.
-type contributorState struct {
-	round int64 // the round being worked on
-	seed  int64
-	base  cid.Cid
-}
-
-// RunContributor joins a swarm and contributes to every round until the
-// swarm's last round or ctx ends.
-func RunContributor(ctx context.Context, cfg ContributorConfig) error {
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
-	if cfg.Out == nil {
-		cfg.Out = io.Discard
-	}
-	if len(cfg.Bootstrap) == 0 {
-		return errors.New("--bootstrap: a contributor needs at least one peer of the swarm (the coordinator prints its address)")
-	}
-	ctx, cancel := context.WithCancel(ctx) // ends everything started here on return
-	defer cancel()
-	swarmCID, err := cid.Decode(cfg.SwarmID)
-	if err != nil {
-		return fmt.Errorf("swarm ID %q: %w", cfg.SwarmID, err)
-	}
-	listen := cfg.Listen
-	if len(listen) == 0 {
-		listen = config.Default().Network.Listen
-	}
-	b, err := openBase(ctx, cfg.DataDir, listen, config.Default().Network.MaxMessageBytes, cfg.Log, nil)
-	if err != nil {
-		return err
-	}
-	defer b.close()
-	if err := b.net.Bootstrap(ctx, cfg.Bootstrap); err != nil {
-		return err
-	}
-	// The manifest defines the swarm: fetch it by its CID, the swarm ID.
-	mctx, cancel := context.WithTimeout(ctx, time.Minute)
-	mblk, err := b.ex.Get(mctx, swarmCID)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("fetching swarm manifest %s from the bootstrap peers: %w", cfg.SwarmID, err)
-	}
-	manifest, _, err := record.OpenBlock[record.SwarmManifest](mblk)
-	if err != nil {
-		return err
-	}
-	sc, err := config.FromCanonical(manifest.Config)
-	if err != nil {
-		return err
-	}
-	coordinator, err := peer.Decode(manifest.Coordinator)
-	if err != nil {
-		return fmt.Errorf("swarm manifest: coordinator %q: %w", manifest.Coordinator, err)
-	}
-	spec := ModelSpec(sc)
-	model, err := train.New(spec, sc.Train.BatchSize, sc.Seed, train.WithDevice(cfg.Device))
-	if err != nil {
-		return err
-	}
-	defer model.Close()
-	n := model.NumParams()
-	opt, err := train.NewOptimizer(OptimizerSpec(sc.Train.InnerOptimizer), n)
-	if err != nil {
-		return err
-	}
-	codec, err := gradient.NewCodec(sc.Compression.Codec, sc.Compression.Density)
-	if err != nil {
-		return err
-	}
-	outer, err := gradient.NewOuter(n, sc.Train.OuterOptimizer.LR, sc.Train.OuterOptimizer.Momentum)
-	if err != nil {
-		return err
-	}
-	ef := gradient.NewErrorFeedback(n, 0)
-
-	k := &contributor{base: b, cfg: cfg, sc: sc, spec: spec, manifest: manifest, coordinator: coordinator, model: model, opt: opt, codec: codec, outer: outer, ef: ef,
-		payloads: map[int64]map[cid.Cid][]byte{}}
-	k.gate = newRoundGate(cfg.SwarmID, n)
-	k.gate.onEquivocation = func(first, second []byte) {
-		if err := reportEquivocation(ctx, b.net.Host, coordinator, first, second); err != nil {
-			k.log.Debug("reporting an equivocation", "err", err)
-		}
-	}
-	ctopic, err := b.net.JoinTopic(p2p.TopicName(cfg.SwarmID, topicContributions), k.validateContribution)
-	if err != nil {
-		return err
-	}
-	csub, err := ctopic.Subscribe()
-	if err != nil {
-		return err
-	}
-	defer csub.Cancel()
-	rtopic, err := b.net.JoinTopic(p2p.TopicName(cfg.SwarmID, topicRounds), k.validateRecord)
-	if err != nil {
-		return err
-	}
-	rsub, err := rtopic.Subscribe()
-	if err != nil {
-		return err
-	}
-	defer rsub.Cancel()
-	b.net.Discover(ctx, cfg.SwarmID, nil)
-	serveHead(b.net.Host, func() Head { return Head{Swarm: cfg.SwarmID, Manifest: cfg.SwarmID, Round: -1} })
-	go k.cachePayloads(ctx, csub)
-
-	st, err := k.sync(ctx, coordinator)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(cfg.Out, "joined swarm %s (%s) as %s at round %d\n", cfg.SwarmID, sc.Name, b.id, st.round)
-	records := make(chan *record.RoundRecord, 16)
-	go func() {
-		defer close(records)
-		for {
-			m, err := rsub.Next(ctx)
-			if err != nil {
-				return
-			}
-			if rec, _, err := record.Open[record.RoundRecord](m.Data); err == nil {
-				blk, _ := recordBlock(m.Data)
-				_ = b.store.Put(ctx, blk)
-				records <- rec
-			}
-		}
-	}()
-	for st.round < int64(sc.Train.Rounds) {
-		k.gate.open(st.round, st.base, st.seed)
-		if err := k.work(ctx, ctopic, st); err != nil {
-			return err
-		}
-		// Wait for this round's record (or a later one, if we fell behind),
-		// announcing the contribution again now and then: a coordinator
-		// that restarted, or a mesh that re-formed, may have missed it.
-		var rec *record.RoundRecord
-		resend := time.NewTicker(republishInterval)
-		for rec == nil || rec.Round < st.round {
-			select {
-			case <-ctx.Done():
-				resend.Stop()
-				return ctx.Err()
-			case <-resend.C:
-				k.net.Reconnect(ctx, cfg.Bootstrap)
-				_ = p2p.Publish(ctx, ctopic, k.lastAnnounce)
-			case r, ok := <-records:
-				if !ok {
-					resend.Stop()
-					return ctx.Err()
-				}
-				rec = r
-			}
-		}
-		resend.Stop()
-		next, err := k.apply(ctx, rec)
-		if err != nil {
-			return err
-		}
-		st = next
-	}
-	fmt.Fprintf(cfg.Out, "swarm %s finished its %d rounds\n", cfg.SwarmID, sc.Train.Rounds)
-	return nil
-}
-
-// republishInterval is how often a contributor re-announces its
-// contribution while it waits for the round's record.
-const republishInterval = 5 * time.Second
-
-type contributor struct {
+// Contributor is a peer that trains on its shard every round and applies
+// the sealed records. NewContributor opens it, Start runs it, Close stops
+// it.
+type Contributor struct {
 	*base
+	cfg ContributorConfig
+
+	// Set by join.
+	sc          *config.Swarm
+	p           round.Params
+	manifest    *record.SwarmManifest
+	coordinator peer.ID
+	model       train.Model
+	worker      *round.Worker
+	gate        *roundGate
+	ctopic      *pubsub.Topic
+	records     chan *record.RoundRecord
+
+	// Owned by the run goroutine.
+	st           contributorState
 	lastAnnounce []byte
-	cfg          ContributorConfig
-	sc           *config.Swarm
-	spec         train.ModelSpec
-	manifest     *record.SwarmManifest
-	coordinator  peer.ID
-	model        train.Model
-	opt          train.Optimizer
-	codec        gradient.Codec
-	outer        *gradient.Outer
-	ef           *gradient.ErrorFeedback
-	gate         *roundGate
-	baseParams   []float32
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	done      chan struct{}
+	err       error
+	closeOnce sync.Once
 
 	mu sync.Mutex
 	// payloads seen on the contributions topic, by round: a fast peer's
@@ -239,17 +71,219 @@ type contributor struct {
 	payloads map[int64]map[cid.Cid][]byte
 }
 
-// validateContribution is tier 0 (roundGate.validate); a test adversary's
-// own messages skip it, so that it can send what tier 0 exists to stop.
-func (k *contributor) validateContribution(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	if k.cfg.adversary != nil && from == k.id {
-		return pubsub.ValidationAccept
+// contributorState is what a contributor mirrors of the swarm.
+type contributorState struct {
+	round  int64 // the round being worked on
+	seed   int64
+	base   cid.Cid
+	params []float32 // the base model
+	outer  []float32 // the outer optimizer's state the base was stepped with
+}
+
+// NewContributor opens the contributor's data dir and host. Start joins the
+// swarm.
+func NewContributor(cfg ContributorConfig, opts ...Option) (*Contributor, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
-	return k.gate.validate(ctx, from, m)
+	if len(cfg.Bootstrap) == 0 {
+		return nil, errors.New("--bootstrap: a contributor needs at least one peer of the swarm (the coordinator prints its address)")
+	}
+	if _, err := cid.Decode(cfg.SwarmID); err != nil {
+		return nil, fmt.Errorf("swarm ID %q: %w", cfg.SwarmID, err)
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	listen := cfg.Listen
+	if len(listen) == 0 {
+		listen = config.Default().Network.Listen
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &Contributor{cfg: cfg, ctx: ctx, cancel: cancel, done: make(chan struct{}), payloads: map[int64]map[cid.Cid][]byte{},
+		records: make(chan *record.RoundRecord, 16)}
+	b, err := openBase(ctx, cfg.DataDir, listen, o, cfg.Log, p2p.WithMaxMessageSize(config.Default().Network.MaxMessageBytes))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	k.base = b
+	return k, nil
+}
+
+// Start joins the swarm and contributes to every round in the background
+// until the swarm's last round, a failure or Close.
+func (k *Contributor) Start() {
+	k.wg.Go(func() {
+		defer close(k.done)
+		k.err = k.run()
+	})
+}
+
+// Done is closed when the contributor stops.
+func (k *Contributor) Done() <-chan struct{} { return k.done }
+
+// Err is why the contributor stopped, once Done is closed.
+func (k *Contributor) Err() error { return k.err }
+
+// Close cancels everything the contributor started, waits for its
+// goroutines, then closes the model, the host and the store.
+func (k *Contributor) Close() error {
+	k.closeOnce.Do(func() {
+		k.cancel()
+		k.wg.Wait()
+		if k.model != nil {
+			k.model.Close()
+		}
+		k.base.close()
+	})
+	return nil
+}
+
+// RunContributor joins a swarm and contributes to every round until the
+// swarm's last round, a failure or ctx ends.
+func RunContributor(ctx context.Context, cfg ContributorConfig, opts ...Option) error {
+	k, err := NewContributor(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	k.Start()
+	select {
+	case <-ctx.Done():
+		k.Close()
+		return ctx.Err()
+	case <-k.Done():
+		return k.Err()
+	}
+}
+
+func (k *Contributor) emit(e Event) {
+	if k.cfg.Event != nil {
+		k.cfg.Event(e)
+	}
+}
+
+// republishInterval is how often a contributor re-announces its
+// contribution while it waits for the round's record.
+const republishInterval = 5 * time.Second
+
+func (k *Contributor) run() error {
+	if err := k.join(); err != nil {
+		return err
+	}
+	k.emit(Joined{Swarm: k.cfg.SwarmID, Name: k.sc.Name, Peer: k.id.String(), Round: k.st.round})
+	rounds := int64(k.sc.Train.Rounds)
+	for k.st.round < rounds {
+		k.gate.open(k.st.round, k.st.base, k.st.seed)
+		worked := k.work()
+		// Wait for this round's record (or a later one, if we fell behind),
+		// announcing the contribution again now and then: a coordinator
+		// that restarted, or a mesh that re-formed, may have missed it.
+		rec, err := k.awaitRecord(k.st.round, worked)
+		if err != nil {
+			return err
+		}
+		k.apply(rec)
+	}
+	k.emit(Finished{Swarm: k.cfg.SwarmID, Rounds: int(rounds), Model: k.st.base})
+	return nil
+}
+
+// join fetches the manifest from the bootstrap peers, builds the model and
+// the worker the swarm's config asks for, joins the swarm's topics and
+// loads the state to work from (late join included).
+func (k *Contributor) join() error {
+	ctx := k.ctx
+	if err := k.net.Bootstrap(ctx, k.cfg.Bootstrap); err != nil {
+		return err
+	}
+	mctx, cancel := context.WithTimeout(ctx, time.Minute)
+	manifest, err := fetchManifest(mctx, k.base, k.cfg.SwarmID)
+	cancel()
+	if err != nil {
+		return err
+	}
+	k.manifest = manifest
+	if k.sc, err = config.FromCanonical(manifest.Config); err != nil {
+		return err
+	}
+	if k.coordinator, err = peer.Decode(manifest.Coordinator); err != nil {
+		return fmt.Errorf("swarm manifest: coordinator %q: %w", manifest.Coordinator, err)
+	}
+	// Gossip's message limit is fixed when gossip starts: follow the
+	// swarm's, or its larger messages would never reach this peer.
+	if limit := k.sc.Network.MaxMessageBytes; limit != config.Default().Network.MaxMessageBytes {
+		if err := k.restartNet(ctx, p2p.WithMaxMessageSize(limit)); err != nil {
+			return err
+		}
+		if err := k.net.Bootstrap(ctx, k.cfg.Bootstrap); err != nil {
+			return err
+		}
+	}
+	k.p = round.ParamsOf(k.sc)
+	if k.model, err = train.New(k.p.Model, k.sc.Train.BatchSize, k.sc.Seed, train.WithDevice(k.cfg.Device)); err != nil {
+		return err
+	}
+	if k.worker, err = round.NewWorker(k.p, k.model); err != nil {
+		return err
+	}
+	k.gate = newRoundGate(k.cfg.SwarmID, k.model.NumParams())
+	k.gate.onEquivocation = func(first, second []byte) {
+		if err := reportEquivocation(ctx, k.net.Host, k.coordinator, first, second); err != nil {
+			k.log.Debug("reporting an equivocation", "err", err)
+		}
+	}
+	if k.ctopic, err = k.net.JoinTopic(p2p.TopicName(k.cfg.SwarmID, topicContributions), k.gate.validate); err != nil {
+		return err
+	}
+	csub, err := k.ctopic.Subscribe()
+	if err != nil {
+		return err
+	}
+	rtopic, err := k.net.JoinTopic(p2p.TopicName(k.cfg.SwarmID, topicRounds), k.validateRecord)
+	if err != nil {
+		return err
+	}
+	rsub, err := rtopic.Subscribe()
+	if err != nil {
+		return err
+	}
+	k.net.Discover(ctx, k.cfg.SwarmID, nil)
+	serveHead(k.net.Host, func() Head { return Head{Swarm: k.cfg.SwarmID, Manifest: k.cfg.SwarmID, Round: -1} })
+	k.wg.Go(func() {
+		defer csub.Cancel()
+		k.cachePayloads(csub)
+	})
+	k.wg.Go(func() {
+		defer rsub.Cancel()
+		k.readRecords(rsub)
+	})
+	st, err := syncState(ctx, k.base, k.coordinator, k.manifest, k.model.NumParams())
+	if err != nil {
+		return err
+	}
+	k.st = st
+	return nil
+}
+
+// fetchManifest fetches a swarm's manifest by its CID, the swarm ID.
+func fetchManifest(ctx context.Context, b *base, swarmID string) (*record.SwarmManifest, error) {
+	swarmCID, err := cid.Decode(swarmID)
+	if err != nil {
+		return nil, fmt.Errorf("swarm ID %q: %w", swarmID, err)
+	}
+	mblk, err := b.ex.Get(ctx, swarmCID)
+	if err != nil {
+		return nil, fmt.Errorf("fetching swarm manifest %s from the bootstrap peers: %w", swarmID, err)
+	}
+	manifest, _, err := record.OpenBlock[record.SwarmManifest](mblk)
+	return manifest, err
 }
 
 // validateRecord accepts round records signed by the swarm's coordinator only.
-func (k *contributor) validateRecord(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+func (k *Contributor) validateRecord(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 	rec, signer, err := record.Open[record.RoundRecord](m.Data)
 	if err != nil || signer != k.coordinator || rec.Swarm != k.cfg.SwarmID {
 		return pubsub.ValidationReject
@@ -257,11 +291,34 @@ func (k *contributor) validateRecord(_ context.Context, _ peer.ID, m *pubsub.Mes
 	return pubsub.ValidationAccept
 }
 
+// readRecords stores every round record gossip delivers and hands it to
+// the round loop.
+func (k *Contributor) readRecords(sub *pubsub.Subscription) {
+	for {
+		m, err := sub.Next(k.ctx)
+		if err != nil {
+			return
+		}
+		rec, _, err := record.Open[record.RoundRecord](m.Data)
+		if err != nil {
+			continue
+		}
+		if blk, err := recordBlock(m.Data); err == nil {
+			_ = k.store.Put(k.ctx, blk)
+		}
+		select {
+		case k.records <- rec:
+		case <-k.ctx.Done():
+			return
+		}
+	}
+}
+
 // cachePayloads keeps inline payloads of others' contributions, so applying
 // a record rarely needs to fetch anything.
-func (k *contributor) cachePayloads(ctx context.Context, sub *pubsub.Subscription) {
+func (k *Contributor) cachePayloads(sub *pubsub.Subscription) {
 	for {
-		m, err := sub.Next(ctx)
+		m, err := sub.Next(k.ctx)
 		if err != nil {
 			return
 		}
@@ -271,7 +328,7 @@ func (k *contributor) cachePayloads(ctx context.Context, sub *pubsub.Subscriptio
 	}
 }
 
-func (k *contributor) keepPayload(round int64, c cid.Cid, b []byte) {
+func (k *Contributor) keepPayload(round int64, c cid.Cid, b []byte) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.payloads[round] == nil {
@@ -280,27 +337,25 @@ func (k *contributor) keepPayload(round int64, c cid.Cid, b []byte) {
 	k.payloads[round][c] = b
 }
 
-// sync asks the coordinator for the head and loads the model, outer state
-// and round to work on from it (late join included).
-func (k *contributor) sync(ctx context.Context, coordinator peer.ID) (contributorState, error) {
-	hd, err := askHead(ctx, k.net.Host, coordinator)
+// syncState asks the coordinator for the head and loads the model, outer
+// state and round to work on from it.
+func syncState(ctx context.Context, b *base, coordinator peer.ID, m *record.SwarmManifest, n int) (contributorState, error) {
+	hd, err := askHead(ctx, b.net.Host, coordinator)
 	if err != nil {
 		return contributorState{}, err
 	}
-	n := k.model.NumParams()
 	if hd.Record == "" {
-		params, err := loadVector(ctx, k.ex, k.manifest.InitialModel, n)
+		params, err := loadVector(ctx, b.ex, m.InitialModel, n)
 		if err != nil {
 			return contributorState{}, err
 		}
-		k.baseParams = params
-		return contributorState{round: 0, seed: k.manifest.Seed, base: k.manifest.InitialModel}, nil
+		return contributorState{round: 0, seed: m.Seed, base: m.InitialModel, params: params, outer: make([]float32, n)}, nil
 	}
 	rc, err := cid.Decode(hd.Record)
 	if err != nil {
 		return contributorState{}, fmt.Errorf("head record %q: %w", hd.Record, err)
 	}
-	rb, err := k.ex.Get(ctx, rc)
+	rb, err := b.ex.Get(ctx, rc)
 	if err != nil {
 		return contributorState{}, fmt.Errorf("fetching round record %s: %w", rc, err)
 	}
@@ -311,153 +366,159 @@ func (k *contributor) sync(ctx context.Context, coordinator peer.ID) (contributo
 	if signer != coordinator {
 		return contributorState{}, fmt.Errorf("round record %s is signed by %s, not the coordinator %s", rc, signer, coordinator)
 	}
-	if err := k.fetchState(ctx, rec); err != nil {
-		return contributorState{}, err
-	}
-	return contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model}, nil
+	return fetchState(ctx, b, rec, n)
 }
 
 // fetchTimeout bounds fetching a model by CID: a 1 MB checkpoint takes
 // milliseconds on a LAN; minutes mean no peer holds it.
 const fetchTimeout = 2 * time.Minute
 
-// fetchState loads a record's model and outer state by CID.
-func (k *contributor) fetchState(ctx context.Context, rec *record.RoundRecord) error {
+// fetchState loads a record's model and outer state by CID, refusing one
+// that holds a non-finite value.
+func fetchState(ctx context.Context, b *base, rec *record.RoundRecord, n int) (contributorState, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	n := k.model.NumParams()
-	params, err := loadVector(ctx, k.ex, rec.Model, n)
-	if err != nil {
-		return err
+	st := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, outer: make([]float32, n)}
+	var err error
+	if st.params, err = loadVector(ctx, b.ex, rec.Model, n); err != nil {
+		return st, err
 	}
-	k.baseParams = params
 	if rec.OuterState != nil {
-		st, err := loadVector(ctx, k.ex, *rec.OuterState, n)
-		if err != nil {
-			return err
+		if st.outer, err = loadVector(ctx, b.ex, *rec.OuterState, n); err != nil {
+			return st, err
 		}
-		k.outer.SetState(st)
 	}
-	return nil
+	if !finite(st.params) || !finite(st.outer) {
+		return st, fmt.Errorf("round %d's model %s holds a NaN or infinite value", rec.Round, rec.Model)
+	}
+	return st, nil
 }
 
-// work runs the round's local steps and announces the contribution.
-func (k *contributor) work(ctx context.Context, topic *pubsub.Topic, st contributorState) error {
-	sc := k.sc
-	shard := k.cfg.Train.Subset(data.Assign(uint64(st.seed), k.id.String(), k.cfg.Train.N, sc.Train.ShardSize))
-	// Local work starts from the base minus what error feedback still owes
-	// (see gradient.ErrorFeedback.CompressWhole).
-	p := k.model.Params()
-	copy(p, k.baseParams)
-	for i, e := range k.ef.Residual() {
-		p[i] -= e
+func finite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
 	}
-	stats, err := train.Local(ctx, k.model, k.opt, shard, sc.Train.InnerSteps, uint64(st.seed))
+	return true
+}
+
+// work runs the round's local steps and announces the contribution. It
+// reports whether it announced one: a failed step (a diverged loss, say)
+// costs this round's contribution, never the peer.
+func (k *Contributor) work() bool {
+	st := k.st
+	if st.params == nil {
+		return false // no usable base: wait for the next record
+	}
+	shard := round.Shard(k.cfg.Train, st.seed, k.id.String(), k.sc.Train.ShardSize)
+	payload, _, stats, err := k.worker.Work(k.ctx, st.params, shard, uint64(st.seed))
 	if err != nil {
-		return fmt.Errorf("round %d local work: %w", st.round, err)
+		if k.ctx.Err() == nil {
+			k.emit(Refused{Round: st.round, Reason: "local work: " + err.Error()})
+		}
+		return false
 	}
-	delta := make([]float32, len(p))
-	for i := range delta {
-		delta[i] = k.baseParams[i] - p[i]
-	}
-	payload, err := k.ef.CompressWhole(k.codec, delta)
+	blk, err := announce(k.ctx, k.base, k.ctopic, contribution(k.cfg.SwarmID, k.id, st, k.worker.Codec().Name(), payload, stats, k.sc.Compression.InlineMaxBytes), payload)
 	if err != nil {
-		return err
+		if k.ctx.Err() == nil {
+			k.log.Warn("announcing the contribution", "round", st.round, "err", err)
+		}
+		return false
 	}
-	pc, err := payloadCID(payload)
-	if err != nil {
-		return err
-	}
-	pb, _ := blocks.NewBlockWithCid(payload, pc)
-	if err := k.ex.Put(ctx, pb); err != nil {
-		return err
-	}
-	c := &record.Contribution{Swarm: k.cfg.SwarmID, Round: st.round, Peer: k.id.String(), Base: st.base, Payload: pc, Codec: k.codec.Name(),
-		PayloadBytes: int64(len(payload)), Samples: int64(stats.Samples), Loss: stats.MeanLoss, Created: time.Now().UnixMilli(), Seed: &st.seed}
-	if len(payload) <= sc.Compression.InlineMaxBytes {
+	k.keepPayload(st.round, blk.payload, payload)
+	k.lastAnnounce = blk.raw
+	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw)})
+	return true
+}
+
+// contribution is the unsigned contribution record of a round's payload.
+func contribution(swarm string, id peer.ID, st contributorState, codec string, payload []byte, stats train.Stats, inlineMax int) *record.Contribution {
+	pc, _ := payloadCID(payload)
+	seed := st.seed
+	c := &record.Contribution{Swarm: swarm, Round: st.round, Peer: id.String(), Base: st.base, Payload: pc, Codec: codec,
+		PayloadBytes: int64(len(payload)), Samples: int64(stats.Samples), Loss: stats.MeanLoss, Created: time.Now().UnixMilli(), Seed: &seed}
+	if len(payload) <= inlineMax {
 		c.Inline = &payload
 	}
-	blk, err := record.Sign(k.key, c)
-	if err != nil {
-		return err
-	}
-	k.keepPayload(st.round, pc, payload)
-	fmt.Fprintf(k.cfg.Out, "round %3d  %d steps on %d samples  loss %.4f  sent %d bytes\n", st.round, stats.Steps, shard.N, stats.MeanLoss, len(blk.RawData()))
-	msgs := [][]byte{blk.RawData()}
-	if k.cfg.adversary != nil {
-		if msgs, err = k.cfg.adversary.announce(ctx, k, c, payload, delta); err != nil || len(msgs) == 0 {
-			return err
-		}
-	}
-	k.lastAnnounce = msgs[0]
-	for _, m := range msgs {
-		if err := p2p.Publish(ctx, topic, m); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c
 }
 
-// apply replays a round record: the accepted payloads, aggregated with the
-// swarm's rule, stepped with the mirrored outer optimizer. If the result
-// does not hash to the record's model CID, or a payload is missing, it
-// fetches the record's model and outer state instead.
-func (k *contributor) apply(ctx context.Context, rec *record.RoundRecord) (contributorState, error) {
-	next := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model}
-	n := k.model.NumParams()
-	matched := false
-	if rec.Base.Equals(k.gate.currentBase()) {
-		var ups []gradient.Update
-		complete := true
-		for _, e := range rec.Entries {
-			if e.Verdict != "accepted" {
-				continue
+type announced struct {
+	raw     []byte
+	payload cid.Cid
+}
+
+// announce stores the payload as a block others can fetch, signs c and
+// publishes it.
+func announce(ctx context.Context, b *base, topic *pubsub.Topic, c *record.Contribution, payload []byte) (announced, error) {
+	pb, err := blocks.NewBlockWithCid(payload, c.Payload)
+	if err != nil {
+		return announced{}, err
+	}
+	if err := b.ex.Put(ctx, pb); err != nil {
+		return announced{}, err
+	}
+	blk, err := record.Sign(b.key, c)
+	if err != nil {
+		return announced{}, err
+	}
+	if err := p2p.Publish(ctx, topic, blk.RawData()); err != nil {
+		return announced{}, err
+	}
+	return announced{raw: blk.RawData(), payload: c.Payload}, nil
+}
+
+// awaitRecord waits for round r's record (or a later one), re-announcing
+// the contribution now and then.
+func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord, error) {
+	resend := time.NewTicker(republishInterval)
+	defer resend.Stop()
+	for {
+		select {
+		case <-k.ctx.Done():
+			return nil, k.ctx.Err()
+		case <-resend.C:
+			k.net.Reconnect(k.ctx, k.cfg.Bootstrap)
+			if announced {
+				_ = p2p.Publish(k.ctx, k.ctopic, k.lastAnnounce)
 			}
-			k.mu.Lock()
-			payload, ok := k.payloads[rec.Round][e.Payload]
-			k.mu.Unlock()
-			if !ok {
-				fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				pb, err := k.ex.Get(fctx, e.Payload)
-				cancel()
-				if err != nil {
-					complete = false
-					break
-				}
-				payload = pb.RawData()
-			}
-			vec := make([]float32, n)
-			if _, err := gradient.UnmarshalInto(vec, payload, gradient.Limits{MaxBytes: gradient.HeaderSize + 8*n}); err != nil {
-				complete = false
-				break
-			}
-			ups = append(ups, gradient.Update{ID: e.Peer, Vec: vec, Weight: e.Weight})
-		}
-		if complete {
-			params := append([]float32(nil), k.baseParams...)
-			saved := k.outer.State()
-			if len(ups) > 0 {
-				if res, err := gradient.Aggregate(k.sc.Verify.Aggregation, ups, k.sc.Verify.TrimFraction); err == nil {
-					_ = k.outer.Step(params, res.Vec)
-				}
-			}
-			file, err := checkpointFile(k.spec, params)
-			if err == nil {
-				if fc, err := storage.FileCID(file); err == nil && fc.Equals(rec.Model) {
-					matched = true
-					k.baseParams = params
-				}
-			}
-			if !matched {
-				k.outer.SetState(saved)
+		case rec := <-k.records:
+			if rec.Round >= r {
+				return rec, nil
 			}
 		}
 	}
-	if !matched {
-		k.log.Info("replayed model differs from the record or payloads are missing: fetching it", "round", rec.Round, "model", rec.Model)
-		if err := k.fetchState(ctx, rec); err != nil {
-			return next, err
+}
+
+// apply moves to the state a sealed record defines: by replaying it
+// (round.Replay over the accepted payloads, from the state this peer holds)
+// when the record builds on that state, else, or when the replay does not
+// hash to the record's model, by fetching the record's model and outer
+// state. A model it cannot get, or one holding NaN or Inf, is refused: the
+// peer keeps no base and waits for the next record.
+func (k *Contributor) apply(rec *record.RoundRecord) {
+	n := k.model.NumParams()
+	replayed := false
+	if k.st.params != nil && rec.Base.Equals(k.st.base) {
+		params, outer, err := round.Replay(k.p, k.st.params, k.st.outer, rec.Entries, func(c cid.Cid) ([]byte, error) { return k.payload(rec.Round, c) })
+		if err == nil && finite(params) {
+			if file, err := round.CheckpointFile(k.p.Model, params); err == nil {
+				if fc, err := round.FileCID(file); err == nil && fc.Equals(rec.Model) {
+					replayed = true
+					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer}
+				}
+			}
 		}
+	}
+	if !replayed {
+		k.log.Info("replayed model differs from the record or payloads are missing: fetching it", "round", rec.Round, "model", rec.Model)
+		st, err := fetchState(k.ctx, k.base, rec, n)
+		if err != nil {
+			k.emit(Refused{Round: rec.Round, Reason: err.Error()})
+			st.params = nil
+		}
+		k.st = st
 	}
 	k.mu.Lock()
 	for r := range k.payloads {
@@ -466,13 +527,25 @@ func (k *contributor) apply(ctx context.Context, rec *record.RoundRecord) (contr
 		}
 	}
 	k.mu.Unlock()
-	how := "replayed locally, CID matches the record"
-	if !matched {
-		how = "fetched by CID (replay differed or payloads were missing)"
+	if k.st.params != nil {
+		k.emit(Applied{Round: rec.Round, Model: rec.Model, Replayed: replayed})
 	}
-	fmt.Fprintf(k.cfg.Out, "applied round %d: model %s %s\n", rec.Round, rec.Model, how)
-	if k.cfg.Applied != nil {
-		k.cfg.Applied(rec.Round, rec.Model, matched)
+}
+
+// payload is an accepted payload of round r: cached from gossip, or
+// fetched by CID.
+func (k *Contributor) payload(r int64, c cid.Cid) ([]byte, error) {
+	k.mu.Lock()
+	b, ok := k.payloads[r][c]
+	k.mu.Unlock()
+	if ok {
+		return b, nil
 	}
-	return next, nil
+	ctx, cancel := context.WithTimeout(k.ctx, 30*time.Second)
+	defer cancel()
+	pb, err := k.ex.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return pb.RawData(), nil
 }

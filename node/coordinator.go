@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -17,8 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/swarmtrain/swarmtrain/config"
-	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/node/p2p"
+	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
@@ -32,7 +31,7 @@ const (
 	headLedger = "ledger"
 )
 
-// CoordinatorConfig configures RunCoordinator.
+// CoordinatorConfig configures a Coordinator.
 type CoordinatorConfig struct {
 	Swarm   *config.Swarm
 	DataDir string
@@ -40,18 +39,26 @@ type CoordinatorConfig struct {
 	// Train is the training set contributors draw their shards from; tier
 	// 2 evaluates sampled updates on their shards. nil skips tier 2.
 	Train *data.Set
-	Out   io.Writer // per-round progress lines
 	Log   *slog.Logger
 	// Ready is called once the swarm is up, with its ID, the addresses
 	// contributors can bootstrap from and the HTTP API's address ("" if off).
 	Ready func(swarmID string, addrs []string, api string)
-	// RoundDone is called after each sealed round (tests and the API use it).
+	// RoundDone is called after each sealed round.
 	RoundDone func(RoundSummary)
-	// ExitWhenDone returns once the last round is sealed; otherwise the
-	// coordinator keeps serving the head, blocks and API to observers until
-	// ctx ends.
+	// Event is told of everything else the coordinator does (Resumed,
+	// Waiting, QuorumUnreachable, Finished, Serving).
+	Event func(Event)
+	// ExitWhenDone ends the coordinator once the last round is sealed;
+	// otherwise it keeps serving the head, blocks and API to observers
+	// until it is closed.
 	ExitWhenDone bool
 }
+
+// Why a round closed, in RoundSummary.SealedBy.
+const (
+	SealedByQuorum   = "quorum"
+	SealedByDeadline = "deadline"
+)
 
 // RoundSummary is what a sealed round reports.
 type RoundSummary struct {
@@ -65,33 +72,44 @@ type RoundSummary struct {
 	TestAccuracy float64       `json:"test_accuracy"`
 	BytesIn      int           `json:"bytes_in"`
 	SealTime     time.Duration `json:"seal_time_ns"`
+	SealedBy     string        `json:"sealed_by"` // quorum or deadline
 }
 
 // Coordinator is the node a researcher starts: it defines the swarm,
-// checks and aggregates contributions, and seals the ledger.
+// collects contributions, has the round engine judge and apply them, and
+// seals the ledger. NewCoordinator opens it, Start runs it, Close stops it.
 type Coordinator struct {
 	*base
 	cfg      CoordinatorConfig
 	sc       *config.Swarm
-	spec     train.ModelSpec
+	p        round.Params
 	manifest *record.SwarmManifest
 	swarmID  string
 	gate     *roundGate
+	contribs *pubsub.Topic
 	rounds   *pubsub.Topic
+	sub      *pubsub.Subscription
 	metrics  *metrics
+	model    train.Model // scratch for tier 2 and the per-round evaluation
+	tier2    round.Tier2
+	incoming chan *pubsub.Message
 
-	// early holds contributions for a round not yet open, in arrival order.
-	early []*pubsub.Message
+	// Owned by the round loop.
+	st           round.State
+	early        []*pubsub.Message // contributions to a round not yet open, in arrival order
+	warnedQuorum bool
 
-	// history maps every payload CID in the ledger to the round it first
-	// appeared in: tier 1's replay check.
-	history map[cid.Cid]int64
-	scoring verify.ScoreParams
+	ctx       context.Context // the coordinator's lifetime: Close cancels it
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	done      chan struct{}
+	err       error
+	closeOnce sync.Once
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards what the API, head protocol and gossip score read
 	head    Head
 	byRound map[int64]cid.Cid
-	scores  map[string]*record.PeerScore
+	scores  map[string]record.PeerScore
 }
 
 // received is one contribution as collected, in arrival order.
@@ -103,120 +121,192 @@ type received struct {
 	fault, evidence string
 }
 
-// RunCoordinator starts (or resumes, from cfg.DataDir) a swarm and runs its
-// rounds until the config's round count or ctx ends.
-func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) error {
+// NewCoordinator opens the coordinator's data dir and host and creates (or
+// resumes) its swarm. It starts nothing that runs rounds: Start does.
+func NewCoordinator(cfg CoordinatorConfig, opts ...Option) (*Coordinator, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.Out == nil {
-		cfg.Out = io.Discard
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
-	// Everything the coordinator starts (API server, discovery, gossip)
-	// ends when it returns.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	sc := cfg.Swarm
-	c := &Coordinator{cfg: cfg, sc: sc, spec: ModelSpec(sc), byRound: map[int64]cid.Cid{}, scores: map[string]*record.PeerScore{}, metrics: newMetrics(),
-		history: map[cid.Cid]int64{}, scoring: verify.DefaultScoreParams()}
-	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, sc.Network.MaxMessageBytes, cfg.Log, c.appScore)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Coordinator{cfg: cfg, sc: sc, p: round.ParamsOf(sc), byRound: map[int64]cid.Cid{}, scores: map[string]record.PeerScore{}, metrics: newMetrics(),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), incoming: make(chan *pubsub.Message, 256)}
+	fail := func(err error) (*Coordinator, error) {
+		cancel()
+		if c.model != nil {
+			c.model.Close()
+		}
+		if c.base != nil {
+			c.base.close()
+		}
+		return nil, err
+	}
+	if _, err := c.p.NewOuter(0); err != nil {
+		return fail(err)
+	}
+	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, o, cfg.Log, p2p.WithMaxMessageSize(sc.Network.MaxMessageBytes), p2p.WithAppScore(c.appScore))
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	c.base = b
-	defer b.close()
-
-	model, err := train.New(c.spec, sc.Train.BatchSize, sc.Seed)
-	if err != nil {
-		return err
+	if c.model, err = train.New(c.p.Model, sc.Train.BatchSize, sc.Seed); err != nil {
+		return fail(err)
 	}
-	defer model.Close()
-	n := model.NumParams()
-	outer, err := gradient.NewOuter(n, sc.Train.OuterOptimizer.LR, sc.Train.OuterOptimizer.Momentum)
-	if err != nil {
-		return fmt.Errorf("train.outer_optimizer: %w", err)
+	if err := c.restore(); err != nil {
+		return fail(err)
 	}
-	start, seed, baseCID, err := c.restore(ctx, model, outer)
-	if err != nil {
-		return err
+	c.tier2 = &timedTier2{Tier2: &round.DataTier2{Model: c.model, Train: cfg.Train, Test: cfg.Test, ShardSize: sc.Train.ShardSize, SampleSize: sc.Verify.Tier2Sample},
+		observe: func(d time.Duration, n int) { c.metrics.tier2Seconds.Observe(d.Seconds() / float64(n)) }}
+	c.gate = newRoundGate(c.swarmID, c.model.NumParams())
+	if c.contribs, err = c.net.JoinTopic(p2p.TopicName(c.swarmID, topicContributions), c.gate.validate); err != nil {
+		return fail(err)
 	}
-	c.gate = newRoundGate(c.swarmID, n)
-	contribTopic, err := c.net.JoinTopic(p2p.TopicName(c.swarmID, topicContributions), c.gate.validate)
-	if err != nil {
-		return err
+	if c.sub, err = c.contribs.Subscribe(); err != nil {
+		return fail(err)
 	}
-	sub, err := contribTopic.Subscribe()
-	if err != nil {
-		return err
-	}
-	defer sub.Cancel()
 	if c.rounds, err = c.net.JoinTopic(p2p.TopicName(c.swarmID, topicRounds), nil); err != nil {
-		return err
+		return fail(err)
 	}
+	return c, nil
+}
+
+// SwarmID is the swarm's ID (its manifest's CID).
+func (c *Coordinator) SwarmID() string { return c.swarmID }
+
+// Start serves the swarm's protocols and API and runs its rounds in the
+// background until the last one is sealed (ExitWhenDone) or Close.
+func (c *Coordinator) Start() error {
 	serveHead(c.net.Host, c.currentHead)
 	serveEvidence(c.net.Host, c.swarmID, func(rec *record.Contribution, a, b []byte) {
 		if rec.Round >= c.gate.round.Load() {
-			c.gate.mu.Lock()
-			c.gate.fault(rec.Round, equivocationFault(rec, a, b))
-			c.gate.mu.Unlock()
+			c.gate.addFault(rec.Round, equivocationFault(rec, a, b))
 		}
 	})
-	c.net.Discover(ctx, c.swarmID, nil)
-	if err := c.ex.Provide(ctx, c.manifestCID()); err != nil {
+	c.net.Discover(c.ctx, c.swarmID, nil)
+	if len(c.sc.Network.Bootstrap) > 0 {
+		if err := c.net.Bootstrap(c.ctx, c.sc.Network.Bootstrap); err != nil {
+			c.log.Warn("network.bootstrap", "err", err)
+		}
+	}
+	if err := c.ex.Provide(c.ctx, c.manifestCID()); err != nil {
 		c.log.Debug("provide manifest", "err", err)
 	}
 	api := ""
-	if sc.API.Listen != "" {
-		if api, err = c.serveAPI(ctx, sc.API.Listen); err != nil {
+	if c.sc.API.Listen != "" {
+		var err error
+		if api, err = c.serveAPI(c.ctx, c.sc.API.Listen); err != nil {
 			return err
 		}
 	}
-	if cfg.Ready != nil {
-		cfg.Ready(c.swarmID, c.Addrs(), api)
+	if c.cfg.Ready != nil {
+		c.cfg.Ready(c.swarmID, c.Addrs(), api)
 	}
-
-	incoming := make(chan *pubsub.Message, 256)
+	c.wg.Add(2)
 	go func() {
+		defer c.wg.Done()
+		defer close(c.incoming)
 		for {
-			m, err := sub.Next(ctx)
+			m, err := c.sub.Next(c.ctx)
 			if err != nil {
-				close(incoming)
 				return
 			}
 			select {
-			case incoming <- m:
-			case <-ctx.Done():
+			case c.incoming <- m:
+			case <-c.ctx.Done():
+				return
 			}
 		}
 	}()
+	go func() {
+		defer c.wg.Done()
+		defer close(c.done)
+		c.err = c.run()
+	}()
+	return nil
+}
 
-	for r := start; r < int64(sc.Train.Rounds); r++ {
-		c.gate.open(r, baseCID, seed)
-		got, err := c.collect(ctx, r, incoming)
+// Done is closed when the coordinator stops running rounds: its last round
+// is sealed (with ExitWhenDone), it failed, or it was closed.
+func (c *Coordinator) Done() <-chan struct{} { return c.done }
+
+// Err is why the coordinator stopped, once Done is closed: nil when it
+// sealed its last round, the context's error when it was closed.
+func (c *Coordinator) Err() error { return c.err }
+
+// Close stops the coordinator: it cancels everything it started, waits for
+// its goroutines (the round loop, the API server) to return, then closes
+// the host and the store, in that order.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		c.sub.Cancel()
+		c.model.Close()
+		c.base.close()
+	})
+	return nil
+}
+
+// RunCoordinator runs a coordinator until its last round is sealed (with
+// cfg.ExitWhenDone), it fails, or ctx ends.
+func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, opts ...Option) error {
+	c, err := NewCoordinator(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		c.Close()
+		return ctx.Err()
+	case <-c.Done():
+		return c.Err()
+	}
+}
+
+func (c *Coordinator) emit(e Event) {
+	if c.cfg.Event != nil {
+		c.cfg.Event(e)
+	}
+}
+
+// run is the round loop: collect, seal, report; then serve until closed.
+func (c *Coordinator) run() error {
+	rounds := int64(c.sc.Train.Rounds)
+	for c.st.Round < rounds {
+		r := c.st.Round
+		c.gate.open(r, c.st.Base, c.st.Seed)
+		got, by, err := c.collect(r)
 		if err != nil {
 			return err
 		}
-		sealStart := time.Now()
-		sum, next, err := c.seal(ctx, r, seed, baseCID, model, outer, got)
+		sum, err := c.seal(got)
 		if err != nil {
 			return fmt.Errorf("sealing round %d: %w", r, err)
 		}
-		sum.SealTime = time.Since(sealStart)
-		if cfg.Test != nil {
-			sum.TestLoss, sum.TestAccuracy, _ = model.Evaluate(cfg.Test)
+		sum.SealedBy = by
+		if c.cfg.Test != nil {
+			if err := c.model.SetParams(c.st.Params); err != nil {
+				return err
+			}
+			sum.TestLoss, sum.TestAccuracy, _ = c.model.Evaluate(c.cfg.Test)
 		}
 		c.metrics.roundSealed(sum)
-		fmt.Fprintf(cfg.Out, "round %3d  accepted %d  rejected %d  train loss %.4f  test accuracy %.2f%%  bytes in %d  seal %s\n",
-			r, sum.Accepted, sum.Rejected, sum.MeanLoss, 100*sum.TestAccuracy, sum.BytesIn, sum.SealTime.Round(time.Millisecond))
-		if cfg.RoundDone != nil {
-			cfg.RoundDone(sum)
+		if c.cfg.RoundDone != nil {
+			c.cfg.RoundDone(sum)
 		}
-		seed, baseCID = next.seed, next.model
 	}
-	fmt.Fprintf(cfg.Out, "swarm %s: all %d rounds sealed\n", c.swarmID, sc.Train.Rounds)
-	if !cfg.ExitWhenDone {
-		fmt.Fprintln(cfg.Out, "serving the ledger, blocks and API until interrupted (Ctrl-C)")
-		<-ctx.Done()
+	c.emit(Finished{Swarm: c.swarmID, Rounds: c.sc.Train.Rounds, Model: c.st.Base})
+	if !c.cfg.ExitWhenDone {
+		c.emit(Serving{})
+		<-c.ctx.Done()
 	}
 	return nil
 }
@@ -226,100 +316,106 @@ func (c *Coordinator) manifestCID() cid.Cid {
 	return mc
 }
 
-// restore loads the swarm from the data dir, or creates it. It returns the
-// next round to run, its seed and its base model CID, with model and outer
-// set to that base.
-func (c *Coordinator) restore(ctx context.Context, model train.Model, outer *gradient.Outer) (int64, int64, cid.Cid, error) {
-	sc := c.sc
+// restore loads the swarm from the data dir, or creates it, and sets the
+// state the next round starts from.
+func (c *Coordinator) restore() error {
+	ctx, sc := c.ctx, c.sc
 	canon, err := sc.Canonical()
 	if err != nil {
-		return 0, 0, cid.Undef, err
+		return err
 	}
+	n := c.model.NumParams()
 	mc, err := c.store.Head(ctx, headSwarm)
 	if errors.Is(err, storage.ErrNoHead) {
-		file, err := checkpointFile(c.spec, model.Params())
+		file, err := round.CheckpointFile(c.p.Model, c.model.Params())
 		if err != nil {
-			return 0, 0, cid.Undef, err
+			return err
 		}
 		initCID, err := putFile(ctx, c.ex, file)
 		if err != nil {
-			return 0, 0, cid.Undef, err
+			return err
 		}
 		c.manifest = &record.SwarmManifest{Name: sc.Name, Config: canon, Coordinator: c.id.String(), Created: time.Now().UnixMilli(), InitialModel: initCID, Seed: int64(sc.Seed)}
 		blk, err := record.Sign(c.key, c.manifest)
 		if err != nil {
-			return 0, 0, cid.Undef, err
+			return err
 		}
 		if err := c.store.Put(ctx, blk); err != nil {
-			return 0, 0, cid.Undef, err
+			return err
 		}
 		if err := c.store.SetHead(ctx, headSwarm, blk.Cid()); err != nil {
-			return 0, 0, cid.Undef, err
+			return err
 		}
 		c.swarmID = blk.Cid().String()
 		c.head = Head{Swarm: c.swarmID, Manifest: c.swarmID, Round: -1}
-		return 0, int64(sc.Seed), initCID, nil
+		c.st = round.Genesis(c.manifest, c.model.Params())
+		return nil
 	}
 	if err != nil {
-		return 0, 0, cid.Undef, err
+		return err
 	}
 	blk, err := c.store.Get(ctx, mc)
 	if err != nil {
-		return 0, 0, cid.Undef, fmt.Errorf("swarm manifest %s: %w", mc, err)
+		return fmt.Errorf("swarm manifest %s: %w", mc, err)
 	}
 	if c.manifest, _, err = record.OpenBlock[record.SwarmManifest](blk); err != nil {
-		return 0, 0, cid.Undef, err
+		return err
 	}
 	if string(c.manifest.Config) != string(canon) {
-		return 0, 0, cid.Undef, fmt.Errorf("data dir %s holds swarm %s, started with a different config; use another --data-dir for a new swarm", c.cfg.DataDir, mc)
+		return fmt.Errorf("data dir %s holds swarm %s, started with a different config; use another --data-dir for a new swarm", c.cfg.DataDir, mc)
 	}
 	c.swarmID = mc.String()
 	c.head = Head{Swarm: c.swarmID, Manifest: c.swarmID, Round: -1}
+	initial, err := loadVector(ctx, c.ex, c.manifest.InitialModel, n)
+	if err != nil {
+		return err
+	}
+	c.st = round.Genesis(c.manifest, initial)
 	lc, err := c.store.Head(ctx, headLedger)
 	if errors.Is(err, storage.ErrNoHead) {
-		return 0, c.manifest.Seed, c.manifest.InitialModel, nil
+		return nil
 	}
 	if err != nil {
-		return 0, 0, cid.Undef, err
+		return err
 	}
-	// Walk the ledger back to index the rounds and restore the scores.
+	// Walk the ledger back to index the rounds, the payload history and
+	// the counters.
 	var last *record.RoundRecord
 	for at := &lc; at != nil; {
 		rb, err := c.store.Get(ctx, *at)
 		if err != nil {
-			return 0, 0, cid.Undef, fmt.Errorf("ledger record %s: %w", *at, err)
+			return fmt.Errorf("ledger record %s: %w", *at, err)
 		}
 		rec, _, err := record.OpenBlock[record.RoundRecord](rb)
 		if err != nil {
-			return 0, 0, cid.Undef, err
+			return err
 		}
 		if last == nil {
 			last = rec
 		}
 		c.byRound[rec.Round] = *at
 		for _, e := range rec.Entries {
-			c.history[e.Payload] = rec.Round // walking back: the earliest round wins
+			c.st.History[e.Payload] = rec.Round // walking back: the earliest round wins
 		}
+		c.metrics.restore(rec)
 		at = rec.Prev
 	}
 	for _, s := range last.Scores {
-		c.scores[s.Peer] = &s
+		c.st.Scores[s.Peer] = s
+		c.scores[s.Peer] = s
 	}
-	params, err := loadVector(ctx, c.ex, last.Model, model.NumParams())
-	if err != nil {
-		return 0, 0, cid.Undef, err
+	if c.st.Params, err = loadVector(ctx, c.ex, last.Model, n); err != nil {
+		return err
 	}
-	model.SetParams(params)
 	if last.OuterState != nil {
-		st, err := loadVector(ctx, c.ex, *last.OuterState, model.NumParams())
-		if err != nil {
-			return 0, 0, cid.Undef, err
+		if c.st.Outer, err = loadVector(ctx, c.ex, *last.OuterState, n); err != nil {
+			return err
 		}
-		outer.SetState(st)
 	}
+	c.st.Round, c.st.Seed, c.st.Base = last.Round+1, last.Seed, last.Model
 	c.head.Record, c.head.Round = lc.String(), last.Round
-	fmt.Fprintf(c.cfg.Out, "resuming swarm %s after round %d\n", c.swarmID, last.Round)
-	return last.Round + 1, last.Seed, last.Model, nil
+	c.emit(Resumed{Swarm: c.swarmID, After: last.Round})
+	return nil
 }
 
 func (c *Coordinator) currentHead() Head {
@@ -344,7 +440,7 @@ func (c *Coordinator) appScore(p peer.ID) float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.scores[p.String()]; ok {
-		return -faultPenalty * float64(verify.ProvenFaults(*s))
+		return -faultPenalty * float64(verify.ProvenFaults(s))
 	}
 	return 0
 }
@@ -353,8 +449,9 @@ func (c *Coordinator) appScore(p peer.ID) float64 {
 // peers have sent one or the deadline passes with at least
 // min_contributions; without them it keeps waiting, a deadline at a time: a
 // round never seals empty. It returns once every payload not carried inline
-// has been fetched or has timed out.
-func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pubsub.Message) ([]*received, error) {
+// has been fetched or has timed out, with why the round closed.
+func (c *Coordinator) collect(r int64) ([]*received, string, error) {
+	ctx := c.ctx
 	var got []*received
 	from := map[string]bool{}
 	// Payloads not carried inline are fetched concurrently: a peer that
@@ -381,26 +478,22 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 		_ = c.store.Put(ctx, blk)
 		g := &received{rec: rec, block: blk}
 		got = append(got, g)
-		fetches.Add(1)
-		go func() {
-			defer fetches.Done()
-			g.payload = c.fetchPayload(ctx, rec)
-		}()
+		fetches.Go(func() { g.payload = c.fetchPayload(ctx, rec) })
 		c.metrics.bytesIn.Add(float64(len(m.Data)))
 		return len(got) >= c.sc.Round.Quorum
 	}
 	// settle reads what arrives within the grace period after the round
 	// closed, then returns what was collected in the order tier 0 first
 	// saw it (roundGate.seq), which is the record's order.
-	settle := func() ([]*received, error) {
+	settle := func(by string) ([]*received, string, error) {
 		grace := time.NewTimer(closeGrace)
 		defer grace.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, "", ctx.Err()
 			case <-grace.C:
-			case m, ok := <-incoming:
+			case m, ok := <-c.incoming:
 				if ok {
 					take(m)
 					continue
@@ -409,14 +502,14 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 			slices.SortStableFunc(got, func(a, b *received) int {
 				return cmp.Compare(c.gate.arrival(r, a.rec.Peer), c.gate.arrival(r, b.rec.Peer))
 			})
-			return got, nil
+			return got, by, nil
 		}
 	}
 	early := c.early
 	c.early = nil
 	for _, m := range early {
 		if take(m) {
-			return settle()
+			return settle(SealedByQuorum)
 		}
 	}
 	deadline := time.NewTimer(c.sc.Round.Deadline.D())
@@ -424,19 +517,23 @@ func (c *Coordinator) collect(ctx context.Context, r int64, incoming <-chan *pub
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		case <-deadline.C:
-			if len(got) >= c.sc.Round.MinContributions {
-				return settle()
+			if peers := len(c.contribs.ListPeers()); peers < c.sc.Round.Quorum && !c.warnedQuorum {
+				c.warnedQuorum = true
+				c.emit(QuorumUnreachable{Round: r, Peers: peers, Quorum: c.sc.Round.Quorum})
 			}
-			c.log.Info("round deadline passed without enough contributions; waiting", "round", r, "have", len(got))
+			if len(got) >= c.sc.Round.MinContributions {
+				return settle(SealedByDeadline)
+			}
+			c.emit(Waiting{Round: r, Have: len(got), Need: c.sc.Round.MinContributions})
 			deadline.Reset(c.sc.Round.Deadline.D())
-		case m, ok := <-incoming:
+		case m, ok := <-c.incoming:
 			if !ok {
-				return nil, errors.New("contributions subscription ended")
+				return nil, "", errors.Join(ctx.Err(), errors.New("contributions subscription ended"))
 			}
 			if take(m) {
-				return settle()
+				return settle(SealedByQuorum)
 			}
 		}
 	}
@@ -472,14 +569,15 @@ func (c *Coordinator) fetchPayload(ctx context.Context, rec *record.Contribution
 }
 
 // withFaults adds the gate's proven tier-0 faults of round r to what was
-// collected: a faulty peer's collected contribution takes the fault as its
+// collected — a faulty peer's collected contribution takes the fault as its
 // verdict; a peer whose every message was rejected gets an entry for the
-// first faulty one. The evidence blocks are stored for rechecks.
-func (c *Coordinator) withFaults(ctx context.Context, r int64, got []*received) []*received {
+// first faulty one — stores the evidence blocks for rechecks, and returns
+// the round engine's view of the round.
+func (c *Coordinator) withFaults(r int64, got []*received) []round.Contribution {
 	for _, f := range c.gate.takeFaults(r) {
 		for _, raw := range f.blocks {
 			if blk, err := recordBlock(raw); err == nil {
-				_ = c.store.Put(ctx, blk)
+				_ = c.store.Put(c.ctx, blk)
 			}
 		}
 		i := slices.IndexFunc(got, func(g *received) bool { return g.rec.Peer == f.peer })
@@ -494,219 +592,104 @@ func (c *Coordinator) withFaults(ctx context.Context, r int64, got []*received) 
 		}
 		got[i].fault, got[i].evidence = f.reason, f.evidence
 	}
-	return got
+	in := make([]round.Contribution, len(got))
+	for i, g := range got {
+		in[i] = round.Contribution{Record: g.rec, Block: g.block.Cid(), Payload: g.payload, Fault: g.fault, Evidence: g.evidence}
+	}
+	return in
 }
 
-type nextRound struct {
-	seed  int64
-	model cid.Cid
-}
-
-// seal checks the round's contributions (tier 1 over all, tier 2 over a
-// sample), aggregates the accepted ones into the model, scores every
-// contributor and writes, signs, stores and publishes the round record.
-func (c *Coordinator) seal(ctx context.Context, r, seed int64, baseCID cid.Cid, model train.Model, outer *gradient.Outer, got []*received) (RoundSummary, nextRound, error) {
-	got = c.withFaults(ctx, r, got)
-	cands := make([]verify.Candidate, len(got))
-	contribs := make([]cid.Cid, len(got))
-	for i, g := range got {
-		cands[i] = verify.Candidate{Contribution: g.rec, Payload: g.payload, Fault: g.fault, Evidence: g.evidence}
-		contribs[i] = g.block.Cid()
-	}
-	n := model.NumParams()
-	verdicts, err := verify.CheckRound(verify.DefaultTier1Params(), verify.RoundContext{Round: r, Base: baseCID, Seed: seed, Elems: n, History: c.history}, cands)
+// seal runs the round engine over what was collected (judge and step),
+// persists the outcome, then publishes it.
+func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
+	start := time.Now()
+	r := c.st.Round
+	out, err := round.Run(c.ctx, c.p, c.st, c.withFaults(r, got), c.tier2)
 	if err != nil {
-		return RoundSummary{}, nextRound{}, err
+		return RoundSummary{}, err
 	}
-	tier2, sampleSeed, sampleSize, err := c.tier2(seed, model, got, verdicts, contribs)
+	blk, err := c.persist(&out)
 	if err != nil {
-		return RoundSummary{}, nextRound{}, err
+		return RoundSummary{}, err
 	}
-	for i, g := range got {
-		if t, ok := tier2[g.rec.Peer]; ok {
-			verdicts[i].Reason = verify.Tier2Reason(t) // keeps Norm: the recheck re-derives it
-		}
-	}
-	var ups []gradient.Update
-	sum := RoundSummary{Round: r}
-	var lossSum float64
-	for i, g := range got {
-		sum.BytesIn += len(g.payload)
-		if !verdicts[i].Accepted() {
-			sum.Rejected++
+	c.st = out.Next
+	c.publish(out, blk)
+	for _, e := range out.Record.Entries {
+		if e.Verdict == record.VerdictAccepted {
+			c.metrics.accepted.Inc()
 			continue
 		}
-		sum.Accepted++
-		lossSum += g.rec.Loss
-		ups = append(ups, gradient.Update{ID: g.rec.Peer, Vec: verdicts[i].Vec, Weight: float64(g.rec.Samples)})
+		c.metrics.rejected.WithLabelValues(verify.Kind(e.Reason)).Inc()
+		c.log.Info("contribution rejected", "round", r, "peer", e.Peer, "reason", e.Reason)
 	}
-	if len(ups) > 0 {
-		sum.MeanLoss = lossSum / float64(len(ups))
-		res, err := gradient.Aggregate(c.sc.Verify.Aggregation, ups, c.sc.Verify.TrimFraction)
+	return RoundSummary{Round: r, Record: blk.Cid().String(), Model: out.Record.Model.String(), Accepted: out.Accepted, Rejected: out.Rejected,
+		MeanLoss: out.MeanLoss, BytesIn: out.BytesIn, SealTime: time.Since(start)}, nil
+}
+
+// persist stores the round's model and outer state, signs the record and
+// makes it the ledger's head. Durable first, then public: a crash after
+// publishing never loses a sealed round.
+func (c *Coordinator) persist(out *round.Outcome) (blocks.Block, error) {
+	rec := &out.Record
+	for _, f := range []struct {
+		file []byte
+		want cid.Cid
+	}{{out.ModelFile, rec.Model}, {out.OuterFile, *rec.OuterState}} {
+		got, err := putFile(c.ctx, c.ex, f.file)
 		if err != nil {
-			return sum, nextRound{}, err
+			return nil, err
 		}
-		if err := outer.Step(model.Params(), res.Vec); err != nil {
-			return sum, nextRound{}, err
-		}
-	}
-	file, err := checkpointFile(c.spec, model.Params())
-	if err != nil {
-		return sum, nextRound{}, err
-	}
-	modelCID, err := putFile(ctx, c.ex, file)
-	if err != nil {
-		return sum, nextRound{}, err
-	}
-	sf, err := vectorFile("outer.momentum", outer.State())
-	if err != nil {
-		return sum, nextRound{}, err
-	}
-	stateCID, err := putFile(ctx, c.ex, sf)
-	if err != nil {
-		return sum, nextRound{}, err
-	}
-	c.mu.Lock()
-	entries := make([]record.Entry, len(got))
-	for i, g := range got {
-		v := verdicts[i]
-		p := g.rec.Peer
-		e := record.Entry{Peer: p, Contribution: g.block.Cid(), Payload: g.rec.Payload, Verdict: "accepted", Reason: v.Reason, Evidence: v.Evidence,
-			Weight: float64(g.rec.Samples), Norm: v.Norm, Loss: g.rec.Loss, Samples: g.rec.Samples}
-		if !v.Accepted() {
-			e.Verdict = "rejected"
-			c.metrics.rejected.WithLabelValues(verify.Kind(v.Reason)).Inc()
-			c.log.Info("contribution rejected", "round", r, "peer", p, "reason", v.Reason)
-		} else {
-			c.metrics.accepted.Inc()
-		}
-		if t, ok := tier2[p]; ok {
-			e.Tier2 = &t
-		}
-		ps := c.scores[p]
-		if ps == nil {
-			ps = &record.PeerScore{Peer: p}
-			c.scores[p] = ps
-		}
-		c.scoring.Apply(ps, r, e)
-		e.Score = ps.Score
-		entries[i] = e
-		if _, seen := c.history[e.Payload]; !seen {
-			c.history[e.Payload] = r
+		if !got.Equals(f.want) {
+			return nil, fmt.Errorf("stored checkpoint has CID %s, the round engine computed %s", got, f.want)
 		}
 	}
-	var scores []record.PeerScore
-	for _, p := range slices.Sorted(mapsKeys(c.scores)) {
-		scores = append(scores, *c.scores[p])
+	rec.Swarm, rec.Sealed = c.swarmID, time.Now().UnixMilli()
+	if pc, ok := c.byRound[rec.Round-1]; ok {
+		rec.Prev = &pc
 	}
-	var prev *cid.Cid
-	if pc, ok := c.byRound[r-1]; ok {
-		prev = &pc
-	}
-	c.mu.Unlock()
-	// The next round's seed depends on the sealed model, so nobody can know
-	// their next shard before this round is sealed.
-	nextSeed := int64(data.PeerSeed(uint64(seed), modelCID.String()) >> 1)
-	rec := &record.RoundRecord{Swarm: c.swarmID, Round: r, Prev: prev, Seed: nextSeed, Base: baseCID, Model: modelCID, OuterState: &stateCID,
-		Entries: entries, Scores: scores, Sealed: time.Now().UnixMilli(), SampleSeed: sampleSeed, SampleSize: sampleSize}
 	blk, err := record.Sign(c.key, rec)
 	if err != nil {
-		return sum, nextRound{}, err
+		return nil, err
 	}
-	// Durable first, then public: a crash after publishing never loses a
-	// sealed round.
-	if err := c.store.Put(ctx, blk); err != nil {
-		return sum, nextRound{}, err
+	if err := c.store.Put(c.ctx, blk); err != nil {
+		return nil, err
 	}
-	if err := c.store.SetHead(ctx, headLedger, blk.Cid()); err != nil {
-		return sum, nextRound{}, err
+	if err := c.store.SetHead(c.ctx, headLedger, blk.Cid()); err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
-	c.byRound[r] = blk.Cid()
-	c.head.Record, c.head.Round = blk.Cid().String(), r
+	c.byRound[rec.Round] = blk.Cid()
+	c.head.Record, c.head.Round = blk.Cid().String(), rec.Round
+	for _, s := range rec.Scores {
+		c.scores[s.Peer] = s
+	}
 	c.mu.Unlock()
+	return blk, nil
+}
+
+// publish opens the next round and announces the record.
+func (c *Coordinator) publish(out round.Outcome, blk blocks.Block) {
 	// Open the next round before anyone can learn of this record, so no
 	// early contribution to it is turned away.
-	c.gate.open(r+1, modelCID, nextSeed)
-	if err := p2p.Publish(ctx, c.rounds, blk.RawData()); err != nil {
-		c.log.Warn("publishing round record", "round", r, "err", err)
+	c.gate.open(out.Next.Round, out.Next.Base, out.Next.Seed)
+	if err := p2p.Publish(c.ctx, c.rounds, blk.RawData()); err != nil {
+		c.log.Warn("publishing round record", "round", out.Record.Round, "err", err)
+		return
 	}
-	sum.Record, sum.Model = blk.Cid().String(), modelCID.String()
-	return sum, nextRound{seed: nextSeed, model: modelCID}, nil
+	c.metrics.bytesOut.Add(float64(len(blk.RawData())))
 }
 
-// tier2 draws the round's tier-2 sample from the accepted contributions,
-// with a seed fixed by every contribution received (verify.SampleSeed), and
-// evaluates each sampled update on its contributor's shard, a random shard
-// and held-out data. It needs the training and test sets; without them, or
-// with verify.tier2_sample 0, it checks nothing and records no sample.
-func (c *Coordinator) tier2(seed int64, model train.Model, got []*received, verdicts []verify.Verdict, contribs []cid.Cid) (map[string]record.Tier2, *int64, *int64, error) {
-	k := c.sc.Verify.Tier2Sample
-	if k == 0 || c.cfg.Train == nil || c.cfg.Test == nil {
-		return nil, nil, nil, nil
-	}
-	var accepted []string
-	vec := map[string][]float32{}
-	for i, g := range got {
-		if verdicts[i].Accepted() {
-			accepted = append(accepted, g.rec.Peer)
-			vec[g.rec.Peer] = verdicts[i].Vec
-		}
-	}
-	sampleSeed, size := verify.SampleSeed(seed, contribs), int64(k)
-	out := map[string]record.Tier2{}
-	sample := verify.Sample(sampleSeed, accepted, k)
-	if len(sample) == 0 {
-		return out, &sampleSeed, &size, nil
-	}
+// timedTier2 records tier 2's cost per sampled contribution.
+type timedTier2 struct {
+	round.Tier2
+	observe func(time.Duration, int)
+}
+
+func (t *timedTier2) Check(ctx context.Context, r round.Tier2Round) (map[string]record.Tier2, error) {
 	start := time.Now()
-	shard := c.sc.Train.ShardSize
-	random, held := verify.Tier2Sets(sampleSeed, c.cfg.Train, c.cfg.Test, shard)
-	checker, err := verify.NewTier2Checker(model, model.Params(), random, held)
-	if err != nil {
-		return nil, nil, nil, err
+	out, err := t.Tier2.Check(ctx, r)
+	if err == nil && len(r.Sample) > 0 {
+		t.observe(time.Since(start), len(r.Sample))
 	}
-	var ups []gradient.Update
-	for i, g := range got {
-		if verdicts[i].Accepted() {
-			ups = append(ups, gradient.Update{ID: g.rec.Peer, Vec: verdicts[i].Vec, Weight: float64(g.rec.Samples)})
-		}
-	}
-	agg, err := gradient.Aggregate(c.sc.Verify.Aggregation, ups, c.sc.Verify.TrimFraction)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if err := checker.SetReference(agg.Vec); err != nil {
-		return nil, nil, nil, err
-	}
-	for _, p := range sample {
-		own := verify.OwnShard(c.cfg.Train, seed, p, shard)
-		t, err := checker.Check(own, vec[p])
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		out[p] = t
-	}
-	c.metrics.tier2Seconds.Observe(time.Since(start).Seconds() / float64(len(sample)))
-	return out, &sampleSeed, &size, nil
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func median(x []float64) float64 {
-	s := slices.Clone(x)
-	slices.SortFunc(s, cmp.Compare[float64])
-	m := len(s) / 2
-	if len(s)%2 == 1 {
-		return s[m]
-	}
-	return (s[m-1] + s[m]) / 2
+	return out, err
 }

@@ -117,7 +117,15 @@ func (g *roundGate) takeFaults(round int64) []gateFault {
 	return f
 }
 
-// fault records a proven fault, the first per peer and round.
+// addFault records a proven fault found outside validation (a reported
+// equivocation).
+func (g *roundGate) addFault(round int64, f gateFault) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.fault(round, f)
+}
+
+// fault records a proven fault, the first per peer and round; g.mu held.
 func (g *roundGate) fault(round int64, f gateFault) {
 	for _, have := range g.faults[round] {
 		if have.peer == f.peer {

@@ -2,6 +2,9 @@ package node
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 // metrics are a coordinator's Prometheus series, on a registry of its own
@@ -40,4 +43,17 @@ func (m *metrics) roundSealed(s RoundSummary) {
 	m.sealed.Inc()
 	m.sealTime.Observe(s.SealTime.Seconds())
 	m.accuracy.Set(s.TestAccuracy)
+}
+
+// restore counts a round sealed before a restart, so the counters go on
+// from the ledger instead of starting again at 0.
+func (m *metrics) restore(rec *record.RoundRecord) {
+	m.sealed.Inc()
+	for _, e := range rec.Entries {
+		if e.Verdict == record.VerdictAccepted {
+			m.accepted.Inc()
+		} else {
+			m.rejected.WithLabelValues(verify.Kind(e.Reason)).Inc()
+		}
+	}
 }

@@ -37,11 +37,11 @@ func smallSwarm(rounds, quorum int) *config.Swarm {
 	return sc
 }
 
-// TestRoundsOnLoopback runs a coordinator and three contributors in one
-// process over real libp2p hosts on 127.0.0.1: every round seals with all
-// three, every contributor's replayed model hashes to the record's, and the
-// API serves the scores.
-func TestRoundsOnLoopback(t *testing.T) {
+// TestRoundsOnMocknet runs a coordinator and three contributors in one
+// process on a mocknet: every round seals with all three, every
+// contributor's replayed model hashes to the record's, the API serves the
+// scores, and no goroutine outlives the nodes.
+func TestRoundsOnMocknet(t *testing.T) {
 	trainSet, testSet, err := data.LoadMNIST(testdata.MNISTDir(t))
 	if err != nil {
 		t.Fatal(err)
@@ -73,56 +73,59 @@ func TestRoundsOnLoopback(t *testing.T) {
 			apiBodies[path] = fmt.Sprintf("%d %s", resp.StatusCode, b)
 		}
 	}
-	coordErr := make(chan error, 1)
-	go func() {
-		coordErr <- RunCoordinator(ctx, CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Train: trainSet, Test: testSet.Head(1000), ExitWhenDone: true,
-			Ready: func(id string, addrs []string, api string) { apiURL = api; readyc <- ready{id, addrs[0], api} },
-			RoundDone: func(s RoundSummary) {
-				if s.Round == rounds-1 {
-					checkAPI()
-				}
-				t.Logf("%s sealed round %d: %d accepted", time.Now().Format("15:04:05.000"), s.Round, s.Accepted)
-				mu.Lock()
-				sealed = append(sealed, s)
-				mu.Unlock()
-			}})
-	}()
-	var rd ready
-	select {
-	case rd = <-readyc:
-		t.Logf("%s ready", time.Now().Format("15:04:05.000"))
-	case err := <-coordErr:
+	tn := newTestNet(t)
+	coord, err := NewCoordinator(CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Train: trainSet, Test: testSet.Head(1000), ExitWhenDone: true, Log: quietLog,
+		Ready: func(id string, addrs []string, api string) { apiURL = api; readyc <- ready{id, addrs[0], api} },
+		RoundDone: func(s RoundSummary) {
+			if s.Round == rounds-1 {
+				checkAPI()
+			}
+			t.Logf("%s sealed round %d: %d accepted (%s)", time.Now().Format("15:04:05.000"), s.Round, s.Accepted, s.SealedBy)
+			mu.Lock()
+			sealed = append(sealed, s)
+			mu.Unlock()
+		}}, WithHost(tn.host(t, nil)))
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer coord.Close()
+	if err := coord.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := <-readyc
 	models := make([]map[int64]cid.Cid, peers)
 	matched := make([]map[int64]bool, peers)
 	var wg sync.WaitGroup
 	errs := make(chan error, peers)
 	for i := 0; i < peers; i++ {
 		models[i], matched[i] = map[int64]cid.Cid{}, map[int64]bool{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := RunContributor(ctx, ContributorConfig{SwarmID: rd.id, Bootstrap: []string{rd.addr}, DataDir: t.TempDir(),
-				Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Train: trainSet,
-				Applied: func(r int64, m cid.Cid, ok bool) {
-					mu.Lock()
-					models[i][r], matched[i][r] = m, ok
-					mu.Unlock()
-				}})
+		h := tn.host(t, nil)
+		dir := t.TempDir()
+		wg.Go(func() {
+			err := RunContributor(ctx, ContributorConfig{SwarmID: rd.id, Bootstrap: []string{rd.addr}, DataDir: dir, Train: trainSet, Log: quietLog,
+				Event: func(ev Event) {
+					if a, ok := ev.(Applied); ok {
+						mu.Lock()
+						models[i][a.Round], matched[i][a.Round] = a.Model, a.Replayed
+						mu.Unlock()
+					}
+				}}, WithHost(h))
 			if err != nil {
 				errs <- fmt.Errorf("contributor %d: %w", i, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if err := <-coordErr; err != nil {
+	<-coord.Done()
+	if err := coord.Err(); err != nil {
 		t.Fatal(err)
 	}
+	coord.Close()
+	tn.mn.Close()
 	if len(sealed) != rounds {
 		t.Fatalf("%d rounds sealed, want %d", len(sealed), rounds)
 	}

@@ -24,17 +24,17 @@ type PeerRound struct {
 // round peer has an entry in, oldest first: why each contribution was
 // accepted or rejected, with the evidence, and how the score moved.
 func PeerHistory(ctx context.Context, store *storage.Store, peer string) ([]PeerRound, error) {
-	_, _, chain, err := walk(ctx, store)
+	_, _, chain, err := Walk(ctx, store)
 	if err != nil {
 		return nil, err
 	}
 	var out []PeerRound
 	for _, s := range chain {
-		for _, e := range s.rec.Entries {
+		for _, e := range s.Record.Entries {
 			if e.Peer != peer {
 				continue
 			}
-			pr := PeerRound{Round: s.rec.Round, Record: s.cid.String(), Verdict: e.Verdict, Reason: e.Reason, Evidence: e.Evidence,
+			pr := PeerRound{Round: s.Record.Round, Record: s.CID.String(), Verdict: e.Verdict, Reason: e.Reason, Evidence: e.Evidence,
 				Norm: e.Norm, Score: e.Score, Tier2: e.Tier2}
 			if e.Tier2 != nil {
 				q := Quality(*e.Tier2)

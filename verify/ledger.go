@@ -35,21 +35,22 @@ type LedgerSummary struct {
 // from the manifest's initial model. The first failure is returned, naming
 // the record.
 func Ledger(ctx context.Context, store *storage.Store) (LedgerSummary, error) {
-	s, _, _, err := walk(ctx, store)
+	s, _, _, err := Walk(ctx, store)
 	return s, err
 }
 
-// sealed is one verified round record and its CID.
-type sealed struct {
-	cid cid.Cid
-	rec *record.RoundRecord
+// Sealed is one verified round record and its CID.
+type Sealed struct {
+	CID    cid.Cid
+	Record *record.RoundRecord
 }
 
-// walk is Ledger, also returning the manifest and the records in round order.
-func walk(ctx context.Context, store *storage.Store) (LedgerSummary, *record.SwarmManifest, []sealed, error) {
+// Walk is Ledger, also returning the manifest and the records in round
+// order.
+func Walk(ctx context.Context, store *storage.Store) (LedgerSummary, *record.SwarmManifest, []Sealed, error) {
 	var s LedgerSummary
-	var chain []sealed
-	fail := func(err error) (LedgerSummary, *record.SwarmManifest, []sealed, error) { return s, nil, nil, err }
+	var chain []Sealed
+	fail := func(err error) (LedgerSummary, *record.SwarmManifest, []Sealed, error) { return s, nil, nil, err }
 	mc, err := store.Head(ctx, "swarm")
 	if err != nil {
 		return fail(fmt.Errorf("no swarm in this data dir: %w", err))
@@ -113,7 +114,7 @@ func walk(ctx context.Context, store *storage.Store) (LedgerSummary, *record.Swa
 			}
 		}
 		s.Rounds++
-		chain = append(chain, sealed{c, rec})
+		chain = append(chain, Sealed{c, rec})
 		next, at = rec, rec.Prev
 	}
 	s.Peers = len(peers)

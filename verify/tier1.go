@@ -3,7 +3,6 @@ package verify
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/ipfs/go-cid"
@@ -162,8 +161,8 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 			v.Reason = fmt.Sprintf("%s: payload bytes hash to %s, not %s", ReasonPayloadCID, pc, rec.Payload)
 			continue
 		}
-		vec := make([]float32, rc.Elems)
-		if _, err := gradient.UnmarshalInto(vec, c.Payload, gradient.Limits{Elems: rc.Elems, MaxBytes: MaxPayloadBytes(rc.Elems)}); err != nil {
+		vec, err := DecodePayload(c.Payload, rc.Elems)
+		if err != nil {
 			v.Reason = ReasonMalformed + ": " + err.Error()
 			continue
 		}
@@ -193,7 +192,7 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 		}
 	}
 	if len(norms) > 0 {
-		med := median(norms)
+		med := gradient.MedianOf(norms)
 		for i := range out {
 			if v := &out[i]; v.Accepted() && v.Norm > p.MaxNormRatio*med {
 				v.Reason = fmt.Sprintf("%s: %.4g is over %gx the round's median %.4g", ReasonNorm, v.Norm, p.MaxNormRatio, med)
@@ -225,6 +224,17 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 		}
 	}
 	return out, nil
+}
+
+// DecodePayload decodes an update of exactly elems values with the limits
+// tier 1 applies (MaxPayloadBytes): the one decoder every role uses on a
+// payload that came from the network.
+func DecodePayload(payload []byte, elems int) ([]float32, error) {
+	vec := make([]float32, elems)
+	if _, err := gradient.UnmarshalInto(vec, payload, gradient.Limits{Elems: elems, MaxBytes: MaxPayloadBytes(elems)}); err != nil {
+		return nil, err
+	}
+	return vec, nil
 }
 
 // MaxPayloadBytes bounds an encoded update of n elements: the widest codec
@@ -288,14 +298,4 @@ func ShardReason(seed *int64, want int64) string {
 		return fmt.Sprintf("%s: shard seed %d, the round's is %d", ReasonShard, *seed, want)
 	}
 	return ""
-}
-
-func median(x []float64) float64 {
-	s := slices.Clone(x)
-	slices.Sort(s)
-	m := len(s) / 2
-	if len(s)%2 == 1 {
-		return s[m]
-	}
-	return (s[m-1] + s[m]) / 2
 }

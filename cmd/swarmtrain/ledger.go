@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,11 +9,9 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
-	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/node"
 	"github.com/swarmtrain/swarmtrain/storage"
-	"github.com/swarmtrain/swarmtrain/storage/record"
-	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -78,15 +75,11 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 				return fmt.Errorf("the ledger is swarm %s's, not %s", s.Swarm, args[0])
 			}
 			if recheck {
-				elems, err := modelSize(cmd.Context(), store)
-				if err != nil {
-					return err
-				}
-				r, err := verify.Recheck(cmd.Context(), store, elems)
+				r, err := round.Recheck(cmd.Context(), store)
 				if err != nil {
 					return fmt.Errorf("ledger does not recheck: %w", err)
 				}
-				defer fmt.Fprintf(e.stdout, "recheck ok: %d verdicts, %d tier-2 samples and %d peer scores reproduced from the stored evidence\n", r.Entries, r.Sampled, r.Scores)
+				defer fmt.Fprintf(e.stdout, "recheck ok: %d verdicts, %d tier-2 samples, %d peer scores and %d models reproduced from the stored evidence\n", r.Entries, r.Sampled, r.Scores, r.Models)
 			}
 			fmt.Fprintf(e.stdout, "swarm %s (%s), coordinator %s\n", s.Swarm, s.Name, s.Coordinator)
 			fmt.Fprintf(e.stdout, "ledger ok: %d rounds verified from head %s; every record signed by the coordinator and linked to the one before\n", s.Rounds, s.Head)
@@ -134,27 +127,6 @@ func newExportCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVarP(&out, "output", "o", "model.safetensors", "file to write")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the model (a stopped node's)")
 	return cmd
-}
-
-// modelSize is the parameter count of the swarm whose manifest store holds.
-func modelSize(ctx context.Context, store *storage.Store) (int, error) {
-	mc, err := store.Head(ctx, "swarm")
-	if err != nil {
-		return 0, err
-	}
-	b, err := store.Get(ctx, mc)
-	if err != nil {
-		return 0, fmt.Errorf("swarm manifest %s: %w", mc, err)
-	}
-	m, _, err := record.OpenBlock[record.SwarmManifest](b)
-	if err != nil {
-		return 0, err
-	}
-	sc, err := config.FromCanonical(m.Config)
-	if err != nil {
-		return 0, fmt.Errorf("swarm manifest %s: %w", mc, err)
-	}
-	return train.NumParams(node.ModelSpec(sc))
 }
 
 // hasNodeData refuses a --data-dir that holds no node's store, rather than

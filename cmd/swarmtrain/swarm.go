@@ -61,7 +61,9 @@ per round. Restarted on the same --data-dir it resumes after the last sealed rou
 				dataDir = defaultNodeDir("coordinator")
 			}
 			return node.RunCoordinator(cmd.Context(), node.CoordinatorConfig{
-				Swarm: cfg, DataDir: dataDir, Train: trainSet, Test: testSet, Out: e.stdout, Log: e.log,
+				Swarm: cfg, DataDir: dataDir, Train: trainSet, Test: testSet, Log: e.log,
+				RoundDone: func(s node.RoundSummary) { roundLine(e.stdout, s) },
+				Event:     func(ev node.Event) { eventLine(e.stdout, ev) },
 				Ready: func(id string, addrs []string, api string) {
 					fmt.Fprintf(e.stdout, "swarm %s (%s) started; data dir %s\n", id, cfg.Name, dataDir)
 					if api != "" {
@@ -117,7 +119,8 @@ func newJoinCmd(e *env) *cobra.Command {
 				dataDir = defaultNodeDir("contributor")
 			}
 			return node.RunContributor(cmd.Context(), node.ContributorConfig{
-				SwarmID: args[0], Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Train: trainSet, Device: dev, Out: e.stdout, Log: e.log,
+				SwarmID: args[0], Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Train: trainSet, Device: dev, Log: e.log,
+				Event: func(ev node.Event) { eventLine(e.stdout, ev) },
 			})
 		},
 	}

@@ -1,0 +1,260 @@
+package round
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train/data"
+	"github.com/swarmtrain/swarmtrain/verify"
+)
+
+// State is the swarm between two rounds: what the last sealed record (or,
+// before round 0, the manifest) pins, held in memory. Run never changes a
+// State it is given; it returns the next one.
+type State struct {
+	Round  int64     // the round to run next
+	Seed   int64     // its shard seed
+	Base   cid.Cid   // its base model's CID
+	Params []float32 // the base model
+	Outer  []float32 // the outer optimizer's state after the previous round
+	// History maps every payload CID in the ledger to the round it first
+	// appeared in (tier 1's replay check).
+	History map[cid.Cid]int64
+	// Scores is every peer's standing so far.
+	Scores map[string]record.PeerScore
+}
+
+// Genesis is the state round 0 starts from: the manifest's initial model,
+// seed and a zero outer state.
+func Genesis(m *record.SwarmManifest, initial []float32) State {
+	return State{Seed: m.Seed, Base: m.InitialModel, Params: slices.Clone(initial), Outer: make([]float32, len(initial)),
+		History: map[cid.Cid]int64{}, Scores: map[string]record.PeerScore{}}
+}
+
+// Contribution is one contribution as the round sees it, in record order
+// (the order tier 0 first saw them).
+type Contribution struct {
+	Record  *record.Contribution
+	Block   cid.Cid // the signed contribution block
+	Payload []byte  // nil: could not be fetched
+	// Fault and Evidence carry a tier-0 fault proven by signed blocks
+	// (equivocation, oversized): it is the verdict.
+	Fault, Evidence string
+}
+
+// Outcome is what a round computes.
+type Outcome struct {
+	// Record is the round record, but for what only the sealer knows:
+	// Swarm, Prev and Sealed.
+	Record record.RoundRecord
+	// Next is the state the next round starts from.
+	Next State
+	// ModelFile and OuterFile are the checkpoint files whose CIDs the
+	// record names (Model, OuterState).
+	ModelFile, OuterFile []byte
+	Accepted, Rejected   int
+	// MeanLoss is the mean of the training losses the accepted
+	// contributors report (informational: nothing depends on it).
+	MeanLoss float64
+	// BytesIn is the payload bytes the round received.
+	BytesIn int
+}
+
+// Run computes one round from the state it starts from and the
+// contributions it received: tier 1 over all of them, tier 2 over a sample
+// drawn only now (t2 gives the evidence; nil or Size 0 checks none), the
+// weights (Params.Weight), the aggregate of the accepted updates, the outer
+// step, the checkpoint files, every contributor's score and the next
+// round's shard seed. It is deterministic: the sealer and every observer
+// that feeds it the same contributions and tier-2 evidence get the same
+// record and model, bit for bit.
+func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (Outcome, error) {
+	n := len(st.Params)
+	if len(st.Outer) != n {
+		return Outcome{}, fmt.Errorf("round %d: outer state has %d values, the model %d", st.Round, len(st.Outer), n)
+	}
+	cands := make([]verify.Candidate, len(in))
+	contribs := make([]cid.Cid, len(in))
+	byPeer := map[string]bool{}
+	for i, c := range in {
+		if byPeer[c.Record.Peer] {
+			return Outcome{}, fmt.Errorf("round %d: peer %s has two entries", st.Round, c.Record.Peer)
+		}
+		byPeer[c.Record.Peer] = true
+		cands[i] = verify.Candidate{Contribution: c.Record, Payload: c.Payload, Fault: c.Fault, Evidence: c.Evidence}
+		contribs[i] = c.Block
+	}
+	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: st.Base, Seed: st.Seed, Elems: n, History: st.History}, cands)
+	if err != nil {
+		return Outcome{}, err
+	}
+	w := p.Weight()
+	// Tier 2: a sample of the updates tier 1 accepted, drawn with a seed
+	// every contribution of the round fixes.
+	var sampleSeed, sampleSize *int64
+	evidence := map[string]record.Tier2{}
+	if t2 != nil && t2.Size() > 0 {
+		var standing []gradient.Update
+		var peers []string
+		updates := map[string][]float32{}
+		for i, c := range in {
+			if verdicts[i].Accepted() {
+				standing = append(standing, gradient.Update{ID: c.Record.Peer, Vec: verdicts[i].Vec, Weight: w})
+				peers = append(peers, c.Record.Peer)
+				updates[c.Record.Peer] = verdicts[i].Vec
+			}
+		}
+		ss, k := verify.SampleSeed(st.Seed, contribs), int64(t2.Size())
+		sampleSeed, sampleSize = &ss, &k
+		if sample := verify.Sample(ss, peers, int(k)); len(sample) > 0 {
+			ref, err := gradient.Aggregate(p.Aggregation, standing, p.TrimFraction)
+			if err != nil {
+				return Outcome{}, err
+			}
+			got, err := t2.Check(ctx, Tier2Round{Round: st.Round, Seed: st.Seed, SampleSeed: ss, Base: st.Params, Reference: ref.Vec, Sample: sample, Updates: updates})
+			if err != nil {
+				return Outcome{}, err
+			}
+			for _, peer := range sample {
+				t, ok := got[peer]
+				if !ok {
+					return Outcome{}, fmt.Errorf("round %d: tier 2 drew %s and has no evidence for it", st.Round, peer)
+				}
+				evidence[peer] = t
+			}
+		}
+	}
+	for i, c := range in {
+		if t, ok := evidence[c.Record.Peer]; ok {
+			verdicts[i].Reason = verify.Tier2Reason(t) // keeps Norm: the record shows what was checked
+		}
+	}
+	out := Outcome{}
+	var ups []gradient.Update
+	var lossSum float64
+	for i, c := range in {
+		out.BytesIn += len(c.Payload)
+		if !verdicts[i].Accepted() {
+			out.Rejected++
+			continue
+		}
+		out.Accepted++
+		lossSum += c.Record.Loss
+		ups = append(ups, gradient.Update{ID: c.Record.Peer, Vec: verdicts[i].Vec, Weight: w})
+	}
+	if len(ups) > 0 {
+		out.MeanLoss = lossSum / float64(len(ups))
+	}
+	params, outer, err := Apply(p, st.Params, st.Outer, ups)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("round %d: %w", st.Round, err)
+	}
+	if out.ModelFile, err = CheckpointFile(p.Model, params); err != nil {
+		return Outcome{}, err
+	}
+	if out.OuterFile, err = VectorFile(OuterStateName, outer); err != nil {
+		return Outcome{}, err
+	}
+	modelCID, err := FileCID(out.ModelFile)
+	if err != nil {
+		return Outcome{}, err
+	}
+	outerCID, err := FileCID(out.OuterFile)
+	if err != nil {
+		return Outcome{}, err
+	}
+	scores, history := maps.Clone(st.Scores), maps.Clone(st.History)
+	entries := make([]record.Entry, len(in))
+	for i, c := range in {
+		v, rec := verdicts[i], c.Record
+		e := record.Entry{Peer: rec.Peer, Contribution: c.Block, Payload: rec.Payload, Verdict: record.VerdictAccepted, Reason: v.Reason, Evidence: v.Evidence,
+			Weight: w, Norm: v.Norm, Loss: rec.Loss, Samples: rec.Samples}
+		if !v.Accepted() {
+			e.Verdict = record.VerdictRejected
+		}
+		if t, ok := evidence[rec.Peer]; ok {
+			e.Tier2 = &t
+		}
+		ps := scores[rec.Peer]
+		ps.Peer = rec.Peer
+		p.Scoring.Apply(&ps, st.Round, e)
+		scores[rec.Peer] = ps
+		e.Score = ps.Score
+		entries[i] = e
+		if _, seen := history[e.Payload]; !seen {
+			history[e.Payload] = st.Round
+		}
+	}
+	table := make([]record.PeerScore, 0, len(scores))
+	for _, peer := range slices.Sorted(maps.Keys(scores)) {
+		table = append(table, scores[peer])
+	}
+	// The next round's seed depends on the sealed model, so nobody can know
+	// their next shard before this round is sealed.
+	nextSeed := NextSeed(st.Seed, modelCID)
+	out.Record = record.RoundRecord{Round: st.Round, Seed: nextSeed, Base: st.Base, Model: modelCID, OuterState: &outerCID,
+		Entries: entries, Scores: table, SampleSeed: sampleSeed, SampleSize: sampleSize}
+	out.Next = State{Round: st.Round + 1, Seed: nextSeed, Base: modelCID, Params: params, Outer: outer, History: history, Scores: scores}
+	return out, nil
+}
+
+// NextSeed is the shard seed of the round after one that sealed model.
+func NextSeed(seed int64, model cid.Cid) int64 {
+	return int64(data.PeerSeed(uint64(seed), model.String()) >> 1)
+}
+
+// Apply is the step from a round's base to its model: the accepted updates
+// aggregated with the swarm's rule, then the outer optimizer's step from
+// the previous outer state. No update leaves both unchanged. It returns
+// new slices; params and outer are not changed.
+func Apply(p Params, params, outer []float32, ups []gradient.Update) ([]float32, []float32, error) {
+	o, err := p.NewOuter(len(params))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := o.SetState(outer); err != nil {
+		return nil, nil, err
+	}
+	next := slices.Clone(params)
+	if len(ups) == 0 {
+		return next, o.State(), nil
+	}
+	res, err := gradient.Aggregate(p.Aggregation, ups, p.TrimFraction)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := o.Step(next, res.Vec); err != nil {
+		return nil, nil, err
+	}
+	return next, o.State(), nil
+}
+
+// Replay is what a peer that holds a round's base state does with the
+// sealed record: decode the payloads of the accepted entries (payload
+// gives their bytes) with tier 1's decoder, weigh them as Run does and
+// Apply them. The caller compares the resulting model's CID with the
+// record's.
+func Replay(p Params, params, outer []float32, entries []record.Entry, payload func(cid.Cid) ([]byte, error)) ([]float32, []float32, error) {
+	var ups []gradient.Update
+	for _, e := range entries {
+		if e.Verdict != record.VerdictAccepted {
+			continue
+		}
+		b, err := payload(e.Payload)
+		if err != nil {
+			return nil, nil, fmt.Errorf("payload %s of %s: %w", e.Payload, e.Peer, err)
+		}
+		vec, err := verify.DecodePayload(b, len(params))
+		if err != nil {
+			return nil, nil, fmt.Errorf("payload %s of %s: %w", e.Payload, e.Peer, err)
+		}
+		ups = append(ups, gradient.Update{ID: e.Peer, Vec: vec, Weight: p.Weight()})
+	}
+	return Apply(p, params, outer, ups)
+}

@@ -1,0 +1,110 @@
+package round
+
+import (
+	"fmt"
+
+	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/verify"
+)
+
+// Params are the settings a round's math depends on. Every field comes from
+// the swarm's config (ParamsOf), which the swarm ID pins, so every role that
+// reads the same manifest derives the same Params.
+type Params struct {
+	Model      train.ModelSpec
+	BatchSize  int
+	InnerSteps int
+	ShardSize  int
+	// Inner is the contributors' local optimizer.
+	Inner train.OptimizerSpec
+	// Codec and Density compress a contributor's update; ErrorFeedback
+	// carries what compression drops into the next round.
+	Codec         string
+	Density       float64
+	ErrorFeedback bool
+	// Aggregation and TrimFraction combine the accepted updates
+	// (gradient.Aggregate).
+	Aggregation  string
+	TrimFraction float64
+	// Outer is the outer optimizer: "nesterov" with OuterMomentum, or "sgd"
+	// (no momentum).
+	Outer         string
+	OuterLR       float64
+	OuterMomentum float64
+	Tier1         verify.Tier1Params
+	Scoring       verify.ScoreParams
+	// Tier2Sample is how many accepted contributions tier 2 checks per
+	// round where the sealer has the data (0: none).
+	Tier2Sample int
+}
+
+// Outer optimizer names, as written in a swarm config.
+const (
+	OuterNesterov = "nesterov"
+	OuterSGD      = "sgd"
+)
+
+// ParamsOf derives a swarm's round parameters from its config.
+func ParamsOf(sc *config.Swarm) Params {
+	o := sc.Train.OuterOptimizer
+	return Params{
+		Model:         train.ModelSpec{Kind: sc.Model.Kind, Hidden: sc.Model.Hidden, Channels: sc.Model.Channels, Dense: sc.Model.Dense},
+		BatchSize:     sc.Train.BatchSize,
+		InnerSteps:    sc.Train.InnerSteps,
+		ShardSize:     sc.Train.ShardSize,
+		Inner:         OptimizerSpec(sc.Train.InnerOptimizer),
+		Codec:         sc.Compression.Codec,
+		Density:       sc.Compression.Density,
+		ErrorFeedback: sc.Compression.ErrorFeedback,
+		Aggregation:   sc.Verify.Aggregation,
+		TrimFraction:  sc.Verify.TrimFraction,
+		Outer:         o.Name,
+		OuterLR:       o.LR,
+		OuterMomentum: o.Momentum,
+		Tier1:         verify.DefaultTier1Params(),
+		Scoring:       verify.DefaultScoreParams(),
+		Tier2Sample:   sc.Verify.Tier2Sample,
+	}
+}
+
+// Weight is what one accepted update weighs in the aggregate. It is derived
+// from the config, never taken from the contributor: every contributor
+// runs InnerSteps batches of BatchSize, so a peer that claims more samples
+// than the round allows gains nothing by it.
+func (p Params) Weight() float64 { return float64(p.InnerSteps * p.BatchSize) }
+
+// NewOuter returns the configured outer optimizer for n parameters.
+func (p Params) NewOuter(n int) (*gradient.Outer, error) {
+	switch p.Outer {
+	case OuterNesterov:
+		return gradient.NewOuter(n, p.OuterLR, p.OuterMomentum)
+	case OuterSGD:
+		// Plain SGD: Nesterov's update with no momentum is p -= lr·g.
+		return gradient.NewOuter(n, p.OuterLR, 0)
+	}
+	return nil, fmt.Errorf("train.outer_optimizer.name: unknown outer optimizer %q (want %s or %s)", p.Outer, OuterNesterov, OuterSGD)
+}
+
+// NumParams is the model's parameter count.
+func (p Params) NumParams() (int, error) {
+	layout, err := train.Layout(p.Model)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range layout {
+		k := 1
+		for _, d := range l.Shape {
+			k *= d
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// OptimizerSpec is the train package's view of a config optimizer.
+func OptimizerSpec(o config.Optimizer) train.OptimizerSpec {
+	return train.OptimizerSpec{Name: o.Name, LR: o.LR, Momentum: o.Momentum, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}
+}

@@ -1,0 +1,256 @@
+package round
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/verify"
+)
+
+// RecheckSummary is what a recheck reproduced.
+type RecheckSummary struct {
+	verify.LedgerSummary
+	Entries int // contribution verdicts re-derived
+	Sampled int // tier-2 samples whose draw was re-derived
+	Scores  int // peer scores recomputed, summed over rounds
+	Models  int // round models (and outer states) recomputed
+}
+
+// Recheck verifies the ledger (verify.Ledger), then replays it from round
+// 0 with Run, the function that sealed it: for every entry it re-runs tier
+// 0 on the stored contribution block (signature, author, swarm, round,
+// payload CID, and for an equivocation both signed blocks), then Run
+// re-derives every verdict, weight, norm, the tier-2 sample (taking the
+// recorded tier-2 losses as the evidence), every score, the aggregate, the
+// outer step, the model and outer-state CIDs and the next seed. It returns
+// the first field it cannot reproduce, naming the record, the round and,
+// where there is one, the peer.
+//
+// It needs the manifest's initial model and every accepted payload in
+// store. A rejection as unavailable cannot be disproven (the payload may
+// have reached this store later) and is taken as recorded.
+func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) {
+	var sum RecheckSummary
+	ls, m, chain, err := verify.Walk(ctx, store)
+	sum.LedgerSummary = ls
+	if err != nil {
+		return sum, err
+	}
+	sc, err := config.FromCanonical(m.Config)
+	if err != nil {
+		return sum, fmt.Errorf("swarm manifest: %w", err)
+	}
+	p := ParamsOf(sc)
+	n, err := p.NumParams()
+	if err != nil {
+		return sum, err
+	}
+	file, err := store.ReadFile(ctx, m.InitialModel)
+	if err != nil {
+		return sum, fmt.Errorf("cannot recheck: the initial model %s is not in this store: %w", m.InitialModel, err)
+	}
+	initial, err := VectorOf(file, n)
+	if err != nil {
+		return sum, fmt.Errorf("initial model %s: %w", m.InitialModel, err)
+	}
+	st := Genesis(m, initial)
+	for _, s := range chain {
+		rec := s.Record
+		where := fmt.Sprintf("record %s (round %d)", s.CID, rec.Round)
+		in := make([]Contribution, len(rec.Entries))
+		for i, e := range rec.Entries {
+			c, err := recheckTier0(ctx, store, ls.Swarm, rec.Round, e, n)
+			if err != nil {
+				return sum, fmt.Errorf("%s: peer %s: %w", where, e.Peer, err)
+			}
+			in[i] = c
+		}
+		out, err := Run(ctx, p, st, in, recordedTier2{rec})
+		if err != nil {
+			return sum, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := sameRecord(rec, &out.Record); err != nil {
+			return sum, fmt.Errorf("%s: %w", where, err)
+		}
+		sum.Entries += len(rec.Entries)
+		for _, e := range rec.Entries {
+			if e.Tier2 != nil {
+				sum.Sampled++
+			}
+		}
+		sum.Scores += len(rec.Scores)
+		sum.Models++
+		st = out.Next
+	}
+	return sum, nil
+}
+
+// sameRecord compares a sealed record with the one Run recomputed, field
+// by field, and names the first that differs.
+func sameRecord(got, want *record.RoundRecord) error {
+	if len(got.Entries) != len(want.Entries) {
+		return fmt.Errorf("records %d entries, recomputed %d", len(got.Entries), len(want.Entries))
+	}
+	for i, g := range got.Entries {
+		w := want.Entries[i]
+		if err := sameEntry(g, w); err != nil {
+			return fmt.Errorf("peer %s: %w", g.Peer, err)
+		}
+	}
+	if err := sameScores(got.Scores, want.Scores); err != nil {
+		return err
+	}
+	switch {
+	case !sameOptional(got.SampleSeed, want.SampleSeed) || !sameOptional(got.SampleSize, want.SampleSize):
+		return fmt.Errorf("recorded tier-2 sample (seed %s, size %s), recomputed (seed %s, size %s)",
+			optional(got.SampleSeed), optional(got.SampleSize), optional(want.SampleSeed), optional(want.SampleSize))
+	case !got.Base.Equals(want.Base):
+		return fmt.Errorf("recorded base %s, recomputed %s", got.Base, want.Base)
+	case !got.Model.Equals(want.Model):
+		return fmt.Errorf("recorded model %s, recomputed %s from the accepted updates", got.Model, want.Model)
+	case got.OuterState == nil || !got.OuterState.Equals(*want.OuterState):
+		return fmt.Errorf("recorded outer state %v, recomputed %s", got.OuterState, want.OuterState)
+	case got.Seed != want.Seed:
+		return fmt.Errorf("recorded next seed %d, recomputed %d", got.Seed, want.Seed)
+	}
+	return nil
+}
+
+func sameEntry(g, w record.Entry) error {
+	if g.Verdict != record.VerdictAccepted && g.Verdict != record.VerdictRejected {
+		return fmt.Errorf("unknown verdict %q", g.Verdict)
+	}
+	switch {
+	case g.Verdict != w.Verdict || verify.Kind(g.Reason) != verify.Kind(w.Reason):
+		return fmt.Errorf("recorded %s, rechecked %s", describeVerdict(g.Verdict, g.Reason), describeVerdict(w.Verdict, w.Reason))
+	case g.Reason != w.Reason || g.Evidence != w.Evidence:
+		return fmt.Errorf("recorded reason %q (evidence %q), rechecked %q (evidence %q)", g.Reason, g.Evidence, w.Reason, w.Evidence)
+	case g.Weight != w.Weight:
+		return fmt.Errorf("recorded weight %v, the config gives %v", g.Weight, w.Weight)
+	case g.Norm != w.Norm:
+		return fmt.Errorf("recorded norm %v, rechecked %v", g.Norm, w.Norm)
+	case (g.Tier2 == nil) != (w.Tier2 == nil):
+		return fmt.Errorf("tier-2 evidence recorded: %v, drawn by the sample: %v", g.Tier2 != nil, w.Tier2 != nil)
+	case g.Score != w.Score:
+		return fmt.Errorf("recorded score %v, recomputed %v", g.Score, w.Score)
+	case !g.Contribution.Equals(w.Contribution) || !g.Payload.Equals(w.Payload) || g.Loss != w.Loss || g.Samples != w.Samples:
+		return fmt.Errorf("entry does not match its contribution block")
+	}
+	return nil
+}
+
+// recheckTier0 re-runs tier 0 on an entry's stored contribution block and
+// returns the contribution Run rechecks.
+func recheckTier0(ctx context.Context, store *storage.Store, swarm string, round int64, e record.Entry, elems int) (Contribution, error) {
+	c, err := openContribution(ctx, store, e.Contribution, swarm, round, e.Peer)
+	if err != nil {
+		return Contribution{}, err
+	}
+	if !c.Payload.Equals(e.Payload) {
+		return Contribution{}, fmt.Errorf("contribution %s announces payload %s, the entry %s", e.Contribution, c.Payload, e.Payload)
+	}
+	in := Contribution{Record: c, Block: e.Contribution}
+	switch verify.Kind(e.Reason) {
+	case verify.ReasonEquivocation:
+		parts := strings.Fields(e.Evidence)
+		if len(parts) != 2 || parts[0] == parts[1] {
+			return in, fmt.Errorf("equivocation evidence %q does not name two contributions", e.Evidence)
+		}
+		for _, p := range parts {
+			pc, err := cid.Decode(p)
+			if err != nil {
+				return in, fmt.Errorf("equivocation evidence %q: %w", p, err)
+			}
+			if _, err := openContribution(ctx, store, pc, swarm, round, e.Peer); err != nil {
+				return in, fmt.Errorf("equivocation evidence: %w", err)
+			}
+		}
+		in.Fault, in.Evidence = e.Reason, e.Evidence
+		return in, nil
+	case verify.ReasonOversized:
+		if c.Inline == nil || len(*c.Inline) <= verify.MaxPayloadBytes(elems) {
+			return in, fmt.Errorf("recorded %q, but contribution %s carries no payload over %d bytes", e.Reason, e.Contribution, verify.MaxPayloadBytes(elems))
+		}
+		in.Fault = e.Reason
+		return in, nil
+	case verify.ReasonUnavailable:
+		return in, nil // taken as recorded: Run finds no payload
+	}
+	if c.Inline != nil {
+		in.Payload = *c.Inline
+	} else if b, err := store.Get(ctx, c.Payload); err == nil {
+		in.Payload = b.RawData()
+	} else {
+		return in, fmt.Errorf("cannot recheck: payload %s is not in this store", c.Payload)
+	}
+	return in, nil
+}
+
+// openContribution loads a contribution block and checks it is peer's,
+// signed by peer, for this swarm and round.
+func openContribution(ctx context.Context, store *storage.Store, c cid.Cid, swarm string, round int64, peer string) (*record.Contribution, error) {
+	b, err := store.Get(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("contribution %s: %w", c, err)
+	}
+	rec, signer, err := record.OpenBlock[record.Contribution](b)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("contribution %s: %w", c, err)
+	case signer.String() != peer || rec.Peer != peer:
+		return nil, fmt.Errorf("contribution %s is signed by %s for peer %s", c, signer, rec.Peer)
+	case rec.Swarm != swarm || rec.Round != round:
+		return nil, fmt.Errorf("contribution %s is for swarm %s round %d", c, rec.Swarm, rec.Round)
+	}
+	return rec, nil
+}
+
+// sameScores compares a record's score table with the recomputed one.
+func sameScores(got, want []record.PeerScore) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("records %d peer scores, recomputed %d", len(got), len(want))
+	}
+	for i, g := range got {
+		w := want[i]
+		if g.Peer != w.Peer {
+			return fmt.Errorf("score table: peer %s where the recomputed table has %s", g.Peer, w.Peer)
+		}
+		if g.Score != w.Score || g.Accepted != w.Accepted || g.Rejected != w.Rejected || g.LastRound != w.LastRound || !reflect.DeepEqual(counts(g.Rejections), counts(w.Rejections)) {
+			return fmt.Errorf("peer %s: recorded score %v (accepted %d, rejected %d), recomputed %v (accepted %d, rejected %d)",
+				g.Peer, g.Score, g.Accepted, g.Rejected, w.Score, w.Accepted, w.Rejected)
+		}
+	}
+	return nil
+}
+
+func counts(c *[]record.ReasonCount) []record.ReasonCount {
+	if c == nil || len(*c) == 0 {
+		return nil
+	}
+	return *c
+}
+
+func sameOptional(a, b *int64) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+func optional(v *int64) string {
+	if v == nil {
+		return "none"
+	}
+	return fmt.Sprint(*v)
+}
+
+func describeVerdict(verdict, reason string) string {
+	if reason == "" {
+		return verdict
+	}
+	return verdict + " (" + reason + ")"
+}

@@ -1,0 +1,7 @@
+package record
+
+// Verdicts, as written in Entry.Verdict.
+const (
+	VerdictAccepted = "accepted"
+	VerdictRejected = "rejected"
+)
