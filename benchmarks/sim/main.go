@@ -1,12 +1,15 @@
 // Command sim simulates a swarm in one process: N workers on disjoint MNIST
-// shards run rounds of H inner steps from the shared model, compress their
-// pseudo-gradients with error feedback, send them through the wire format,
-// and the coordinator aggregates them and takes an outer Nesterov step,
-// exactly as a swarm round does, without the network. It reports test
-// accuracy per round and the bytes each worker sent.
+// shards run rounds of H inner steps from the shared model and compress
+// their pseudo-gradients (round.Worker, the contributors' code), and the
+// round engine judges, aggregates and steps them (round.Run, the
+// coordinator's code), without the network. It reports test accuracy per
+// round and the bytes each worker sent.
 //
 //	go run ./benchmarks/sim -codec topk+int8 -density 0.01 -workers 4 -h 20 -rounds 60
 //	go run ./benchmarks/sim -codec dense -workers 4 -h 20 -rounds 60 -json
+//
+// Every setting maps to a swarm config field (round.ParamsOf), so a
+// simulated round is a swarm round: same worker, same engine.
 package main
 
 import (
@@ -18,9 +21,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/round"
+	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 type roundReport struct {
@@ -29,6 +36,7 @@ type roundReport struct {
 	TestLoss       float64 `json:"test_loss"`
 	TrainLoss      float64 `json:"train_loss"`
 	BytesPerWorker int     `json:"bytes_per_worker"`
+	Rejected       int     `json:"rejected"` // by the round engine's checks (honest workers: 0)
 }
 
 type report struct {
@@ -59,14 +67,29 @@ func main() {
 	outerLR := flag.Float64("outer-lr", gradient.DefaultOuterLR, "outer Nesterov learning rate")
 	outerMom := flag.Float64("outer-momentum", gradient.DefaultOuterMomentum, "outer Nesterov momentum")
 	rule := flag.String("rule", gradient.Mean, "aggregation rule")
-	efMode := flag.String("ef", "start", "error feedback: start (local work starts from the global model minus the residual), add (residual added to the next delta), off")
-	efMomentum := flag.Float64("ef-momentum", 0, "DGC momentum correction in error feedback (0 = off)")
+	efMode := flag.String("ef", "on", "error feedback: on (local work starts from the global model minus the residual) or off")
 	inner := flag.String("inner", "adam", "inner optimizer: adam or sgd (lr from -lr)")
 	dataDir := flag.String("data", defaultData(), "MNIST directory")
 	asJSON := flag.Bool("json", false, "print a JSON report")
 	evalEvery := flag.Int("eval-every", 1, "evaluate on the test set every this many rounds (and after the last)")
 	flag.Parse()
-	if err := run(*codecName, *density, *workers, *h, *rounds, *batch, *hidden, *lr, *outerLR, *outerMom, *rule, *efMode != "off", *dataDir, *asJSON, *evalEvery, *efMomentum, *inner, *efMode == "start"); err != nil {
+	sc := config.Default()
+	sc.Model.Hidden = []int{*hidden}
+	sc.Train.InnerSteps, sc.Train.BatchSize, sc.Train.Rounds = *h, *batch, *rounds
+	sc.Train.InnerOptimizer = config.Optimizer{Name: *inner, LR: *lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+	sc.Train.OuterOptimizer = config.Optimizer{Name: "nesterov", LR: *outerLR, Momentum: *outerMom}
+	sc.Compression.Codec, sc.Compression.Density = *codecName, *density
+	switch *efMode {
+	case "on":
+		sc.Compression.ErrorFeedback = true
+	case "off":
+		sc.Compression.ErrorFeedback = false
+	default:
+		fmt.Fprintf(os.Stderr, "sim: -ef: %q is not on or off\n", *efMode)
+		os.Exit(2)
+	}
+	sc.Verify.Aggregation, sc.Verify.TrimFraction = *rule, 0.2
+	if err := run(round.ParamsOf(sc), *workers, *rounds, *dataDir, *asJSON, *evalEvery, *efMode); err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
@@ -79,33 +102,24 @@ func defaultData() string {
 	return "../shared/data/mnist"
 }
 
-func run(codecName string, density float64, workers, h, rounds, batch, hidden int, lr, outerLR, outerMom float64, rule string, useEF bool, dataDir string, asJSON bool, evalEvery int, efMomentum float64, inner string, efStart bool) error {
+func run(p round.Params, workers, rounds int, dataDir string, asJSON bool, evalEvery int, efName string) error {
 	start := time.Now()
+	ctx := context.Background()
 	trainSet, testSet, err := data.LoadMNIST(dataDir)
 	if err != nil {
 		return err
 	}
-	codec, err := gradient.NewCodec(codecName, density)
-	if err != nil {
-		return err
-	}
-	spec := train.ModelSpec{Kind: "mlp", Hidden: []int{hidden}}
-	global, err := train.New(spec, batch, 1)
+	global, err := train.New(p.Model, p.BatchSize, 1)
 	if err != nil {
 		return err
 	}
 	n := global.NumParams()
-	outer, err := gradient.NewOuter(n, outerLR, outerMom)
-	if err != nil {
-		return err
-	}
 	// Disjoint shards: worker w owns every workers-th sample of a fixed permutation.
 	perm := data.Permutation(1, trainSet.N)
 	type worker struct {
-		m     train.Model
-		opt   train.Optimizer
+		id    string
+		w     *round.Worker
 		shard *data.Set
-		ef    *gradient.ErrorFeedback
 	}
 	ws := make([]*worker, workers)
 	for i := range ws {
@@ -113,81 +127,64 @@ func run(codecName string, density float64, workers, h, rounds, batch, hidden in
 		for j := i; j < len(perm); j += workers {
 			idx = append(idx, perm[j])
 		}
-		m, err := train.New(spec, batch, 1)
+		m, err := train.New(p.Model, p.BatchSize, 1)
 		if err != nil {
 			return err
 		}
-		opt, err := train.NewOptimizer(train.OptimizerSpec{Name: inner, LR: lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, n)
+		w, err := round.NewWorker(p, m)
 		if err != nil {
 			return err
 		}
-		ws[i] = &worker{m: m, opt: opt, shard: trainSet.Subset(idx), ef: gradient.NewErrorFeedback(n, efMomentum)}
+		ws[i] = &worker{id: fmt.Sprintf("w%03d", i), w: w, shard: trainSet.Subset(idx)}
 	}
-	efName := map[bool]string{true: "start", false: "add"}[efStart]
-	if !useEF {
-		efName = "off"
+	rep := report{Codec: p.Codec, ErrorFeedback: efName, Density: p.Density, Workers: workers, H: p.InnerSteps, Rounds: rounds, Params: n}
+	initial, err := round.CheckpointFile(p.Model, global.Params())
+	if err != nil {
+		return err
 	}
-	rep := report{Codec: codecName, ErrorFeedback: efName, Density: density, Workers: workers, H: h, Rounds: rounds, Params: n}
-	delta := make([]float32, n)
+	initCID, err := round.FileCID(initial)
+	if err != nil {
+		return err
+	}
+	st := round.Genesis(&record.SwarmManifest{InitialModel: initCID, Seed: 1}, global.Params())
 	for r := 0; r < rounds; r++ {
-		base := global.Params()
-		var ups []gradient.Update
-		var loss float64
+		var in []round.Contribution
 		bytesRound := 0
 		for i, w := range ws {
-			w.m.SetParams(base)
-			if useEF && efStart {
-				p := w.m.Params()
-				for j, e := range w.ef.Residual() {
-					p[j] -= e
-				}
-			}
-			st, err := train.Local(context.Background(), w.m, w.opt, w.shard, h, uint64(r*workers+i))
+			msg, _, stats, err := w.w.Work(ctx, st.Params, w.shard, uint64(r*workers+i))
 			if err != nil {
 				return err
 			}
-			loss += st.MeanLoss / float64(workers)
-			rep.SamplesPerRun += st.Samples
-			for j, p := range w.m.Params() {
-				delta[j] = base[j] - p
-			}
-			var msg []byte
-			if useEF && efStart {
-				msg, err = w.ef.CompressWhole(codec, delta)
-			} else if useEF {
-				msg, err = w.ef.Compress(codec, delta)
-			} else {
-				msg, err = gradient.Marshal(codec, delta)
-			}
-			if err != nil {
-				return err
-			}
+			rep.SamplesPerRun += stats.Samples
 			bytesRound = len(msg)
 			rep.BytesPerWorker += len(msg) // summed over workers; divided below
-			vec, _, err := gradient.Unmarshal(msg, gradient.Limits{Elems: n})
+			pc, err := verify.PayloadCID(msg)
 			if err != nil {
 				return err
 			}
-			ups = append(ups, gradient.Update{ID: fmt.Sprintf("w%03d", i), Vec: vec, Weight: float64(st.Samples)})
+			seed := st.Seed
+			c := &record.Contribution{Round: st.Round, Peer: w.id, Base: st.Base, Payload: pc, Codec: p.Codec, Samples: int64(stats.Samples), Loss: stats.MeanLoss, Seed: &seed}
+			in = append(in, round.Contribution{Record: c, Block: pc, Payload: msg})
 		}
-		res, err := gradient.Aggregate(rule, ups, 0.2)
+		out, err := round.Run(ctx, p, st, in, nil)
 		if err != nil {
 			return err
 		}
-		if err := outer.Step(global.Params(), res.Vec); err != nil {
-			return err
-		}
+		st = out.Next
 		if (r+1)%evalEvery != 0 && r != rounds-1 {
 			continue
+		}
+		if err := global.SetParams(st.Params); err != nil {
+			return err
 		}
 		tl, ta, err := global.Evaluate(testSet)
 		if err != nil {
 			return err
 		}
-		rr := roundReport{Round: r, TestAccuracy: ta, TestLoss: tl, TrainLoss: loss, BytesPerWorker: bytesRound}
+		rr := roundReport{Round: r, TestAccuracy: ta, TestLoss: tl, TrainLoss: out.MeanLoss, BytesPerWorker: bytesRound, Rejected: out.Rejected}
 		rep.PerRound = append(rep.PerRound, rr)
 		if !asJSON {
-			fmt.Printf("round %3d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %d bytes/worker\n", r, loss, tl, 100*ta, bytesRound)
+			fmt.Printf("round %3d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %d bytes/worker\n", r, out.MeanLoss, tl, 100*ta, bytesRound)
 		}
 	}
 	rep.BytesPerWorker /= workers
@@ -200,7 +197,7 @@ func run(codecName string, density float64, workers, h, rounds, batch, hidden in
 		return enc.Encode(rep)
 	}
 	fmt.Printf("%s (density %g, error feedback %s), %d workers, H=%d, %d rounds, %d samples: final test accuracy %.2f%%, %d bytes per worker (dense fp32: %d, %.0fx less) in %s\n",
-		codecName, density, efName, workers, h, rounds, rep.SamplesPerRun, 100*rep.FinalAccuracy, rep.BytesPerWorker, rep.DenseBytes,
+		p.Codec, p.Density, efName, workers, p.InnerSteps, rounds, rep.SamplesPerRun, 100*rep.FinalAccuracy, rep.BytesPerWorker, rep.DenseBytes,
 		float64(rep.DenseBytes)/float64(rep.BytesPerWorker), rep.Elapsed)
 	return nil
 }

@@ -1,0 +1,295 @@
+package round
+
+import (
+	"context"
+	"crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
+	"github.com/swarmtrain/swarmtrain/verify"
+)
+
+func testSwarm() *config.Swarm {
+	sc := config.Default()
+	sc.Name = "engine"
+	sc.Model.Hidden = []int{8}
+	sc.Train.InnerSteps = 3
+	sc.Train.BatchSize = 16
+	sc.Train.ShardSize = 200
+	sc.Compression.Density = 0.1
+	sc.Verify.Tier2Sample = 2
+	return sc
+}
+
+func key(t *testing.T) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(k)
+	return k, id
+}
+
+// ledger is a swarm sealed by Run into a store, as the coordinator seals
+// it: what the equivalence test replays.
+type ledger struct {
+	store    *storage.Store
+	p        Params
+	manifest *record.SwarmManifest
+	outcomes []Outcome
+	coordKey crypto.PrivKey
+	records  []cid.Cid
+}
+
+// sealLedger runs rounds rounds of workers honest peers (plus, each
+// round, a copier and a peer sending NaN-free garbage) through Run with
+// tier 2 on synthetic data, storing every block the way the coordinator
+// does.
+func sealLedger(t *testing.T, rounds, workers int) *ledger {
+	t.Helper()
+	ctx := context.Background()
+	sc := testSwarm()
+	p := ParamsOf(sc)
+	trainSet, testSet := data.Synthetic(2000, 1), data.Synthetic(500, 2)
+	store, err := storage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	put := func(b blocks.Block) {
+		if err := store.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putFile := func(f []byte) cid.Cid {
+		// The same DAG the exchange builds (storage.FileCID is its CID).
+		c, err := FileCID(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.AddFile(ctx, f)
+		if err != nil || !got.Equals(c) {
+			t.Fatalf("stored file %s (%v), FileCID %s", got, err, c)
+		}
+		return c
+	}
+	scratch, err := train.New(p.Model, sc.Train.BatchSize, sc.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scratch.Close()
+	initFile, err := CheckpointFile(p.Model, scratch.Params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	canon, _ := sc.Canonical()
+	ck, cid0 := key(t)
+	m := &record.SwarmManifest{Name: sc.Name, Config: canon, Coordinator: cid0.String(), Created: 1, InitialModel: putFile(initFile), Seed: int64(sc.Seed)}
+	mb, err := record.Sign(ck, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(mb)
+	if err := store.SetHead(ctx, "swarm", mb.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	swarm := mb.Cid().String()
+	l := &ledger{store: store, p: p, manifest: m, coordKey: ck}
+	type peerState struct {
+		key crypto.PrivKey
+		id  peer.ID
+		w   *Worker
+	}
+	var peers []peerState
+	for i := 0; i < workers; i++ {
+		k, id := key(t)
+		model, err := train.New(p.Model, sc.Train.BatchSize, sc.Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { model.Close() })
+		w, err := NewWorker(p, model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, peerState{k, id, w})
+	}
+	copierKey, copierID := key(t)
+	st := Genesis(m, scratch.Params())
+	var prev *cid.Cid
+	for r := 0; r < rounds; r++ {
+		var in []Contribution
+		sign := func(k crypto.PrivKey, c *record.Contribution, payload []byte) {
+			pc, _ := verify.PayloadCID(payload)
+			c.Payload, c.Inline, c.PayloadBytes = pc, &payload, int64(len(payload))
+			b, err := record.Sign(k, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			put(b)
+			pb, _ := blocks.NewBlockWithCid(payload, pc)
+			put(pb)
+			in = append(in, Contribution{Record: c, Block: b.Cid(), Payload: payload})
+		}
+		var first []byte
+		for _, ps := range peers {
+			payload, _, stats, err := ps.w.Work(ctx, st.Params, Shard(trainSet, st.Seed, ps.id.String(), sc.Train.ShardSize), uint64(st.Seed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed := st.Seed
+			// A claimed sample count far above what the round allows
+			// must not change the weight.
+			sign(ps.key, &record.Contribution{Swarm: swarm, Round: st.Round, Peer: ps.id.String(), Base: st.Base, Codec: p.Codec,
+				Samples: int64(stats.Samples) * 100, Loss: stats.MeanLoss, Created: 1, Seed: &seed}, payload)
+			if first == nil {
+				first = payload
+			}
+		}
+		seed := st.Seed
+		sign(copierKey, &record.Contribution{Swarm: swarm, Round: st.Round, Peer: copierID.String(), Base: st.Base, Codec: p.Codec, Created: 1, Seed: &seed}, first)
+		out, err := Run(ctx, p, st, in, &DataTier2{Model: scratch, Train: trainSet, Test: testSet, ShardSize: sc.Train.ShardSize, SampleSize: sc.Verify.Tier2Sample})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := putFile(out.ModelFile); !got.Equals(out.Record.Model) {
+			t.Fatalf("model file %s, record %s", got, out.Record.Model)
+		}
+		putFile(out.OuterFile)
+		rec := out.Record
+		rec.Swarm, rec.Prev, rec.Sealed = swarm, prev, time.Now().UnixMilli()
+		rb, err := record.Sign(ck, &rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(rb)
+		if err := store.SetHead(ctx, "ledger", rb.Cid()); err != nil {
+			t.Fatal(err)
+		}
+		c := rb.Cid()
+		prev = &c
+		l.records = append(l.records, c)
+		l.outcomes = append(l.outcomes, out)
+		st = out.Next
+	}
+	return l
+}
+
+// TestSealRecheckReplayAgree is the round engine's equivalence: what the
+// sealer computed (Run), what an observer recomputes from the stored ledger
+// (Recheck) and what a contributor replays from each record (Replay) are
+// the same records and the same models, bit for bit.
+func TestSealRecheckReplayAgree(t *testing.T) {
+	l := sealLedger(t, 3, 3)
+	ctx := context.Background()
+	sum, err := Recheck(ctx, l.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Models != 3 || sum.Entries != 12 || sum.Sampled != 6 {
+		t.Errorf("recheck: %+v, want 3 models, 12 verdicts, 6 tier-2 samples", sum)
+	}
+	st := Genesis(l.manifest, nil)
+	init, err := l.store.ReadFile(ctx, l.manifest.InitialModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := l.p.NumParams()
+	if st.Params, err = VectorOf(init, n); err != nil {
+		t.Fatal(err)
+	}
+	st.Outer = make([]float32, n)
+	for r, out := range l.outcomes {
+		accepted, rejected := 0, 0
+		for _, e := range out.Record.Entries {
+			if e.Weight != l.p.Weight() {
+				t.Errorf("round %d: %s weighs %v, the config gives %v", r, e.Peer, e.Weight, l.p.Weight())
+			}
+			if e.Verdict == record.VerdictAccepted {
+				accepted++
+			} else {
+				rejected++
+				if verify.Kind(e.Reason) != verify.ReasonDuplicate {
+					t.Errorf("round %d: %s rejected: %s", r, e.Peer, e.Reason)
+				}
+			}
+		}
+		if accepted == 0 || rejected != 1 {
+			t.Errorf("round %d: %d accepted, %d rejected; want the copier alone rejected", r, accepted, rejected)
+		}
+		params, outer, err := Replay(l.p, st.Params, st.Outer, out.Record.Entries, func(c cid.Cid) ([]byte, error) {
+			b, err := l.store.Get(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			return b.RawData(), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		file, _ := CheckpointFile(l.p.Model, params)
+		if fc, _ := FileCID(file); !fc.Equals(out.Record.Model) {
+			t.Fatalf("round %d: replay gives model %s, the seal %s", r, fc, out.Record.Model)
+		}
+		st.Params, st.Outer = params, outer
+	}
+}
+
+// TestRecheckNamesWhatItCannotReproduce re-signs a sealed record with one
+// field changed at a time: each recheck fails, naming the round and what
+// differs.
+func TestRecheckNamesWhatItCannotReproduce(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		edit func(*record.RoundRecord)
+		want string
+	}{
+		{"weight", func(r *record.RoundRecord) { r.Entries[0].Weight *= 100 }, "recorded weight"},
+		{"score", func(r *record.RoundRecord) { r.Entries[1].Score += 0.25 }, "recorded score"},
+		{"verdict", func(r *record.RoundRecord) {
+			r.Entries[3].Verdict, r.Entries[3].Reason, r.Entries[3].Evidence = record.VerdictAccepted, "", ""
+		}, "recorded accepted, rechecked rejected (duplicate"},
+		{"model", func(r *record.RoundRecord) { r.Model = r.Base }, "recorded model"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := sealLedger(t, 2, 3)
+			head := l.records[1]
+			b, err := l.store.Get(ctx, head)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, _, err := record.OpenBlock[record.RoundRecord](b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.edit(rec)
+			rb, err := record.Sign(l.coordKey, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.store.Put(ctx, rb); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.store.SetHead(ctx, "ledger", rb.Cid()); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Recheck(ctx, l.store)
+			if err == nil || !strings.Contains(err.Error(), "(round 1)") || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("recheck: %v; want an error naming round 1 and %q", err, c.want)
+			}
+		})
+	}
+}
