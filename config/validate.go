@@ -19,6 +19,18 @@ var (
 	aggregations = []string{"mean", "clip-mean", "trimmed-mean", "median"}
 )
 
+// Choices are the names each enumerated setting accepts.
+type Choices struct {
+	ModelKinds, Datasets, InnerOptimizers, OuterOptimizers, Codecs, Aggregations []string
+}
+
+// Accepted returns every name a config accepts, so that the packages
+// that implement them can test that each one works.
+func Accepted() Choices {
+	return Choices{ModelKinds: slices.Clone(modelKinds), Datasets: slices.Clone(datasets), InnerOptimizers: slices.Clone(innerOpts),
+		OuterOptimizers: slices.Clone(outerOpts), Codecs: slices.Clone(codecs), Aggregations: slices.Clone(aggregations)}
+}
+
 // fieldError names the YAML path of the field that is wrong.
 func fieldError(field, format string, args ...any) error {
 	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))

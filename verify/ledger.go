@@ -107,7 +107,7 @@ func Walk(ctx context.Context, store *storage.Store) (LedgerSummary, *record.Swa
 		}
 		for _, e := range rec.Entries {
 			peers[e.Peer] = true
-			if e.Verdict == "accepted" {
+			if e.Verdict == record.VerdictAccepted {
 				s.Accepted++
 			} else {
 				s.Rejected++

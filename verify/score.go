@@ -69,13 +69,13 @@ func (p ScoreParams) validate() error {
 // Value is x for one entry (see ScoreParams).
 func (p ScoreParams) Value(e record.Entry) float64 {
 	switch {
-	case e.Tier2 != nil && e.Verdict == "accepted":
+	case e.Tier2 != nil && e.Verdict == record.VerdictAccepted:
 		return max(Quality(*e.Tier2), p.Passed)
 	case e.Tier2 != nil:
 		return Quality(*e.Tier2)
-	case e.Verdict != "accepted" && Proven(e.Reason):
+	case e.Verdict != record.VerdictAccepted && Proven(e.Reason):
 		return p.Fault
-	case e.Verdict != "accepted":
+	case e.Verdict != record.VerdictAccepted:
 		return p.Unproven
 	}
 	return p.Passed
@@ -86,7 +86,7 @@ func (p ScoreParams) Value(e record.Entry) float64 {
 func (p ScoreParams) Apply(ps *record.PeerScore, round int64, e record.Entry) {
 	ps.Score = (1-p.Decay)*ps.Score + p.Decay*p.Value(e)
 	ps.LastRound = round
-	if e.Verdict == "accepted" {
+	if e.Verdict == record.VerdictAccepted {
 		ps.Accepted++
 		return
 	}
