@@ -154,8 +154,9 @@ type LedgerCopy struct {
 // (verify.Ledger, verify.Recheck) without trusting the peer: the manifest,
 // every round record from the head back to round 0, every contribution
 // block, payload and piece of equivocation evidence the records name, and
-// the heads "swarm" and "ledger". Models are not fetched. swarmID may be ""
-// to take whatever swarm the peer serves.
+// the heads "swarm" and "ledger", and the initial model (the recheck
+// recomputes every later model from it). swarmID may be "" to take
+// whatever swarm the peer serves.
 func CopyLedger(ctx context.Context, bootstrap, swarmID, dir string) (LedgerCopy, error) {
 	var lc LedgerCopy
 	o, err := newObserver(ctx, bootstrap, dir)
@@ -179,8 +180,19 @@ func CopyLedger(ctx context.Context, bootstrap, swarmID, dir string) (LedgerCopy
 		lc.Blocks++
 		return b, nil
 	}
-	if _, err := get(mc); err != nil {
+	mb, err := get(mc)
+	if err != nil {
 		return lc, fmt.Errorf("swarm manifest %s: %w", mc, err)
+	}
+	m, _, err := record.OpenBlock[record.SwarmManifest](mb)
+	if err != nil {
+		return lc, fmt.Errorf("swarm manifest %s: %w", mc, err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, ledgerFetchTimeout)
+	_, err = o.ex.File(fctx, m.InitialModel) // blocks are stored as they arrive
+	cancel()
+	if err != nil {
+		lc.Missing = append(lc.Missing, m.InitialModel)
 	}
 	if err := o.store.SetHead(ctx, headSwarm, mc); err != nil {
 		return lc, err
