@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
-	cryptorand "crypto/rand"
 	"math/rand/v2"
 	"os"
 	"slices"

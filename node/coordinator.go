@@ -608,6 +608,9 @@ func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
 	if err != nil {
 		return RoundSummary{}, err
 	}
+	if out.Held != "" {
+		c.log.Warn("round keeps its base model", "round", r, "why", out.Held)
+	}
 	blk, err := c.persist(&out)
 	if err != nil {
 		return RoundSummary{}, err

@@ -2,8 +2,10 @@ package round
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/ipfs/go-cid"
@@ -64,6 +66,9 @@ type Outcome struct {
 	MeanLoss float64
 	// BytesIn is the payload bytes the round received.
 	BytesIn int
+	// Held says why the round kept its base model instead of stepping
+	// ("" when it stepped): the step would have made it non-finite.
+	Held string
 }
 
 // Run computes one round from the state it starts from and the
@@ -152,7 +157,9 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 		out.MeanLoss = lossSum / float64(len(ups))
 	}
 	params, outer, err := Apply(p, st.Params, st.Outer, ups)
-	if err != nil {
+	if errors.Is(err, ErrHeld) {
+		out.Held = err.Error()
+	} else if err != nil {
 		return Outcome{}, fmt.Errorf("round %d: %w", st.Round, err)
 	}
 	if out.ModelFile, err = CheckpointFile(p.Model, params); err != nil {
@@ -209,10 +216,16 @@ func NextSeed(seed int64, model cid.Cid) int64 {
 	return int64(data.PeerSeed(uint64(seed), model.String()) >> 1)
 }
 
+// ErrHeld is Apply's answer when the step would make the model or the
+// outer state non-finite: it returns the base unchanged with it.
+var ErrHeld = errors.New("the aggregate step made the model non-finite; the round keeps its base")
+
 // Apply is the step from a round's base to its model: the accepted updates
 // aggregated with the swarm's rule, then the outer optimizer's step from
-// the previous outer state. No update leaves both unchanged. It returns
-// new slices; params and outer are not changed.
+// the previous outer state. No update leaves both unchanged, and so does a
+// step that would make either non-finite (with ErrHeld): a model nobody
+// can train from is never published, and every replayer decides the same.
+// It returns new slices; params and outer are not changed.
 func Apply(p Params, params, outer []float32, ups []gradient.Update) ([]float32, []float32, error) {
 	o, err := p.NewOuter(len(params))
 	if err != nil {
@@ -232,7 +245,10 @@ func Apply(p Params, params, outer []float32, ups []gradient.Update) ([]float32,
 	if err := o.Step(next, res.Vec); err != nil {
 		return nil, nil, err
 	}
-	return next, o.State(), nil
+	if st := o.State(); finite(next) && finite(st) {
+		return next, st, nil
+	}
+	return slices.Clone(params), slices.Clone(outer), ErrHeld
 }
 
 // Replay is what a peer that holds a round's base state does with the
@@ -256,5 +272,18 @@ func Replay(p Params, params, outer []float32, entries []record.Entry, payload f
 		}
 		ups = append(ups, gradient.Update{ID: e.Peer, Vec: vec, Weight: p.Weight()})
 	}
-	return Apply(p, params, outer, ups)
+	next, nextOuter, err := Apply(p, params, outer, ups)
+	if errors.Is(err, ErrHeld) {
+		err = nil
+	}
+	return next, nextOuter, err
+}
+
+func finite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package round
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
@@ -291,5 +293,19 @@ func TestRecheckNamesWhatItCannotReproduce(t *testing.T) {
 				t.Errorf("recheck: %v; want an error naming round 1 and %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestApplyHoldsANonFiniteStep: an aggregate that would overflow the model
+// leaves base and outer state as they were, and Run records the round with
+// the base model.
+func TestApplyHoldsANonFiniteStep(t *testing.T) {
+	p := ParamsOf(testSwarm())
+	p.Aggregation = "mean"
+	base, outer := []float32{1, 2}, []float32{0, 0}
+	huge := []float32{3e38, -3e38}
+	next, nextOuter, err := Apply(p, base, outer, []gradient.Update{{ID: "a", Vec: huge}, {ID: "b", Vec: huge}})
+	if !errors.Is(err, ErrHeld) || next[0] != 1 || next[1] != 2 || nextOuter[0] != 0 {
+		t.Fatalf("Apply: %v %v %v", next, nextOuter, err)
 	}
 }
