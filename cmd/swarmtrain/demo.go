@@ -376,4 +376,3 @@ func denseSize(sc *config.Swarm) (int, error) {
 	}
 	return 4 * n, nil
 }
-
