@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "swarmtrain: interrupted")
 		return 0
 	}
-	fmt.Fprintf(stderr, "swarmtrain: %s\n", singleLine(err.Error()))
+	fmt.Fprintf(stderr, "swarmtrain: %s\n", errorLine(err))
 	return 1
 }
 

@@ -2,13 +2,20 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
 	"github.com/swarmtrain/swarmtrain/train/data"
@@ -113,6 +120,20 @@ func TestSingleLineJoinsDialErrors(t *testing.T) {
 	want := "failed to dial 12D3KooW: all dials failed; [/ip4/127.0.0.1/tcp/1] dial tcp4 127.0.0.1:1: connect: connection refused; [/ip4/127.0.0.1/udp/1/quic-v1] timeout"
 	if got := singleLine(in); got != want {
 		t.Fatalf("singleLine:\n got %q\nwant %q", got, want)
+	}
+}
+
+// A libp2p dial error (a line per address, the peer ID repeated) prints as
+// one short reason per address.
+func TestDialErrorIsOneShortLine(t *testing.T) {
+	addr := ma.StringCast("/ip4/127.0.0.1/tcp/1")
+	refused := &net.OpError{Op: "dial", Net: "tcp4", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	de := &swarm.DialError{Peer: "12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM", Cause: errors.New("all dials failed"),
+		DialErrors: []swarm.TransportError{{Address: addr, Cause: refused}}}
+	err := fmt.Errorf("--bootstrap /ip4/127.0.0.1/tcp/1/p2p/12D3KooW: failed to dial: %w", de)
+	want := "--bootstrap /ip4/127.0.0.1/tcp/1/p2p/12D3KooW: failed to dial: connection refused (nothing listens there) at /ip4/127.0.0.1/tcp/1"
+	if got := errorLine(err); got != want {
+		t.Fatalf("errorLine:\n got %q\nwant %q", got, want)
 	}
 }
 

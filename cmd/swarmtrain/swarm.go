@@ -85,7 +85,7 @@ done {swarm, rounds, record, model}; stopped {error}.`,
 			w.stop()
 			msg := ""
 			if err != nil && !interrupted(cmd) {
-				msg = singleLine(err.Error())
+				msg = errorLine(err)
 			}
 			events.emit(stoppedEvent{Type: "stopped", Error: msg})
 			if !w.isReady() && (err != nil || interrupted(cmd)) {
@@ -390,7 +390,7 @@ func probeSwarm(ctx context.Context, e *env, swarmID string, bootstrap []string)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err != nil:
-			tried = append(tried, fmt.Sprintf("%s: %s", a, singleLine(err.Error())))
+			tried = append(tried, fmt.Sprintf("%s: %s", a, strings.TrimPrefix(errorLine(err), "--bootstrap "+a+": ")))
 		case hd.Swarm != swarmID:
 			tried = append(tried, fmt.Sprintf("%s serves swarm %s", a, hd.Swarm))
 		default:
