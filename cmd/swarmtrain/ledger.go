@@ -69,6 +69,9 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 			if err := hasNodeData(dataDir, "or --bootstrap to copy the ledger from a running peer"); err != nil {
 				return err
 			}
+			if dirInUse(dataDir) {
+				return fmt.Errorf("--data-dir %s is in use by a running node: copy the ledger from the live swarm with --bootstrap MULTIADDR, or stop the node first", dataDir)
+			}
 			store, err := storage.Open(dataDir)
 			if err != nil {
 				return err

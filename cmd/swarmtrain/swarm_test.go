@@ -87,6 +87,8 @@ api: {listen: "127.0.0.1:0"}
 	// A running coordinator's dir: export says to fetch from the swarm.
 	code, _, stderr = swarmtrain(t, "export", other, "--data-dir", coordDir)
 	oneLine(t, code, stderr, "--data-dir "+coordDir+" is in use by a running node: export from the live swarm with --bootstrap MULTIADDR or --api URL")
+	code, _, stderr = swarmtrain(t, "ledger", "--verify", "--data-dir", coordDir)
+	oneLine(t, code, stderr, "--data-dir "+coordDir+" is in use by a running node: copy the ledger from the live swarm with --bootstrap MULTIADDR")
 
 	// Ctrl-C on a contributor after a round: exit 0, one line on what is kept.
 	c1.waitLine(t, regexp.MustCompile(`^applied round 0: `), time.Minute)
