@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -54,6 +55,21 @@ func loadMNIST(dir, why string) (trainSet, testSet *data.Set, err error) {
 			missing.File, dir, why, dir)
 	}
 	return trainSet, testSet, err
+}
+
+// checkMNISTPresent fails like loadMNIST when a file is missing, without
+// reading or hashing anything: for the demo, whose processes each load and
+// verify the set themselves and whose first error is then the coordinator's.
+func checkMNISTPresent(dir, why string) error {
+	for _, f := range data.MNISTFiles() {
+		_, gzErr := os.Stat(filepath.Join(dir, f.Name))
+		_, rawErr := os.Stat(filepath.Join(dir, strings.TrimSuffix(f.Name, ".gz")))
+		if gzErr != nil && rawErr != nil {
+			_, _, err := loadMNIST(dir, why) // the same message as every command
+			return err
+		}
+	}
+	return nil
 }
 
 // absDir makes a dataset directory absolute, for a command line another

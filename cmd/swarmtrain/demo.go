@@ -42,7 +42,7 @@ exits 0. The processes' logs are kept only when something fails.`,
 			sc := config.Default()
 			sc.Name = "demo"
 			dsDir, why := datasetDir(sc, datasetFlag, "")
-			if _, _, err := loadMNIST(dsDir, why); err != nil {
+			if err := checkMNISTPresent(dsDir, why); err != nil {
 				return err
 			}
 			sc.Data.Dir = absDir(dsDir)
