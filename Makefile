@@ -53,7 +53,7 @@ fuzz: ## a short fuzz pass over every Fuzz target (decoders of network bytes)
 	done
 
 data: build ## download MNIST into $(DATA)/mnist and verify its hashes
-	$(BIN) data get mnist --dir $(DATA)/mnist
+	$(BIN) data get mnist --dataset-dir $(DATA)/mnist
 
 clean:
 	rm -rf bin

@@ -46,7 +46,7 @@ type CoordinatorConfig struct {
 	// RoundDone is called after each sealed round.
 	RoundDone func(RoundSummary)
 	// Event is told of everything else the coordinator does (Resumed,
-	// Waiting, QuorumUnreachable, Finished, Serving).
+	// Waiting, Finished, Serving).
 	Event func(Event)
 	// ExitWhenDone ends the coordinator once the last round is sealed;
 	// otherwise it keeps serving the head, blocks and API to observers
@@ -512,6 +512,7 @@ func (c *Coordinator) collect(r int64) ([]*received, string, error) {
 			return settle(SealedByQuorum)
 		}
 	}
+	opened := time.Now()
 	deadline := time.NewTimer(c.sc.Round.Deadline.D())
 	defer deadline.Stop()
 	for {
@@ -519,14 +520,10 @@ func (c *Coordinator) collect(r int64) ([]*received, string, error) {
 		case <-ctx.Done():
 			return nil, "", ctx.Err()
 		case <-deadline.C:
-			if peers := len(c.contribs.ListPeers()); peers < c.sc.Round.Quorum && !c.warnedQuorum {
-				c.warnedQuorum = true
-				c.emit(QuorumUnreachable{Round: r, Peers: peers, Quorum: c.sc.Round.Quorum})
-			}
 			if len(got) >= c.sc.Round.MinContributions {
 				return settle(SealedByDeadline)
 			}
-			c.emit(Waiting{Round: r, Have: len(got), Need: c.sc.Round.MinContributions})
+			c.emit(Waiting{Round: r, Have: len(got), Need: c.sc.Round.MinContributions, Waited: time.Since(opened)})
 			deadline.Reset(c.sc.Round.Deadline.D())
 		case m, ok := <-c.incoming:
 			if !ok {

@@ -1,6 +1,10 @@
 package node
 
-import "github.com/ipfs/go-cid"
+import (
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
 
 // Event is something a role reports as it runs: cmd formats events for
 // people (or as JSON lines for programs), tests wait on them. Roles never
@@ -18,13 +22,7 @@ type Resumed struct {
 type Waiting struct {
 	Round      int64
 	Have, Need int
-}
-
-// QuorumUnreachable: fewer swarm peers are connected than the quorum
-// needs, so rounds will seal at their deadline, not at the quorum.
-type QuorumUnreachable struct {
-	Round         int64
-	Peers, Quorum int
+	Waited     time.Duration // since the round opened
 }
 
 // Finished: a coordinator sealed its last round, or a contributor applied
@@ -69,12 +67,11 @@ type Refused struct {
 	Reason string
 }
 
-func (Resumed) event()           {}
-func (Waiting) event()           {}
-func (QuorumUnreachable) event() {}
-func (Finished) event()          {}
-func (Serving) event()           {}
-func (Joined) event()            {}
-func (Worked) event()            {}
-func (Applied) event()           {}
-func (Refused) event()           {}
+func (Resumed) event()  {}
+func (Waiting) event()  {}
+func (Finished) event() {}
+func (Serving) event()  {}
+func (Joined) event()   {}
+func (Worked) event()   {}
+func (Applied) event()  {}
+func (Refused) event()  {}

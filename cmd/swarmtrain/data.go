@@ -45,13 +45,19 @@ func newDataCmd(e *env) *cobra.Command {
 				f.Progress = terminalProgress(e)
 			}
 			if err := f.Get(cmd.Context(), dir, fileList); err != nil {
-				return err
+				if cmd.Context().Err() != nil {
+					return err
+				}
+				// Offline machines end here: say how to do without a mirror.
+				return fmt.Errorf("%w; without network, copy MNIST's four .gz files into %s, or point SWARMTRAIN_DATA at a folder holding mnist/, or name a mirror you can reach with --mirror URL", err, dir)
 			}
 			fmt.Fprintf(e.stdout, "MNIST ready in %s\n", dir)
 			return nil
 		},
 	}
-	get.Flags().StringVar(&dir, "dir", "", "where to put the files (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
+	get.Flags().StringVar(&dir, "dataset-dir", "", "where to put the files (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
+	get.Flags().StringVar(&dir, "dir", "", "deprecated: use --dataset-dir")
+	_ = get.Flags().MarkDeprecated("dir", "use --dataset-dir")
 	get.Flags().StringSliceVar(&mirrors, "mirror", data.MNISTMirrors(), "base URLs to try, in order")
 
 	var vdir string
@@ -60,10 +66,11 @@ func newDataCmd(e *env) *cobra.Command {
 		Short: "Check MNIST's files against their known SHA-256 sums",
 		Args:  datasetArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			why := "--dataset-dir"
 			if vdir == "" {
-				vdir = config.Default().DataDir()
+				vdir, why = datasetDir(config.Default(), "", "")
 			}
-			trainSet, testSet, err := data.LoadMNIST(vdir)
+			trainSet, testSet, err := loadMNIST(vdir, why)
 			if err != nil {
 				return err
 			}
@@ -71,7 +78,9 @@ func newDataCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&vdir, "dir", "", "where the files are (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
+	verify.Flags().StringVar(&vdir, "dataset-dir", "", "where the files are (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
+	verify.Flags().StringVar(&vdir, "dir", "", "deprecated: use --dataset-dir")
+	_ = verify.Flags().MarkDeprecated("dir", "use --dataset-dir")
 	cmd.AddCommand(get, verify)
 	return cmd
 }

@@ -3,15 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
-	"sync"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,32 +16,36 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/node"
 	"github.com/swarmtrain/swarmtrain/train"
-	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
 func newDemoCmd(e *env) *cobra.Command {
 	var peers, rounds int
-	var mnistDir, workDir string
+	var datasetFlag, workDir string
 	var hidden []int
 	cmd := &cobra.Command{
-		Use:   "demo [--peers N]",
+		Use:   "demo [--peers N] [--rounds N]",
 		Short: "Run a whole swarm on 127.0.0.1: one coordinator and N contributors as separate processes",
 		Long: `demo starts "swarmtrain start" and N "swarmtrain join" processes on 127.0.0.1,
 training the MNIST MLP with topk+int8 compression, prints one line per round and a
 summary: accuracy, bytes each contributor sent against dense fp32, scores, and
-the ledger's verification.`,
+the ledger's verification. It follows the coordinator through start --events.
+
+Ctrl-C stops every process it started, removes its temporary directory and
+exits 0. The processes' logs are kept only when something fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if peers < 1 || rounds < 1 {
+				return fmt.Errorf("--peers and --rounds must be at least 1 (got %d and %d)", peers, rounds)
+			}
 			sc := config.Default()
 			sc.Name = "demo"
-			if mnistDir != "" {
-				sc.Data.Dir = mnistDir
-			}
-			if _, _, err := data.LoadMNIST(sc.DataDir()); err != nil {
+			dsDir, why := datasetDir(sc, datasetFlag, "")
+			if err := checkMNISTPresent(dsDir, why); err != nil {
 				return err
 			}
-			sc.Data.Dir = sc.DataDir()
+			sc.Data.Dir = absDir(dsDir)
 			sc.Model.Hidden = hidden
 			sc.Train.Rounds = rounds
 			sc.Round.Quorum = peers
@@ -54,176 +55,324 @@ the ledger's verification.`,
 			if err := sc.Validate(); err != nil {
 				return err
 			}
-			if workDir == "" {
+			temp := workDir == ""
+			if temp {
 				d, err := os.MkdirTemp("", "swarmtrain-demo-")
 				if err != nil {
 					return err
 				}
-				defer os.RemoveAll(d)
 				workDir = d
+			} else if err := os.MkdirAll(workDir, 0o755); err != nil {
+				return err
 			}
-			return runDemo(cmd.Context(), e, sc, peers, workDir)
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			d := &demo{e: e, sc: sc, peers: peers, dir: workDir, self: self}
+			err = d.run(cmd.Context())
+			n := d.stopAll()
+			switch {
+			case interrupted(cmd):
+				what := "kept " + workDir
+				if temp {
+					os.RemoveAll(workDir)
+					what = "removed " + workDir
+				}
+				fmt.Fprintf(e.stdout, "demo interrupted: stopped %d processes, %s\n", n, what)
+				return nil
+			case err != nil:
+				if temp {
+					d.removeNodeDirs() // the logs say what happened; the blocks are 50 MB
+				}
+				return fmt.Errorf("%w (logs in %s)", err, workDir)
+			case temp:
+				os.RemoveAll(workDir)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().IntVar(&peers, "peers", 3, "contributors to start")
 	cmd.Flags().IntVar(&rounds, "rounds", 40, "rounds to run")
 	cmd.Flags().IntSliceVar(&hidden, "hidden", []int{256, 128}, "MLP hidden layer widths")
-	cmd.Flags().StringVar(&mnistDir, "mnist-dir", "", "MNIST directory (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
-	cmd.Flags().StringVar(&workDir, "work-dir", "", "keep the nodes' data dirs here (default: a temporary dir, removed at the end)")
+	addDatasetFlag(cmd.Flags(), &datasetFlag, "mnist-dir")
+	cmd.Flags().StringVar(&workDir, "work-dir", "", "keep the nodes' data dirs and logs here (default: a temporary dir, removed at the end)")
 	return cmd
 }
 
-var (
-	joinLineRE  = regexp.MustCompile(`^\s+swarmtrain join (\S+) --bootstrap (\S+)`)
-	apiLineRE   = regexp.MustCompile(`^api: (http://\S+)/v1/swarm`)
-	roundLineRE = regexp.MustCompile(`^round\s+(\d+)\s+accepted (\d+)\s+rejected (\d+)\s+train loss (\S+)\s+test accuracy (\S+)%\s+bytes in (\d+)\s+seal (\S+)`)
+// Bounds that keep the demo from waiting forever on a process that went
+// wrong; each failure names the log to read.
+const (
+	demoReadyTimeout = 2 * time.Minute  // coordinator: load MNIST, open its store, listen
+	demoStopTimeout  = 10 * time.Second // SIGINT, then SIGKILL
 )
 
-func runDemo(ctx context.Context, e *env, sc *config.Swarm, peers int, dir string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
+// demo runs the coordinator and contributors as child processes. Their
+// stdout and stderr go straight to log files (no pipe the demo must keep
+// reading); the coordinator's events come over a pipe that a goroutine
+// reads until EOF, whatever the demo is doing.
+type demo struct {
+	e     *env
+	sc    *config.Swarm
+	peers int
+	dir   string
+	self  string
+
+	children []*child
+	exited   chan *child // every child, once, when it exits
+}
+
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func (d *demo) start(name string, extra []*os.File, args ...string) (*child, error) {
+	if d.exited == nil {
+		d.exited = make(chan *child, d.peers+1)
 	}
+	logPath := filepath.Join(d.dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own descriptor
+	c := exec.Command(d.self, args...)
+	c.Stdout, c.Stderr = logf, logf
+	c.ExtraFiles = extra
+	ownProcessGroup(c)
+	if err := c.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	ch := &child{name: name, cmd: c, log: logPath, done: make(chan struct{})}
+	d.children = append(d.children, ch)
+	go func() {
+		ch.err = c.Wait()
+		close(ch.done)
+		d.exited <- ch
+	}()
+	return ch, nil
+}
+
+// stopAll sends SIGINT to every child still running, waits for them, and
+// kills those that have not exited within demoStopTimeout. It returns how
+// many were running.
+func (d *demo) stopAll() int {
+	n := 0
+	for _, c := range d.children {
+		select {
+		case <-c.done:
+		default:
+			n++
+			_ = c.cmd.Process.Signal(syscall.SIGINT)
+		}
+	}
+	deadline := time.NewTimer(demoStopTimeout)
+	defer deadline.Stop()
+	for _, c := range d.children {
+		select {
+		case <-c.done:
+		case <-deadline.C:
+			for _, k := range d.children {
+				_ = k.cmd.Process.Kill()
+			}
+			<-c.done
+		}
+	}
+	for _, c := range d.children {
+		<-c.done
+	}
+	return n
+}
+
+// removeNodeDirs removes the nodes' directories and keeps the logs.
+func (d *demo) removeNodeDirs() {
+	for _, c := range d.children {
+		os.RemoveAll(filepath.Join(d.dir, c.name))
+	}
+}
+
+// failure describes a child that stopped: its exit and its log's last line.
+func (c *child) failure() error {
+	last := ""
+	if b, err := os.ReadFile(c.log); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		last = strings.TrimSpace(lines[len(lines)-1])
+	}
+	how := "exited"
+	if c.err != nil {
+		how = c.err.Error()
+	}
+	if last == "" {
+		return fmt.Errorf("%s stopped (%s); see %s", c.name, how, c.log)
+	}
+	return fmt.Errorf("%s stopped (%s): %s", c.name, how, last)
+}
+
+// readEvents decodes the coordinator's events from r until EOF. It keeps
+// reading after stop is closed, dropping what it reads, so the coordinator
+// never blocks on a full pipe; it closes the channel at EOF.
+func readEvents(r *os.File, stop <-chan struct{}) <-chan anyEvent {
+	ch := make(chan anyEvent)
+	go func() {
+		defer close(ch)
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var ev anyEvent
+			if json.Unmarshal(sc.Bytes(), &ev) != nil {
+				continue
+			}
+			select {
+			case ch <- ev:
+			case <-stop:
+			}
+		}
+	}()
+	return ch
+}
+
+func (d *demo) run(ctx context.Context) error {
+	e, sc := d.e, d.sc
 	cfgYAML, err := yaml.Marshal(sc)
 	if err != nil {
 		return err
 	}
-	cfgPath := filepath.Join(dir, "swarm.yaml")
+	cfgPath := filepath.Join(d.dir, "swarm.yaml")
 	if err := os.WriteFile(cfgPath, cfgYAML, 0o644); err != nil {
 		return err
 	}
-	spec := train.ModelSpec{Kind: sc.Model.Kind, Hidden: sc.Model.Hidden}
-	m, err := train.New(spec, 1, 1)
+	denseBytes, err := denseSize(sc)
 	if err != nil {
 		return err
 	}
-	denseBytes := 4 * m.NumParams()
-	m.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var procs []*exec.Cmd
-	var wg sync.WaitGroup
-	defer func() {
-		for _, p := range procs {
-			if p.Process != nil {
-				_ = p.Process.Signal(syscall.SIGINT)
-			}
-		}
-		wg.Wait()
-	}()
-	start := func(name string, out io.Writer, args ...string) (*exec.Cmd, io.Reader, error) {
-		c := exec.CommandContext(ctx, self, args...)
-		c.Cancel = func() error { return c.Process.Signal(syscall.SIGINT) }
-		c.WaitDelay = 5 * time.Second
-		logf, err := os.Create(filepath.Join(dir, name+".log"))
-		if err != nil {
-			return nil, nil, err
-		}
-		c.Stderr = logf
-		var r io.Reader
-		var pw *io.PipeWriter
-		if out == nil {
-			var pr *io.PipeReader
-			pr, pw = io.Pipe()
-			c.Stdout = io.MultiWriter(pw, logf)
-			r = pr
-		} else {
-			c.Stdout = logf
-		}
-		if err := c.Start(); err != nil {
-			return nil, nil, fmt.Errorf("starting %s: %w", name, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.Wait()
-			if pw != nil {
-				pw.Close()
-			}
-			logf.Close()
-		}()
-		procs = append(procs, c)
-		return c, r, nil
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
 	}
+	stopReading := make(chan struct{})
+	defer close(stopReading)
 	began := time.Now()
-	_, coordOut, err := start("coordinator", nil, "start", "--config", cfgPath, "--data-dir", filepath.Join(dir, "coordinator"), "--log-level", "warn")
+	// The pipe's write end is the coordinator's descriptor 3.
+	coord, err := d.start("coordinator", []*os.File{pw}, "start", "--config", cfgPath, "--data-dir", filepath.Join(d.dir, "coordinator"),
+		"--events", "/dev/fd/3", "--log-level", "warn")
+	pw.Close() // the coordinator holds the only write end now: EOF when it exits
 	if err != nil {
+		pr.Close()
 		return err
 	}
-	lines := bufio.NewScanner(coordOut)
-	var swarmID, bootstrap, api string
-	for swarmID == "" && lines.Scan() {
-		if mm := apiLineRE.FindStringSubmatch(lines.Text()); mm != nil {
-			api = mm[1]
-		}
-		if mm := joinLineRE.FindStringSubmatch(lines.Text()); mm != nil {
-			swarmID, bootstrap = mm[1], mm[2]
+	events := readEvents(pr, stopReading)
+
+	var ready readyEvent
+	timeout := time.NewTimer(demoReadyTimeout)
+	defer timeout.Stop()
+	for ready.Swarm == "" {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("the coordinator was not ready within %s; see %s", demoReadyTimeout, coord.log)
+		case ev, ok := <-events:
+			if !ok {
+				<-coord.done
+				return coord.failure()
+			}
+			if ev.Type == "ready" {
+				ready = ev.Ready
+			}
 		}
 	}
-	if swarmID == "" {
-		return fmt.Errorf("the coordinator stopped before printing its swarm ID; see %s", filepath.Join(dir, "coordinator.log"))
-	}
+	bootstrap := pickAddr(ready.Addrs)
 	fmt.Fprintf(e.stdout, "swarm %s: coordinator at %s, %d contributors, %d rounds of %d inner steps, %s at density %g, MLP %v\n",
-		swarmID, bootstrap, peers, sc.Train.Rounds, sc.Train.InnerSteps, sc.Compression.Codec, sc.Compression.Density, sc.Model.Hidden)
-	for i := 0; i < peers; i++ {
-		name := fmt.Sprintf("contributor-%d", i+1)
-		if _, _, err := start(name, io.Discard, "join", swarmID, "--bootstrap", bootstrap, "--data-dir", filepath.Join(dir, name), "--mnist-dir", sc.Data.Dir, "--log-level", "warn"); err != nil {
+		ready.Swarm, bootstrap, d.peers, sc.Train.Rounds, sc.Train.InnerSteps, sc.Compression.Codec, sc.Compression.Density, sc.Model.Hidden)
+	for i := 1; i <= d.peers; i++ {
+		name := fmt.Sprintf("contributor-%d", i)
+		if _, err := d.start(name, nil, "join", ready.Swarm, "--bootstrap", bootstrap, "--data-dir", filepath.Join(d.dir, name),
+			"--dataset-dir", sc.Data.Dir, "--log-level", "warn"); err != nil {
 			return err
 		}
 	}
+
 	fmt.Fprintf(e.stdout, "%5s  %8s  %10s  %13s  %22s  %8s\n", "round", "accepted", "train loss", "test accuracy", "bytes sent/contributor", "seal")
-	var last []string
+	// A round seals at its deadline with one contribution: far longer
+	// without one means every contributor is stuck.
+	stall := 3*sc.Round.Deadline.D() + time.Minute
+	timeout.Reset(stall)
+	var last roundSealedEvent
+	var done doneEvent
 	var totalBytes, totalContrib int
-	for lines.Scan() {
-		mm := roundLineRE.FindStringSubmatch(lines.Text())
-		if mm == nil {
-			continue
+	for done.Model == "" {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("no round sealed for %s; see the logs", stall)
+		case c := <-d.exited:
+			// Contributors exit 0 after the last round, which may come
+			// before the demo reads the done event.
+			if c == coord || c.err != nil {
+				return c.failure()
+			}
+		case ev, ok := <-events:
+			if !ok {
+				<-coord.done
+				return coord.failure()
+			}
+			switch ev.Type {
+			case "round_sealed":
+				s := ev.Sealed
+				last = s
+				n := s.Accepted + s.Rejected
+				per := s.BytesIn / max(n, 1)
+				totalBytes += s.BytesIn
+				totalContrib += n
+				fmt.Fprintf(e.stdout, "%5d  %8d  %10.4f  %12.2f%%  %22d  %8s\n", s.Round, s.Accepted, s.TrainLoss, 100*s.TestAccuracy, per, time.Duration(s.SealMS)*time.Millisecond)
+				timeout.Reset(stall)
+			case "done":
+				done = ev.Done
+			}
 		}
-		last = mm
-		acc, _ := strconv.Atoi(mm[2])
-		rej, _ := strconv.Atoi(mm[3])
-		b, _ := strconv.Atoi(mm[6])
-		per := 0
-		if acc+rej > 0 {
-			per = b / (acc + rej)
-		}
-		totalBytes += b
-		totalContrib += acc + rej
-		fmt.Fprintf(e.stdout, "%5s  %8s  %10s  %12s%%  %22d  %8s\n", mm[1], mm[2], mm[4], mm[5], per, mm[7])
-		if n, _ := strconv.Atoi(mm[1]); n == sc.Train.Rounds-1 {
-			break
-		}
-	}
-	if last == nil {
-		return fmt.Errorf("no round sealed; see the logs in %s", dir)
 	}
 	perContrib := totalBytes / max(totalContrib, 1)
-	nr, _ := strconv.Atoi(last[1])
-	fmt.Fprintf(e.stdout, "\nfinal test accuracy %s%% after %d rounds in %s\n", last[5], nr+1, time.Since(began).Round(time.Second))
+	fmt.Fprintf(e.stdout, "\nfinal test accuracy %.2f%% after %d rounds in %s; final model %s\n", 100*last.TestAccuracy, done.Rounds, time.Since(began).Round(time.Second), done.Model)
 	fmt.Fprintf(e.stdout, "each contribution: %d bytes on average; dense fp32 would be %d bytes (%.0fx more)\n", perContrib, denseBytes, float64(denseBytes)/float64(max(perContrib, 1)))
-	if api != "" {
+	if ready.API != "" {
 		fmt.Fprintln(e.stdout, "\nscores:")
-		sc := newRoot(e)
-		sc.SetArgs([]string{"scores", swarmID, "--api", api})
+		sc := newRoot(d.e)
+		sc.SetArgs([]string{"scores", ready.Swarm, "--api", "http://" + ready.API})
 		if err := sc.ExecuteContext(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			fmt.Fprintf(e.stdout, "  (scores unavailable: %v)\n", err)
 		}
 	}
 	// Stop the nodes, then check the ledger the coordinator left on disk.
-	for _, p := range procs {
-		_ = p.Process.Signal(syscall.SIGINT)
+	d.stopAll()
+	if coord.err != nil {
+		return coord.failure()
 	}
-	wg.Wait()
-	procs = nil
 	fmt.Fprintln(e.stdout)
-	lg := newRoot(e)
-	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--data-dir", filepath.Join(dir, "coordinator")})
-	if err := lg.ExecuteContext(context.Background()); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil && !errors.Is(err, context.Canceled) {
+	lg := newRoot(d.e)
+	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--data-dir", filepath.Join(d.dir, "coordinator")})
+	if err := lg.ExecuteContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return err
 	}
 	return nil
+}
+
+// denseSize is what one contribution would weigh as dense fp32.
+func denseSize(sc *config.Swarm) (int, error) {
+	n, err := train.NumParams(node.ModelSpec(sc))
+	if err != nil {
+		return 0, err
+	}
+	return 4 * n, nil
 }

@@ -32,11 +32,43 @@ type proc struct {
 	lines []string
 	cond  *sync.Cond
 	done  bool
+	err   error // the exit, once done
+}
+
+// wait waits until the process has exited and returns how it exited.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	timer := time.AfterFunc(d, func() { p.mu.Lock(); p.cond.Broadcast(); p.mu.Unlock() })
+	defer timer.Stop()
+	deadline := time.Now().Add(d)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !p.done {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not exit within %s; last lines:\n%s", p.cmd.Args, d, strings.Join(p.lines[max(0, len(p.lines)-10):], "\n"))
+		}
+		p.cond.Wait()
+	}
+	return p.err
+}
+
+// output is every stdout line so far.
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
 }
 
 func spawn(t *testing.T, bin, logPath string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...)}
+	return spawnCmd(t, exec.Command(bin, args...), logPath)
+}
+
+// spawnCmd starts c (its Dir and Env as the caller set them) with its
+// stdout read line by line until EOF and copied, with its stderr, to logPath.
+func spawnCmd(t *testing.T, c *exec.Cmd, logPath string) *proc {
+	t.Helper()
+	p := &proc{cmd: c}
 	p.cond = sync.NewCond(&p.mu)
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -58,9 +90,10 @@ func spawn(t *testing.T, bin, logPath string, args ...string) *proc {
 			p.cond.Broadcast()
 			p.mu.Unlock()
 		}
-		p.cmd.Wait()
+		err := p.cmd.Wait()
 		logf.Close()
 		p.mu.Lock()
+		p.err = err
 		p.done = true
 		p.cond.Broadcast()
 		p.mu.Unlock()
@@ -135,10 +168,7 @@ func TestEndToEndSwarm(t *testing.T) {
 	}
 	mnist := testdata.MNISTDir(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "swarmtrain")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := builtBinary(t)
 	const rounds = 40
 	port := freePort(t)
 	cfg := writeFile(t, "swarm.yaml", fmt.Sprintf(`name: e2e
@@ -152,13 +182,13 @@ api: {listen: "127.0.0.1:0"}
 `, mnist, rounds, port))
 	coordDir := filepath.Join(dir, "coordinator")
 	coord := spawn(t, bin, filepath.Join(dir, "coordinator.log"), "start", "--config", cfg, "--data-dir", coordDir)
-	join := coord.waitLine(t, regexp.MustCompile(`^\s+swarmtrain join (\S+) --bootstrap (\S+)`), 60*time.Second)
+	join := coord.waitLine(t, regexp.MustCompile(`^\s+\S*swarmtrain join (\S+) --bootstrap (\S+)`), 60*time.Second)
 	swarmID, boot := join[1], join[2]
 
 	contribs := map[string]*proc{}
 	startContrib := func(name string) {
 		contribs[name] = spawn(t, bin, filepath.Join(dir, name+".log"), "join", swarmID, "--bootstrap", boot,
-			"--data-dir", filepath.Join(dir, name), "--mnist-dir", mnist)
+			"--data-dir", filepath.Join(dir, name), "--dataset-dir", mnist)
 	}
 	for i := 1; i <= 4; i++ {
 		startContrib(fmt.Sprintf("c%d", i))

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
 	"github.com/swarmtrain/swarmtrain/node"
-	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/round"
+	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -62,6 +67,9 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 			if err := hasNodeData(dataDir, "or --bootstrap to copy the ledger from a running peer"); err != nil {
 				return err
 			}
+			if dirInUse(dataDir) {
+				return fmt.Errorf("--data-dir %s is in use by a running node: copy the ledger from the live swarm with --bootstrap MULTIADDR, or stop the node first", dataDir)
+			}
 			store, err := storage.Open(dataDir)
 			if err != nil {
 				return err
@@ -95,38 +103,132 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 }
 
 func newExportCmd(e *env) *cobra.Command {
-	var dataDir, out string
+	var dataDir, bootstrap, api, out string
 	cmd := &cobra.Command{
-		Use:   "export MODEL-CID -o model.safetensors",
-		Short: "Write a model checkpoint held in a data dir to a safetensors file",
-		Args:  cobra.ExactArgs(1),
+		Use:   "export MODEL-CID -o model.safetensors (--bootstrap MULTIADDR | --api URL | --data-dir DIR)",
+		Short: "Write a model checkpoint to a safetensors file, from a live swarm or a stopped node's data dir",
+		Long: `export writes the model checkpoint MODEL-CID (start prints one per sealed round
+and the final one at the end) to a safetensors file. It fetches it over bitswap
+from a swarm peer (--bootstrap, or the coordinator's --api, which names its
+addresses), or reads it from a stopped node's --data-dir. Either way the bytes
+are checked against the CID before the file is written.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cid.Decode(args[0])
 			if err != nil {
 				return fmt.Errorf("model CID %q: %w", args[0], err)
 			}
-			if err := hasNodeData(dataDir, "where the swarm ran"); err != nil {
+			sources := 0
+			for _, set := range []bool{bootstrap != "", api != "", cmd.Flags().Changed("data-dir")} {
+				if set {
+					sources++
+				}
+			}
+			if sources > 1 {
+				return errors.New("give one of --bootstrap, --api or --data-dir")
+			}
+			var b []byte
+			switch {
+			case api != "":
+				if bootstrap, err = apiPeerAddr(api); err != nil {
+					return err
+				}
+				fallthrough
+			case bootstrap != "":
+				ctx, cancel := context.WithTimeout(cmd.Context(), exportTimeout)
+				defer cancel()
+				if b, err = node.FetchFile(ctx, bootstrap, c); err != nil {
+					if ctx.Err() == context.DeadlineExceeded {
+						return fmt.Errorf("model %s: %s did not send it within %s (the coordinator holds every round's model; a contributor only those it fetched)", c, bootstrap, exportTimeout)
+					}
+					return err
+				}
+			default:
+				if b, err = readLocalFile(cmd.Context(), dataDir, c); err != nil {
+					return err
+				}
+			}
+			tmp := out + ".tmp"
+			if err := os.WriteFile(tmp, b, 0o644); err != nil {
 				return err
 			}
-			store, err := storage.Open(dataDir)
-			if err != nil {
+			if err := os.Rename(tmp, out); err != nil {
 				return err
 			}
-			defer store.Close()
-			b, err := store.ReadFile(cmd.Context(), c)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(out, b, 0o644); err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "wrote %s (%d bytes): load it with safetensors.torch.load_file(%q)\n", out, len(b), out)
+			fmt.Fprintf(e.stdout, "wrote %s (%d bytes, hash matches %s): load it with safetensors.torch.load_file(%q)\n", out, len(b), c, out)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "model.safetensors", "file to write")
-	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the model (a stopped node's)")
+	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "fetch the model from this swarm peer (multiaddr, as start prints)")
+	cmd.Flags().StringVar(&api, "api", "", "fetch the model from the coordinator whose HTTP API this is, e.g. http://127.0.0.1:8080")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "read the model from this stopped node's directory")
 	return cmd
+}
+
+// exportTimeout bounds fetching a model from a live swarm: a checkpoint is
+// a few MB, seconds on any link; minutes mean the peer does not hold it.
+const exportTimeout = 2 * time.Minute
+
+// readLocalFile reads file c from a stopped node's directory and checks its
+// hash, saying what to do when the node is running or lacks it.
+func readLocalFile(ctx context.Context, dir string, c cid.Cid) ([]byte, error) {
+	if err := hasNodeData(dir, "or --bootstrap to fetch the model from a running peer"); err != nil {
+		return nil, err
+	}
+	if dirInUse(dir) {
+		return nil, fmt.Errorf("--data-dir %s is in use by a running node: export from the live swarm with --bootstrap MULTIADDR or --api URL, or stop the node first", dir)
+	}
+	store, err := storage.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	if ok, _ := store.Has(ctx, c); !ok {
+		return nil, fmt.Errorf("model %s is not in --data-dir %s: the coordinator's directory holds every round's model, a contributor's only those it fetched; or fetch it from the live swarm with --bootstrap MULTIADDR", c, dir)
+	}
+	b, err := store.ReadFile(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := storage.FileCID(b); err != nil || !got.Equals(c) {
+		return nil, fmt.Errorf("model %s in --data-dir %s does not hash to its CID (got %s): the store is damaged", c, dir, got)
+	}
+	return b, nil
+}
+
+// apiBase is the API's root URL: the address start prints ends in
+// /v1/swarm, and pasting it whole must work too.
+func apiBase(api string) string {
+	api = strings.TrimSuffix(api, "/")
+	api = strings.TrimSuffix(api, "/v1/swarm")
+	return strings.TrimSuffix(api, "/")
+}
+
+// apiPeerAddr asks the coordinator's API where its node listens, for a
+// bitswap fetch from it.
+func apiPeerAddr(api string) (string, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(apiBase(api) + "/v1/swarm")
+	if err != nil {
+		return "", fmt.Errorf("--api %s: %w", api, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("--api %s: %s", api, resp.Status)
+	}
+	var body struct {
+		Head struct {
+			Addrs []string `json:"addrs"`
+		} `json:"head"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", fmt.Errorf("--api %s: %w", api, err)
+	}
+	if len(body.Head.Addrs) == 0 {
+		return "", fmt.Errorf("--api %s names no address of its node", api)
+	}
+	return pickAddr(body.Head.Addrs), nil
 }
 
 // hasNodeData refuses a --data-dir that holds no node's store, rather than

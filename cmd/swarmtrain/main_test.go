@@ -2,12 +2,20 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
 	"github.com/swarmtrain/swarmtrain/train/data"
@@ -55,8 +63,111 @@ func TestTrainRejectsNegativeLearningRate(t *testing.T) {
 
 func TestTrainSaysWhereMNISTIsMissing(t *testing.T) {
 	empty := t.TempDir()
-	code, _, stderr := swarmtrain(t, "train", "--config", "../../examples/mnist-mlp.yaml", "--data-dir", empty)
-	oneLine(t, code, stderr, "MNIST not found: no train-images-idx3-ubyte.gz in "+empty+"; fetch it with: swarmtrain data get mnist --dir "+empty)
+	code, _, stderr := swarmtrain(t, "train", "--config", "../../examples/mnist-mlp.yaml", "--dataset-dir", empty)
+	oneLine(t, code, stderr, "MNIST not found: no train-images-idx3-ubyte.gz in "+empty+" (--dataset-dir); point at a copy with --dataset-dir DIR or SWARMTRAIN_DATA=DIR (a folder holding mnist/), or fetch it: swarmtrain data get mnist --dataset-dir "+empty+" (--mirror URL names a mirror you can reach)")
+	// Where SWARMTRAIN_DATA sent it, the message says so.
+	t.Setenv("SWARMTRAIN_DATA", empty)
+	for _, cmd := range [][]string{
+		{"train", "--config", "../../examples/mnist-mlp.yaml"},
+		{"start", "--config", "../../examples/mnist-mlp.yaml", "--data-dir", filepath.Join(empty, "coord")},
+		{"join", "bafyreiejacv7xyvok2kwfgzmwznusi4poljptfl6jt5ceyjwn3uecvgahm", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM"},
+		{"demo"},
+		{"data", "verify", "mnist"},
+	} {
+		code, _, stderr = swarmtrain(t, cmd...)
+		oneLine(t, code, stderr, "in "+filepath.Join(empty, "mnist")+" ($SWARMTRAIN_DATA/mnist); point at a copy with --dataset-dir DIR or SWARMTRAIN_DATA=DIR")
+	}
+	if _, err := os.Stat(filepath.Join(empty, "coord")); !os.IsNotExist(err) {
+		t.Errorf("start without MNIST created its data dir")
+	}
+}
+
+// The old spellings of the dataset flag still work, with a deprecation
+// notice that names the new one.
+func TestDeprecatedDatasetFlags(t *testing.T) {
+	empty := t.TempDir()
+	for _, cmd := range [][]string{
+		{"train", "--config", "../../examples/mnist-mlp.yaml", "--data-dir", empty},
+		{"start", "--config", "../../examples/mnist-mlp.yaml", "--mnist-dir", empty},
+		{"data", "verify", "mnist", "--dir", empty},
+	} {
+		// cobra prints the notice where help goes (stdout); the error names
+		// the directory the alias gave.
+		code, stdout, stderr := swarmtrain(t, cmd...)
+		if code == 0 || !strings.Contains(stdout, "has been deprecated, use --dataset-dir") || !strings.Contains(stderr, "no train-images-idx3-ubyte.gz in "+empty) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", cmd, code, stdout, stderr)
+		}
+	}
+}
+
+func TestDataGetOfflineSaysHowToDoWithout(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close() // connection refused, as offline
+	dst := t.TempDir()
+	code, _, stderr := swarmtrain(t, "data", "get", "mnist", "--dataset-dir", dst, "--mirror", dead.URL+"/")
+	oneLine(t, code, stderr, "without network, copy MNIST's four .gz files into "+dst+", or point SWARMTRAIN_DATA at a folder holding mnist/, or name a mirror you can reach with --mirror URL")
+}
+
+func TestVersionFromBuildInfo(t *testing.T) {
+	code, stdout, _ := swarmtrain(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "swarmtrain ") || strings.Contains(stdout, " dev") || !strings.Contains(stdout, runtime.Version()) {
+		t.Fatalf("version: exit %d, %q", code, stdout)
+	}
+}
+
+func TestSingleLineJoinsDialErrors(t *testing.T) {
+	in := "failed to dial 12D3KooW: all dials failed\n  * [/ip4/127.0.0.1/tcp/1] dial tcp4 127.0.0.1:1: connect: connection refused\n  * [/ip4/127.0.0.1/udp/1/quic-v1] timeout\n"
+	want := "failed to dial 12D3KooW: all dials failed; [/ip4/127.0.0.1/tcp/1] dial tcp4 127.0.0.1:1: connect: connection refused; [/ip4/127.0.0.1/udp/1/quic-v1] timeout"
+	if got := singleLine(in); got != want {
+		t.Fatalf("singleLine:\n got %q\nwant %q", got, want)
+	}
+}
+
+// A libp2p dial error (a line per address, the peer ID repeated) prints as
+// one short reason per address.
+func TestDialErrorIsOneShortLine(t *testing.T) {
+	addr := ma.StringCast("/ip4/127.0.0.1/tcp/1")
+	refused := &net.OpError{Op: "dial", Net: "tcp4", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	de := &swarm.DialError{Peer: "12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM", Cause: errors.New("all dials failed"),
+		DialErrors: []swarm.TransportError{{Address: addr, Cause: refused}}}
+	err := fmt.Errorf("--bootstrap /ip4/127.0.0.1/tcp/1/p2p/12D3KooW: failed to dial: %w", de)
+	want := "--bootstrap /ip4/127.0.0.1/tcp/1/p2p/12D3KooW: failed to dial: connection refused (nothing listens there) at /ip4/127.0.0.1/tcp/1"
+	if got := errorLine(err); got != want {
+		t.Fatalf("errorLine:\n got %q\nwant %q", got, want)
+	}
+}
+
+// join checks its arguments before it creates anything: a bad swarm ID or
+// multiaddr is a one-line error and leaves no data dir behind.
+func TestJoinRejectsBadArgumentsFirst(t *testing.T) {
+	mnist := testdata.MNISTDir(t)
+	dir := filepath.Join(t.TempDir(), "peer1")
+	const swarm = "bafyreiejacv7xyvok2kwfgzmwznusi4poljptfl6jt5ceyjwn3uecvgahm"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"join", swarm, "--bootstrap", "/ip4/127.0.0.1/tcp/4001"}, "--bootstrap /ip4/127.0.0.1/tcp/4001 is not a peer multiaddr"},
+		{[]string{"join", swarm, "--bootstrap", "127.0.0.1:4001"}, "--bootstrap 127.0.0.1:4001 is not a peer multiaddr"},
+		{[]string{"join", "not-a-swarm", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM"}, `swarm ID "not-a-swarm" is not a CID`},
+		{[]string{"join", swarm}, "--bootstrap: give the address start printed"},
+		{[]string{"join", swarm, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM"}, "no bootstrap peer serves swarm " + swarm + ": /ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM: "},
+	} {
+		code, _, stderr := swarmtrain(t, append(c.args, "--data-dir", dir, "--dataset-dir", mnist)...)
+		oneLine(t, code, stderr, c.want)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("%v created %s", c.args, dir)
+		}
+	}
+}
+
+func TestExportNeedsOneSource(t *testing.T) {
+	const model = "bafkreid6ce5ezktqruf4zym4ff3xyvctcgdvhrssy7fyjq26g37cty5rc4"
+	code, _, stderr := swarmtrain(t, "export", model, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM", "--data-dir", t.TempDir())
+	oneLine(t, code, stderr, "give one of --bootstrap, --api or --data-dir")
+	dir := filepath.Join(t.TempDir(), "nothing")
+	code, _, stderr = swarmtrain(t, "export", model, "--data-dir", dir)
+	oneLine(t, code, stderr, "--data-dir "+dir+" holds no node data: give the coordinator's data dir, or --bootstrap to fetch the model from a running peer")
 }
 
 func TestTrainRejectsCUDAWithoutTag(t *testing.T) {
@@ -67,7 +178,7 @@ func TestTrainRejectsCUDAWithoutTag(t *testing.T) {
 func TestTrainRunsEndToEnd(t *testing.T) {
 	dir := testdata.MNISTDir(t)
 	cfg := writeFile(t, "tiny.yaml", "model: {kind: mlp, hidden: [32]}\ntrain: {epochs: 1}\n")
-	code, stdout, stderr := swarmtrain(t, "train", "--config", cfg, "--data-dir", dir, "--limit", "3000")
+	code, stdout, stderr := swarmtrain(t, "train", "--config", cfg, "--dataset-dir", dir, "--limit", "3000")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -84,7 +195,7 @@ func TestDataGetFetchesAndVerifies(t *testing.T) {
 	broken := httptest.NewServer(http.NotFoundHandler())
 	defer broken.Close()
 	dst := filepath.Join(t.TempDir(), "mnist")
-	code, stdout, stderr := swarmtrain(t, "data", "get", "mnist", "--dir", dst, "--mirror", broken.URL+"/", "--mirror", srv.URL+"/")
+	code, stdout, stderr := swarmtrain(t, "data", "get", "mnist", "--dataset-dir", dst, "--mirror", broken.URL+"/", "--mirror", srv.URL+"/")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -97,11 +208,11 @@ func TestDataGetFetchesAndVerifies(t *testing.T) {
 		t.Fatalf("stdout %q", stdout)
 	}
 	// A second run keeps the valid files and downloads nothing.
-	code, stdout, _ = swarmtrain(t, "data", "get", "mnist", "--dir", dst, "--mirror", broken.URL+"/")
+	code, stdout, _ = swarmtrain(t, "data", "get", "mnist", "--dataset-dir", dst, "--mirror", broken.URL+"/")
 	if code != 0 || strings.Count(stdout, "present, hash ok") != 4 {
 		t.Fatalf("second run: exit %d, %q", code, stdout)
 	}
-	if code, _, stderr := swarmtrain(t, "data", "verify", "mnist", "--dir", dst); code != 0 {
+	if code, _, stderr := swarmtrain(t, "data", "verify", "mnist", "--dataset-dir", dst); code != 0 {
 		t.Fatalf("verify: %s", stderr)
 	}
 }
@@ -111,7 +222,7 @@ func TestDataGetRejectsCorruptDownload(t *testing.T) {
 	srv := httptest.NewServer(corrupt)
 	defer srv.Close()
 	dst := t.TempDir()
-	code, _, stderr := swarmtrain(t, "data", "get", "mnist", "--dir", dst, "--mirror", srv.URL+"/")
+	code, _, stderr := swarmtrain(t, "data", "get", "mnist", "--dataset-dir", dst, "--mirror", srv.URL+"/")
 	oneLine(t, code, stderr, "train-images-idx3-ubyte.gz from "+srv.URL+"/train-images-idx3-ubyte.gz: SHA-256 is ")
 	if entries, _ := os.ReadDir(dst); len(entries) != 0 {
 		t.Fatalf("a corrupt download left files behind: %v", entries)
@@ -131,7 +242,7 @@ func TestDataVerifyNamesCorruptFile(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(dst, f.Name), b, 0o644)
 	}
-	code, _, stderr := swarmtrain(t, "data", "verify", "mnist", "--dir", dst)
+	code, _, stderr := swarmtrain(t, "data", "verify", "mnist", "--dataset-dir", dst)
 	oneLine(t, code, stderr, filepath.Join(dst, "t10k-labels-idx1-ubyte.gz")+": SHA-256 is ")
 }
 

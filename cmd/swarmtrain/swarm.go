@@ -12,9 +12,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/swarmtrain/swarmtrain/config"
@@ -22,64 +25,226 @@ import (
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
-	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
-// defaultNodeDir is where a node keeps its identity and blocks unless
-// --data-dir says otherwise.
-func defaultNodeDir(role string) string {
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".swarmtrain", role)
-	}
-	return filepath.Join(".swarmtrain", role)
-}
-
 func newStartCmd(e *env) *cobra.Command {
-	var cfgPath, dataDir, mnistDir string
+	var cfgPath, dataDir, datasetFlag, eventsPath string
 	var listen []string
+	var exitWhenDone bool
 	cmd := &cobra.Command{
 		Use:   "start --config FILE",
 		Short: "Start a swarm as its coordinator (a researcher's command)",
 		Long: `start defines a swarm from a config, prints its ID and the join command for
 contributors, then checks, aggregates and seals every round, printing one line
-per round. Restarted on the same --data-dir it resumes after the last sealed round.`,
+per round and the round's model CID. Restarted on the same --data-dir it
+resumes after the last sealed round. After the last round it keeps serving the
+ledger, the models and the API (export, scores, ledger --bootstrap) until
+interrupted, unless --exit-when-done.
+
+--events FILE writes machine-readable events, one JSON object per line:
+ready {swarm, name, addrs, api, data_dir}; round_sealed {round, record, model,
+accepted, rejected, train_loss, test_loss, test_accuracy, bytes_in, seal_ms};
+done {swarm, rounds, record, model}; stopped {error}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgPath, mnistDir)
+			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
 			}
 			if len(listen) > 0 {
 				cfg.Network.Listen = listen
 			}
-			trainSet, testSet, err := data.LoadMNIST(cfg.DataDir())
+			trainSet, testSet, err := loadMNIST(datasetDir(cfg, datasetFlag, cfgPath))
 			if err != nil {
 				return err
 			}
 			if dataDir == "" {
 				dataDir = defaultNodeDir("coordinator")
 			}
-			return node.RunCoordinator(cmd.Context(), node.CoordinatorConfig{
+			if err := checkNodeDirFree(dataDir, "coordinator"); err != nil {
+				return err
+			}
+			events, err := openEventLog(eventsPath, e.log)
+			if err != nil {
+				return err
+			}
+			defer events.close()
+			undo := claimNodeDir(dataDir)
+			w := &coordinatorWatch{e: e, cfg: cfg, cfgPath: cfgPath, dataDir: dataDir, events: events, sealed: make(chan struct{}, 1), lastRound: -1}
+			if hasNodeData(dataDir, "") == nil {
+				// Resuming: the stall watch counts from the last sealed round.
+				if rec, err := latestRecord(dataDir); err == nil && rec != nil {
+					w.lastRound = rec.Round
+				}
+			}
+			err = node.RunCoordinator(cmd.Context(), node.CoordinatorConfig{
 				Swarm: cfg, DataDir: dataDir, Train: trainSet, Test: testSet, Log: e.log,
-				RoundDone: func(s node.RoundSummary) { roundLine(e.stdout, s) },
-				Event:     func(ev node.Event) { eventLine(e.stdout, ev) },
-				Ready: func(id string, addrs []string, api string) {
-					fmt.Fprintf(e.stdout, "swarm %s (%s) started; data dir %s\n", id, cfg.Name, dataDir)
-					if api != "" {
-						fmt.Fprintf(e.stdout, "api: http://%s/v1/swarm\n", api)
-					}
-					fmt.Fprintf(e.stdout, "contributors join with:\n  swarmtrain join %s --bootstrap %s\n", id, pickAddr(addrs))
-				},
+				Ready: w.ready, RoundDone: w.roundDone, Event: w.event, ExitWhenDone: exitWhenDone,
 			})
+			w.stop()
+			msg := ""
+			if err != nil && !interrupted(cmd) {
+				msg = errorLine(err)
+			}
+			events.emit(stoppedEvent{Type: "stopped", Error: msg})
+			if !w.isReady() && (err != nil || interrupted(cmd)) {
+				undo() // nothing anyone could use was made: leave no key behind
+			}
+			if interrupted(cmd) {
+				fmt.Fprintln(e.stdout, w.savedLine())
+				return nil
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "swarm config (YAML); see examples/")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "node data dir: identity, blocks, ledger (default ~/.swarmtrain/coordinator)")
-	cmd.Flags().StringVar(&mnistDir, "mnist-dir", "", "MNIST directory (overrides data.dir)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the coordinator's directory: identity, blocks, ledger (default ~/.swarmtrain/coordinator)")
+	addDatasetFlag(cmd.Flags(), &datasetFlag, "mnist-dir")
 	cmd.Flags().StringSliceVar(&listen, "listen", nil, "listen multiaddrs (override network.listen)")
+	cmd.Flags().StringVar(&eventsPath, "events", "", "write machine-readable events to FILE, one JSON object per line")
+	cmd.Flags().BoolVar(&exitWhenDone, "exit-when-done", false, "exit once the last round is sealed instead of serving the swarm until interrupted")
 	cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// coordinatorWatch turns the coordinator's callbacks into what start
+// prints and the events it writes, and says when rounds stall.
+type coordinatorWatch struct {
+	e       *env
+	cfg     *config.Swarm
+	cfgPath string
+	dataDir string
+	events  *eventLog
+	sealed  chan struct{} // a round was sealed (the stall watch resets)
+	done    chan struct{} // closed by stop
+
+	mu        sync.Mutex
+	swarm     string
+	addr      string // the address printed for contributors
+	lastRound int64  // the last round sealed, -1 before round 0
+	warnedLow bool
+}
+
+func (w *coordinatorWatch) ready(id string, addrs []string, api string) {
+	w.mu.Lock()
+	w.swarm, w.addr = id, pickAddr(addrs)
+	w.mu.Unlock()
+	out, sc := w.e.stdout, w.cfg
+	fmt.Fprintf(out, "swarm %s (%s) started; data dir %s\n", id, sc.Name, w.dataDir)
+	if api != "" {
+		fmt.Fprintf(out, "api: http://%s/v1/swarm\n", api)
+	}
+	fmt.Fprintf(out, "rounds seal once %d contributors have sent an update (round.quorum), or at the %s deadline (round.deadline) with at least %d\n",
+		sc.Round.Quorum, sc.Round.Deadline.D(), sc.Round.MinContributions)
+	fmt.Fprintf(out, "contributors join with (one line per contributor; each needs its own --data-dir):\n  %s join %s --bootstrap %s --data-dir ./peer1\n", invokedAs(), id, w.addr)
+	w.events.emit(readyEvent{Type: "ready", Swarm: id, Name: sc.Name, Addrs: addrs, API: api, DataDir: w.dataDir})
+}
+
+func (w *coordinatorWatch) isReady() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.swarm != ""
+}
+
+func (w *coordinatorWatch) roundDone(s node.RoundSummary) {
+	sc := w.cfg
+	roundLine(w.e.stdout, s)
+	w.events.emit(newRoundSealedEvent(s))
+	w.mu.Lock()
+	w.lastRound = s.Round
+	warn := !w.warnedLow && s.SealedBy == node.SealedByDeadline && s.Accepted+s.Rejected < sc.Round.Quorum
+	w.warnedLow = w.warnedLow || warn
+	swarm, addr := w.swarm, w.addr
+	w.mu.Unlock()
+	select {
+	case w.sealed <- struct{}{}:
+	default:
+	}
+	if warn {
+		// Fewer contributions than the quorum means the round waited for
+		// its deadline; with this many contributors every round will.
+		fmt.Fprintf(w.e.stderr, "swarmtrain: warning: round %d sealed at its %s deadline with %d contributions, fewer than round.quorum %d: every round will wait the full deadline until %d contributors take part (or lower round.quorum in %s)\n",
+			s.Round, sc.Round.Deadline.D(), s.Accepted+s.Rejected, sc.Round.Quorum, sc.Round.Quorum, w.cfgPath)
+	}
+	if s.Round == int64(sc.Train.Rounds)-1 {
+		fmt.Fprintf(w.e.stdout, "final model %s; export it with: %s export %s -o model.safetensors --bootstrap %s\n", s.Model, invokedAs(), s.Model, addr)
+		w.events.emit(doneEvent{Type: "done", Swarm: swarm, Rounds: sc.Train.Rounds, Record: s.Record, Model: s.Model})
+	}
+}
+
+// event prints what the coordinator reports besides sealed rounds; a
+// round waiting for contributions says so once per deadline, so a
+// coordinator nobody contributes to is never silent.
+func (w *coordinatorWatch) event(ev node.Event) {
+	if e, ok := ev.(node.Waiting); ok {
+		fmt.Fprintf(w.e.stdout, "round %d not sealed after %s: it needs %d contribution(s) (round.min_contributions), has %d; waiting for contributors (the join line is above)\n",
+			e.Round, e.Waited.Round(time.Second), e.Need, e.Have)
+		return
+	}
+	eventLine(w.e.stdout, ev)
+}
+
+func (w *coordinatorWatch) stop() {}
+
+// savedLine says, after an interrupt, what the coordinator's directory
+// holds: read back from the store, which is closed by now.
+func (w *coordinatorWatch) savedLine() string {
+	w.mu.Lock()
+	swarm := w.swarm
+	w.mu.Unlock()
+	if swarm == "" {
+		return "interrupted before the swarm started; nothing saved"
+	}
+	round, model := int64(-1), ""
+	if rec, err := latestRecord(w.dataDir); err == nil && rec != nil {
+		round, model = rec.Round, rec.Model.String()
+	}
+	switch {
+	case round < 0:
+		return fmt.Sprintf("interrupted before round 0 sealed: swarm %s (manifest and identity) saved in %s; start again with --data-dir %s to keep its ID", swarm, w.dataDir, w.dataDir)
+	case round == int64(w.cfg.Train.Rounds)-1:
+		return fmt.Sprintf("stopped: swarm %s sealed all %d rounds; ledger and models saved in %s (final model %s)", swarm, round+1, w.dataDir, model)
+	}
+	return fmt.Sprintf("interrupted: swarm %s saved in %s through round %d (model %s); start again with --data-dir %s to resume", swarm, w.dataDir, round, model, w.dataDir)
+}
+
+// latestRecord reads the head of the ledger in a stopped node's directory;
+// nil when no round was sealed.
+func latestRecord(dir string) (*record.RoundRecord, error) {
+	store, err := storage.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	ctx := context.Background()
+	head, err := store.Head(ctx, "ledger")
+	if errors.Is(err, storage.ErrNoHead) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := store.Get(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := record.OpenBlock[record.RoundRecord](b)
+	return rec, err
+}
+
+// invokedAs is how to run this binary again, for the lines start prints to
+// be pasted: the path it was started by (bin/swarmtrain from the repo), the
+// bare name when it was found on PATH, go run under go run.
+func invokedAs() string {
+	a := os.Args[0]
+	switch {
+	case !strings.ContainsRune(a, filepath.Separator):
+		return "swarmtrain"
+	case strings.Contains(a, "go-build"):
+		return "go run ./cmd/swarmtrain"
+	}
+	return a
 }
 
 // pickAddr prefers a TCP address for the printed join line.
@@ -96,41 +261,127 @@ func pickAddr(addrs []string) string {
 }
 
 func newJoinCmd(e *env) *cobra.Command {
-	var dataDir, mnistDir, device string
+	var dataDir, datasetFlag, device string
 	var bootstrap, listen []string
 	cmd := &cobra.Command{
 		Use:   "join SWARM-ID --bootstrap MULTIADDR",
 		Short: "Contribute to a swarm from this machine (a contributor's command)",
-		Args:  cobra.ExactArgs(1),
+		Long: `join checks that the bootstrap peer serves the swarm, then trains on the
+shards the swarm assigns and sends an update every round until the swarm's last
+round. Without --data-dir it uses ~/.swarmtrain/contributor, or the first of
+contributor-2, contributor-3, ... that no running contributor uses.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			swarmID := args[0]
 			dev, err := train.ParseDevice(device)
 			if err != nil {
 				return fmt.Errorf("--device: %w", err)
 			}
-			cfg := config.Default()
-			if mnistDir != "" {
-				cfg.Data.Dir = mnistDir
+			if _, err := cid.Decode(swarmID); err != nil {
+				return fmt.Errorf("swarm ID %q is not a CID: give the ID start printed (bafy...)", swarmID)
 			}
-			trainSet, _, err := data.LoadMNIST(cfg.DataDir())
+			if len(bootstrap) == 0 {
+				return errors.New("--bootstrap: give the address start printed, /ip4/HOST/tcp/PORT/p2p/PEER-ID")
+			}
+			for _, a := range bootstrap {
+				if _, err := peer.AddrInfoFromString(a); err != nil {
+					return fmt.Errorf("--bootstrap %s is not a peer multiaddr (%v): give the address start printed, /ip4/HOST/tcp/PORT/p2p/PEER-ID", a, err)
+				}
+			}
+			cfg := config.Default()
+			trainSet, _, err := loadMNIST(datasetDir(cfg, datasetFlag, ""))
 			if err != nil {
 				return err
 			}
-			if dataDir == "" {
-				dataDir = defaultNodeDir("contributor")
+			if err := probeSwarm(cmd.Context(), e, swarmID, bootstrap); err != nil {
+				if interrupted(cmd) {
+					fmt.Fprintln(e.stdout, "interrupted before joining; nothing saved")
+					return nil
+				}
+				return err
 			}
-			return node.RunContributor(cmd.Context(), node.ContributorConfig{
-				SwarmID: args[0], Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Train: trainSet, Device: dev, Log: e.log,
-				Event: func(ev node.Event) { eventLine(e.stdout, ev) },
+			if dataDir == "" {
+				dataDir = freeNodeDir("contributor")
+				if first := defaultNodeDir("contributor"); dataDir != first {
+					fmt.Fprintf(e.stdout, "data dir %s (%s is in use by another contributor on this machine)\n", dataDir, first)
+				}
+			} else if err := checkNodeDirFree(dataDir, "contributor"); err != nil {
+				return err
+			}
+			undo := claimNodeDir(dataDir)
+			var mu sync.Mutex
+			applied, first, last := 0, int64(-1), int64(-1)
+			err = node.RunContributor(cmd.Context(), node.ContributorConfig{
+				SwarmID: swarmID, Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Train: trainSet, Device: dev, Log: e.log,
+				Event: func(ev node.Event) {
+					eventLine(e.stdout, ev)
+					if a, ok := ev.(node.Applied); ok {
+						mu.Lock()
+						defer mu.Unlock()
+						applied++
+						if first < 0 {
+							first = a.Round
+						}
+						last = a.Round
+					}
+				},
 			})
+			mu.Lock()
+			defer mu.Unlock()
+			if applied == 0 && (err != nil || interrupted(cmd)) {
+				undo() // this run made nothing worth keeping: no fresh key left behind
+			}
+			if interrupted(cmd) {
+				if applied == 0 {
+					fmt.Fprintln(e.stdout, "interrupted before a round was applied; nothing saved")
+				} else {
+					fmt.Fprintf(e.stdout, "interrupted: took part in rounds %d to %d of swarm %s; identity and blocks saved in %s (join again with --data-dir %s to keep this peer ID and its score)\n",
+						first, last, swarmID, dataDir, dataDir)
+				}
+				return nil
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "multiaddr of a swarm peer, as printed by start (repeatable)")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "node data dir: identity and blocks (default ~/.swarmtrain/contributor)")
-	cmd.Flags().StringVar(&mnistDir, "mnist-dir", "", "MNIST directory (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the contributor's directory: identity and blocks (default ~/.swarmtrain/contributor, or the first free contributor-N)")
+	addDatasetFlag(cmd.Flags(), &datasetFlag, "mnist-dir")
 	cmd.Flags().StringVar(&device, "device", "cpu", "where local steps run: cpu, cuda or cuda:N")
 	cmd.Flags().StringSliceVar(&listen, "listen", []string{"/ip4/127.0.0.1/tcp/0"}, "listen multiaddrs")
-	cmd.MarkFlagRequired("bootstrap")
 	return cmd
+}
+
+// probeTimeout bounds asking one bootstrap peer for its swarm's head.
+const probeTimeout = 15 * time.Second
+
+// probeSwarm asks each bootstrap peer which swarm it serves, printing what
+// it tries, and fails at once, naming every peer and why, when none serves
+// swarmID: a wrong ID or address is a one-line error, not a minute of
+// silence.
+func probeSwarm(ctx context.Context, e *env, swarmID string, bootstrap []string) error {
+	var tried []string
+	for _, a := range bootstrap {
+		fmt.Fprintf(e.stdout, "asking %s for swarm %s\n", a, swarmID)
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		hd, err := node.ProbeHead(pctx, a)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			tried = append(tried, fmt.Sprintf("%s: %s", a, strings.TrimPrefix(errorLine(err), "--bootstrap "+a+": ")))
+		case hd.Swarm != swarmID:
+			tried = append(tried, fmt.Sprintf("%s serves swarm %s", a, hd.Swarm))
+		default:
+			at := "no round sealed yet"
+			if hd.Record != "" {
+				at = fmt.Sprintf("round %d sealed", hd.Round)
+			}
+			fmt.Fprintf(e.stdout, "%s serves swarm %s (%s); joining\n", a, swarmID, at)
+			return nil
+		}
+	}
+	return fmt.Errorf("no bootstrap peer serves swarm %s: %s (check the swarm ID and address in the join line start printed)", swarmID, strings.Join(tried, "; "))
 }
 
 func newScoresCmd(e *env) *cobra.Command {
@@ -168,12 +419,20 @@ the round, tier-2 quality, and the reason and evidence of each rejection
 				if want != "" && want != swarm {
 					return fmt.Errorf("the API at %s serves swarm %s, not %s", api, swarm, want)
 				}
+				if len(scores) == 0 {
+					fmt.Fprintf(e.stdout, "swarm %s: no round sealed yet; scores appear once round 0 is sealed\n", swarm)
+					return nil
+				}
 			case bootstrap != "":
 				ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 				defer cancel()
 				obs, err := node.Observe(ctx, bootstrap, want)
 				if err != nil {
 					return err
+				}
+				if !obs.Record.Defined() {
+					fmt.Fprintf(e.stdout, "swarm %s: no round sealed yet; scores appear once round 0 is sealed\n", obs.Swarm)
+					return nil
 				}
 				scores = obs.Scores
 				fmt.Fprintf(e.stdout, "swarm %s, round %d (record %s)\n", obs.Swarm, obs.Round, obs.Record)
@@ -199,7 +458,7 @@ func peerScores(ctx context.Context, e *env, api, bootstrap, swarm, peerID strin
 		return errors.New("give --api or --bootstrap, not both")
 	case api != "":
 		client := &http.Client{Timeout: 30 * time.Second}
-		resp, err := client.Get(strings.TrimSuffix(api, "/") + "/v1/peers/" + peerID)
+		resp, err := client.Get(apiBase(api) + "/v1/peers/" + peerID)
 		if err != nil {
 			return fmt.Errorf("--api %s: %w", api, err)
 		}
@@ -262,7 +521,7 @@ func peerScores(ctx context.Context, e *env, api, bootstrap, swarm, peerID strin
 
 func scoresFromAPI(api string) (string, []record.PeerScore, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(strings.TrimSuffix(api, "/") + "/v1/scores")
+	resp, err := client.Get(apiBase(api) + "/v1/scores")
 	if err != nil {
 		return "", nil, fmt.Errorf("--api %s: %w", api, err)
 	}

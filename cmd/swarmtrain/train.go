@@ -8,11 +8,10 @@ import (
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/node"
 	"github.com/swarmtrain/swarmtrain/train"
-	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
 func newTrainCmd(e *env) *cobra.Command {
-	var cfgPath, dataDir, device string
+	var cfgPath, datasetFlag, device string
 	var epochs, limit int
 	cmd := &cobra.Command{
 		Use:   "train --config FILE",
@@ -22,7 +21,7 @@ process, printing loss, test accuracy and speed per epoch. It is the reference
 a swarm with the same sample budget is compared with.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgPath, dataDir)
+			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
 			}
@@ -33,7 +32,7 @@ a swarm with the same sample budget is compared with.`,
 			if err != nil {
 				return fmt.Errorf("--device: %w", err)
 			}
-			trainSet, testSet, err := data.LoadMNIST(cfg.DataDir())
+			trainSet, testSet, err := loadMNIST(datasetDir(cfg, datasetFlag, cfgPath))
 			if err != nil {
 				return err
 			}
@@ -73,22 +72,11 @@ a swarm with the same sample budget is compared with.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "swarm config (YAML); see examples/")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "dataset directory (overrides data.dir)")
+	// train's --data-dir meant the dataset; it stays as a deprecated alias.
+	addDatasetFlag(cmd.Flags(), &datasetFlag, "data-dir")
 	cmd.Flags().StringVar(&device, "device", "cpu", "where steps run: cpu, cuda or cuda:N")
 	cmd.Flags().IntVar(&epochs, "epochs", 0, "override train.epochs")
 	cmd.Flags().IntVar(&limit, "limit", 0, "use only the first N training and test images (quick checks)")
 	cmd.MarkFlagRequired("config")
 	return cmd
-}
-
-// loadConfig reads the config file and applies a --data-dir override.
-func loadConfig(path, dataDir string) (*config.Swarm, error) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if dataDir != "" {
-		cfg.Data.Dir = dataDir
-	}
-	return cfg, nil
 }

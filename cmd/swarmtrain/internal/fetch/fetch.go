@@ -63,7 +63,7 @@ func (f *Fetcher) Get(ctx context.Context, dir string, files []File) error {
 		}
 		var errs []string
 		ok := false
-		for _, m := range f.Mirrors {
+		for i, m := range f.Mirrors {
 			url := strings.TrimSuffix(m, "/") + "/" + file.Name
 			n, err := f.download(ctx, url, dst, file.SHA256)
 			if err == nil {
@@ -75,7 +75,9 @@ func (f *Fetcher) Get(ctx context.Context, dir string, files []File) error {
 				return ctx.Err()
 			}
 			errs = append(errs, err.Error())
-			f.logf("%s: %v; trying the next mirror", file.Name, err)
+			if i < len(f.Mirrors)-1 {
+				f.logf("%s: %v; trying the next mirror", file.Name, err)
+			}
 		}
 		if !ok {
 			return fmt.Errorf("could not fetch %s from any mirror: %s", file.Name, strings.Join(errs, "; "))

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/swarmtrain/swarmtrain/node"
+)
+
+// roundLine is the coordinator's line for a sealed round.
+func roundLine(w io.Writer, s node.RoundSummary) {
+	fmt.Fprintf(w, "round %3d  accepted %d  rejected %d  train loss %.4f  test accuracy %.2f%%  bytes in %d  seal %s (%s)  model %s\n",
+		s.Round, s.Accepted, s.Rejected, s.MeanLoss, 100*s.TestAccuracy, s.BytesIn, s.SealTime.Round(time.Millisecond), s.SealedBy, s.Model)
+}
+
+// eventLine formats what a node reports for people.
+func eventLine(w io.Writer, ev node.Event) {
+	switch e := ev.(type) {
+	case node.Resumed:
+		fmt.Fprintf(w, "resuming swarm %s after round %d\n", e.Swarm, e.After)
+	case node.Waiting:
+		fmt.Fprintf(w, "round %d: deadline passed with %d of the %d contributions needed (round.min_contributions); still waiting\n", e.Round, e.Have, e.Need)
+	case node.Finished:
+		fmt.Fprintf(w, "swarm %s: all %d rounds done; final model %s\n", e.Swarm, e.Rounds, e.Model)
+	case node.Serving:
+		fmt.Fprintln(w, "serving the ledger, blocks and API until interrupted (Ctrl-C)")
+	case node.Joined:
+		fmt.Fprintf(w, "joined swarm %s (%s) as %s at round %d\n", e.Swarm, e.Name, e.Peer, e.Round)
+	case node.Worked:
+		fmt.Fprintf(w, "round %3d  %d steps on %d samples  loss %.4f  sent %d bytes\n", e.Round, e.Steps, e.Samples, e.Loss, e.Bytes)
+	case node.Applied:
+		how := "replayed locally, CID matches the record"
+		if !e.Replayed {
+			how = "fetched by CID (replay differed or payloads were missing)"
+		}
+		fmt.Fprintf(w, "applied round %d: model %s %s\n", e.Round, e.Model, how)
+	case node.Refused:
+		fmt.Fprintf(w, "round %d refused: %s; waiting for the next record\n", e.Round, e.Reason)
+	}
+}
