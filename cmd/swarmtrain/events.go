@@ -18,7 +18,8 @@ import (
 //	ready         the swarm is up: swarm, name, addrs, api, data_dir
 //	round_sealed  a round's record is stored: round, record, model,
 //	              accepted, rejected, train_loss, test_loss,
-//	              test_accuracy (0 to 1), bytes_in, seal_ms
+//	              test_accuracy (0 to 1), bytes_in, seal_ms, sealed_by
+//	              (quorum or deadline)
 //	done          the last round is sealed: swarm, rounds, record, model
 //	stopped       the coordinator returned: error ("" after a clean stop)
 //
@@ -45,6 +46,7 @@ type roundSealedEvent struct {
 	TestAccuracy float64 `json:"test_accuracy"`
 	BytesIn      int     `json:"bytes_in"`
 	SealMS       int64   `json:"seal_ms"`
+	SealedBy     string  `json:"sealed_by"` // quorum or deadline
 }
 
 type doneEvent struct {
@@ -93,7 +95,7 @@ func (a *anyEvent) UnmarshalJSON(b []byte) error {
 func newRoundSealedEvent(s node.RoundSummary) roundSealedEvent {
 	return roundSealedEvent{Type: "round_sealed", Round: s.Round, Record: s.Record, Model: s.Model,
 		Accepted: s.Accepted, Rejected: s.Rejected, TrainLoss: s.MeanLoss, TestLoss: s.TestLoss,
-		TestAccuracy: s.TestAccuracy, BytesIn: s.BytesIn, SealMS: s.SealTime.Milliseconds()}
+		TestAccuracy: s.TestAccuracy, BytesIn: s.BytesIn, SealMS: s.SealTime.Milliseconds(), SealedBy: s.SealedBy}
 }
 
 // eventLog writes events as JSON lines. A reader that goes away must not
