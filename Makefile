@@ -8,7 +8,7 @@ export SWARMTRAIN_DATA := $(DATA)
 RACE_PKGS ?= ./node/... ./storage/... ./verify/... ./cmd/...
 FUZZTIME  ?= 10s
 
-.PHONY: help build build-openblas test test-openblas test-cuda demo bench fuzz data clean
+.PHONY: help build build-openblas test test-long test-openblas test-cuda demo bench fuzz data clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,10 +19,13 @@ build: ## build bin/swarmtrain (pure Go)
 build-openblas: ## build bin/swarmtrain with OpenBLAS (needs libopenblas-dev)
 	CGO_LDFLAGS=-lopenblas $(GO) build -tags openblas -o $(BIN) ./cmd/swarmtrain
 
-test: ## vet and unit tests (incl. ~3 min of adversarial swarms); -race on the concurrent packages
+test: ## vet and every test in its short form (one mixed adversarial swarm, 3 demo runs); -race on the concurrent packages
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
-	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+	$(GO) test -count=1 -short -timeout 30m ./...
+	$(GO) test -count=1 -short -race -timeout 30m $(RACE_PKGS)
+
+test-long: ## the long tests CI adds: every adversary kind, the 40-round end-to-end swarm, the demo 20 times
+	$(GO) test -count=1 -timeout 60m -run 'TestAdversaries|TestEndToEndSwarm|TestDemoAlwaysEnds' ./node ./cmd/swarmtrain
 
 test-openblas: ## the train tests once more on OpenBLAS
 	CGO_LDFLAGS=-lopenblas $(GO) test -count=1 -tags openblas ./train/...

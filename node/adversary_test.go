@@ -419,17 +419,28 @@ func ledgerOf(t *testing.T, run swarmRun) ([]*record.RoundRecord, float64) {
 	return recs, honestSimilarity(t, store, run, recs)
 }
 
-// TestAdversaries runs, for each kind of cheating peer, 4 honest
-// contributors and 2 adversaries of that kind for 10 rounds, and a mixed run
-// of 3 kinds among 8 peers, against an honest-only run: every adversary ends
+// TestAdversaries runs a mixed run of 3 kinds among 8 peers and, without
+// -short, for each kind of cheating peer, 4 honest contributors and 2
+// adversaries of that kind for 10 rounds, against an honest-only run: every adversary ends
 // with a score below every honest peer's, the accuracy stays within 1 point
 // of the honest-only run, nothing crashes, every adversary's rejection is in
 // the ledger with its reason, and the whole ledger rechecks.
 func TestAdversaries(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("adversarial swarms take minutes; they run without -short and -race (make test does)")
+	if raceEnabled {
+		t.Skip("adversarial swarms take minutes; their concurrent paths are the ones TestRoundsOnMocknet covers under -race")
 	}
 	ids := honestIdentities(t, 5)
+	// make test (-short) runs the mixed run; make test-long every kind.
+	t.Run("mixed", func(t *testing.T) {
+		base5 := runAdversarial(t, ids, nil)
+		t.Logf("honest only, 5 peers: accuracy %.4f", base5.accuracy())
+		ledgerOf(t, base5)
+		run := runAdversarial(t, ids, []adversary{scaleAdversary{}, copier{}, equivocator{}})
+		checkRun(t, run, base5.accuracy(), []string{verify.ReasonNorm, verify.ReasonDuplicate, verify.ReasonEquivocation})
+	})
+	if testing.Short() {
+		return
+	}
 	base := runAdversarial(t, ids[:4], nil)
 	baseline := base.accuracy()
 	t.Logf("honest only: accuracy %.4f", baseline)
@@ -458,12 +469,6 @@ func TestAdversaries(t *testing.T) {
 			checkRun(t, run, baseline, k.reasons)
 		})
 	}
-	t.Run("mixed", func(t *testing.T) {
-		base5 := runAdversarial(t, ids, nil)
-		t.Logf("honest only, 5 peers: accuracy %.4f", base5.accuracy())
-		run := runAdversarial(t, ids, []adversary{scaleAdversary{}, copier{}, equivocator{}})
-		checkRun(t, run, base5.accuracy(), []string{verify.ReasonNorm, verify.ReasonDuplicate, verify.ReasonEquivocation})
-	})
 }
 
 func checkRun(t *testing.T, run swarmRun, baseline float64, reasons []string) {

@@ -163,8 +163,8 @@ func sealedRE(r int) *regexp.Regexp {
 // ledger verifies — and stops verifying, naming the record, once a stored
 // record is altered.
 func TestEndToEndSwarm(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end swarm: skipped with -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("the 40-round end-to-end swarm runs in make test-long (separate processes, which -race does not reach)")
 	}
 	mnist := testdata.MNISTDir(t)
 	dir := t.TempDir()

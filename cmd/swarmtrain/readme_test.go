@@ -49,8 +49,8 @@ var placeholderRE = regexp.MustCompile(`<([a-z-]+)>`)
 // only change is the example's round count (3, not 30). Placeholders take
 // what start printed; the join lines must be the one start printed.
 func TestReadmeSwarmByHand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 3-round swarm: skipped with -short")
+	if raceEnabled {
+		t.Skip("separate processes the race detector does not reach: skipped with -race")
 	}
 	testdata.MNISTDir(t)
 	dataRoot := testdata.Root()

@@ -27,8 +27,8 @@ import (
 // below-quorum warning, Ctrl-C on join and on start, export from the API
 // and the --events file.
 func TestStartAndJoinSayWhatHappens(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 4-round swarm: skipped with -short")
+	if raceEnabled {
+		t.Skip("separate processes the race detector does not reach: skipped with -race")
 	}
 	mnist := testdata.MNISTDir(t)
 	bin := builtBinary(t)
