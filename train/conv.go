@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-
-	"gonum.org/v1/gonum/blas"
-	G "gorgonia.org/gorgonia"
 )
 
 // The cnn's convolution blocks: a 5x5 convolution with zero padding 2 and
@@ -14,15 +11,14 @@ import (
 // with stride 2. convPool computes the block for one fixed shape as
 // im2col into one contiguous buffer, one GEMM through gorgonia's BLAS for
 // the whole batch, and a fused ReLU + pooling pass that records which of the
-// four inputs won. The backward pass scatters the upstream gradient to the
+// four inputs won. The products go through gemm (sgemm.go). The backward pass scatters the upstream gradient to the
 // winners, and gets the weight gradient and the input gradient from one GEMM
 // each (and a col2im for the latter).
 //
 // The element-wise passes (im2col, pooling, scatter, col2im) run in parallel
 // over the samples of the batch: each goroutine writes only its own
 // samples' outputs, and every sum runs in a fixed order, so the results do
-// not depend on the number of cores. The GEMMs are deterministic for a given
-// BLAS (gonum and OpenBLAS split the output among threads, never the sum).
+// not depend on the number of cores; gemm never splits a sum either.
 const (
 	convK   = 5 // kernel height and width
 	convPad = 2 // zero padding on each side
@@ -106,7 +102,6 @@ func parallel(n int, f func(lo, hi int)) {
 
 // forward computes out = maxpool(relu(conv(x, wt))) for the whole batch.
 func (l *convPool) forward(x, wt []float32) {
-	bl := G.WhichBLAS()
 	hw := l.h * l.w
 	ck := l.c * convKK
 	for g0 := 0; g0 < l.n; g0 += l.group {
@@ -118,7 +113,7 @@ func (l *convPool) forward(x, wt []float32) {
 			}
 		})
 		// z (o × ld) = wt (o × ck) · cols (ck × ld)
-		bl.Sgemm(blas.NoTrans, blas.NoTrans, l.o, ld, ck, 1, wt, ck, l.cols, ld, 0, l.z, ld)
+		gemm(false, false, l.o, ld, ck, wt, ck, l.cols, ld, false, l.z, ld)
 		parallel(gn, func(lo, hi int) {
 			for s := lo; s < hi; s++ {
 				l.pool(ld, s, g0+s)
@@ -203,7 +198,7 @@ func (l *convPool) backwardW() {
 	ld := l.n * l.h * l.w
 	ck := l.c * convKK
 	// dw (o × ck) = dz (o × ld) · colsᵀ (ld × ck)
-	G.WhichBLAS().Sgemm(blas.NoTrans, blas.Trans, l.o, ck, ld, 1, l.dz, ld, l.cols, ld, 0, l.dw, ck)
+	gemm(false, true, l.o, ck, ld, l.dz, ld, l.cols, ld, false, l.dw, ck)
 }
 
 // backwardX fills dx from dz and the weights wt of the last forward.
@@ -211,7 +206,7 @@ func (l *convPool) backwardX(wt []float32) {
 	ld := l.n * l.h * l.w
 	ck := l.c * convKK
 	// dcol (ck × ld) = wtᵀ (ck × o) · dz (o × ld)
-	G.WhichBLAS().Sgemm(blas.Trans, blas.NoTrans, ck, ld, l.o, 1, wt, ck, l.dz, ld, 0, l.dcol, ld)
+	gemm(true, false, ck, ld, l.o, wt, ck, l.dz, ld, false, l.dcol, ld)
 	parallel(l.n, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			l.col2im(n)

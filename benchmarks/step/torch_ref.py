@@ -6,17 +6,32 @@ update) timed on the CPU with one thread.
     python3 benchmarks/step/torch_ref.py            # Debian: apt-get install python3-torch
     python3 benchmarks/step/torch_ref.py --steps 100 --threads 1
 
-Prints one line per model: name, ms/step, samples/s (compare.sh reads them).
+Prints one line per model: name, ms/step, samples/s and CPU ms/step
+(compare.sh reads them).
 The models match train.paramShapes: the MLP is 784-256-128-10 with biases;
 the CNN is conv 5x5 (1->8, padding 2, no bias), ReLU, 2x2 max pool, conv
 5x5 (8->16, no bias), ReLU, 2x2 max pool, dense 784->128 ReLU, dense
 128->10. Loss: mean cross-entropy; Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8.
 """
 import argparse
+import os
+import sys
 import time
 
-import torch
-import torch.nn as nn
+# Debian's torch does its dense products through the system OpenBLAS, whose
+# thread pool torch.set_num_threads does not govern: pin it (and OpenMP)
+# before torch loads, so the reference really runs on one thread.
+_threads = "1"
+for _i, _a in enumerate(sys.argv):
+    if _a == "--threads" and _i + 1 < len(sys.argv):
+        _threads = sys.argv[_i + 1]
+    elif _a.startswith("--threads="):
+        _threads = _a.split("=", 1)[1]
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = _threads
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 
 BATCH = 64
 
@@ -53,10 +68,10 @@ def bench(make, steps, warmup):
 
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -70,8 +85,8 @@ def main():
     for name, make in MODELS:
         if args.model and args.model not in name:
             continue
-        sec = bench(make, args.steps, args.warmup)
-        print(f"{name} {sec * 1e3:.3f} ms/step {BATCH / sec:.0f} samples/s", flush=True)
+        sec, cpu = bench(make, args.steps, args.warmup)
+        print(f"{name} {sec * 1e3:.3f} ms/step {BATCH / sec:.0f} samples/s {cpu * 1e3:.3f} cpu-ms/step", flush=True)
 
 if __name__ == "__main__":
     main()
