@@ -2,23 +2,36 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 )
 
 // The cnn's convolution blocks: a 5x5 convolution with zero padding 2 and
 // stride 1 (output the size of the input), then ReLU, then 2x2 max pooling
-// with stride 2. convPool computes the block for one fixed shape as
-// im2col into one contiguous buffer, one GEMM through gorgonia's BLAS for
-// the whole batch, and a fused ReLU + pooling pass that records which of the
-// four inputs won. The products go through gemm (sgemm.go). The backward pass scatters the upstream gradient to the
-// winners, and gets the weight gradient and the input gradient from one GEMM
-// each (and a col2im for the latter).
+// with stride 2. convPool computes one block for one fixed batch shape as
+// an implicit GEMM, with no im2col buffer:
 //
-// The element-wise passes (im2col, pooling, scatter, col2im) run in parallel
-// over the samples of the batch: each goroutine writes only its own
-// samples' outputs, and every sum runs in a fixed order, so the results do
-// not depend on the number of cores; gemm never splits a sum either.
+// The batch is laid out per channel as one padded plane: the samples'
+// images stacked vertically, each row followed by 2 zero columns and each
+// image by 2 zero rows (the zeros after one image serve as the padding
+// before the next). On that grid, the input under tap (ky, kx) of the
+// kernel at every output position is the plane shifted by a constant,
+// (ky−2)·rowStride + (kx−2), so row (c, ky, kx) of the im2col matrix is the
+// plane of channel c read at an offset, and the convolution is one product
+// of the weights with those shifted rows (kern4x16off), computed on the
+// whole grid (the outputs on padding positions are dropped). The weight
+// gradient is a dot product of each output channel's gradient plane with
+// each shifted input plane (dotGemm over the grid), and the input gradient
+// is the same implicit product with the weights flipped and transposed,
+// read from the padded plane of output gradients (zero on padding
+// positions), so there is no col2im either. Only 15 % (28x28) and 31 %
+// (14x14) of the arithmetic is spent on padding positions.
+//
+// The element-wise passes (laying out, pooling, scattering gradients) run in
+// parallel over samples and the products over columns: each goroutine
+// writes only its own outputs, and every sum runs in a fixed order, so the
+// results do not depend on the number of cores.
 const (
 	convK   = 5 // kernel height and width
 	convPad = 2 // zero padding on each side
@@ -32,26 +45,39 @@ const (
 type convPool struct {
 	n, c, h, w, o int // batch, input channels, input height and width, output channels
 	hp, wp        int // pooled height and width
-	// group is how many samples one GEMM covers. A training block covers
-	// the whole batch (its im2col buffer is needed again by the backward
-	// pass); an evaluation block works through the batch in groups so its
-	// buffers stay small.
+	// group is how many samples one pass covers. A training block covers
+	// the whole batch (the backward pass reads the forward's planes); an
+	// evaluation block works through the batch in groups so its buffers
+	// stay small.
 	group  int
 	train  bool
 	needDX bool // compute the gradient with respect to the input
 
-	cols []float32 // im2col: (c·25) × (group·h·w)
-	z    []float32 // convolution output: o × (group·h·w)
-	win  []int8    // per pooled output: which of the 2x2 inputs won (0-3), -1 when ReLU clipped it
+	// Grid geometry for group samples: row stride rs = w+2, image stride
+	// h+2 rows, grid of g positions (gp rounded up to the kernel's 16
+	// columns), planes of plane floats with the grid at offset lead.
+	rs, g, gp, lead, plane int
+	op4, cp4               int // o and c rounded up to 4 (kernel rows)
+
+	xpad []float32 // c planes: the input on the grid, zero on padding
+	offX []int     // per im2col row (c, ky, kx): where it starts in xpad, relative to the grid
+	z    []float32 // op4 × gp: the convolution on the grid
+	win  []int8    // per pooled output: which of the 2x2 inputs won (0-3), 4 when ReLU clipped it
 	out  []float32 // n × o × hp × wp
-	dz   []float32 // gradient of z: o × (n·h·w)
-	dcol []float32 // gradient of cols: (c·25) × (n·h·w)
-	dw   []float32 // o × c × 5 × 5
-	dx   []float32 // n × c × h × w
+
+	dzpad []float32 // o planes: gradient of z on the grid, zero on padding
+	offZ  []int     // per row (o, ky, kx) of the flipped product: where it starts in dzpad
+	wflip []float32 // packed panels of the flipped, transposed weights (cp4 × o·25)
+	dxg   []float32 // cp4 × gp: gradient of the input on the grid
+	dw    []float32 // o × c × 5 × 5
+	dx    []float32 // n × c × h × w
+	apack []float32 // packed panels of the weights (op4 × c·25)
 }
 
-// evalGroup is how many samples an evaluation block convolves per GEMM.
+// evalGroup is how many samples an evaluation block convolves per pass.
 const evalGroup = 64
+
+func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
 func newConvPool(n, c, h, w, o int, train, needDX bool) (*convPool, error) {
 	if h%2 != 0 || w%2 != 0 {
@@ -62,20 +88,46 @@ func newConvPool(n, c, h, w, o int, train, needDX bool) (*convPool, error) {
 	if !train {
 		l.group = min(n, evalGroup)
 	}
-	hw := h * w
-	if int64(c*convKK)*int64(l.group*hw) > 1<<31-1 || int64(o)*int64(n*hw) > 1<<31-1 {
+	l.rs = w + convPad
+	l.g = l.group * (h + convPad) * l.rs
+	l.gp = roundUp(l.g, gemmNR)
+	// Reads reach 2 rows and 2 columns before the grid and after its last
+	// (rounded-up) column.
+	reach := convPad*l.rs + convPad
+	l.lead = roundUp(reach, 8)
+	l.plane = roundUp(l.lead+l.gp+reach, 8)
+	l.op4, l.cp4 = roundUp(o, 4), roundUp(c, 4)
+	if int64(max(l.op4, l.cp4, c))*int64(l.plane) > 1<<31-1 || int64(n)*int64(o*h*w) > 1<<31-1 {
 		return nil, fmt.Errorf("conv block: batch %d of %dx%dx%d is too large", n, c, h, w)
 	}
-	l.cols = make([]float32, c*convKK*l.group*hw)
-	l.z = make([]float32, o*l.group*hw)
+	l.xpad = make([]float32, c*l.plane)
+	l.offX = make([]int, c*convKK)
+	for ci := 0; ci < c; ci++ {
+		for ky := 0; ky < convK; ky++ {
+			for kx := 0; kx < convK; kx++ {
+				l.offX[ci*convKK+ky*convK+kx] = ci*l.plane + l.lead + (ky-convPad)*l.rs + (kx - convPad)
+			}
+		}
+	}
+	l.z = make([]float32, l.op4*l.gp)
+	l.apack = make([]float32, l.op4*c*convKK)
 	l.out = make([]float32, n*o*l.hp*l.wp)
 	if train {
 		l.win = make([]int8, n*o*l.hp*l.wp)
-		l.dz = make([]float32, o*n*hw)
+		l.dzpad = make([]float32, o*l.plane)
 		l.dw = make([]float32, o*c*convKK)
 		if l.needDX {
-			l.dcol = make([]float32, c*convKK*n*hw)
-			l.dx = make([]float32, n*c*hw)
+			l.offZ = make([]int, o*convKK)
+			for oi := 0; oi < o; oi++ {
+				for ky := 0; ky < convK; ky++ {
+					for kx := 0; kx < convK; kx++ {
+						l.offZ[oi*convKK+ky*convK+kx] = oi*l.plane + l.lead + (ky-convPad)*l.rs + (kx - convPad)
+					}
+				}
+			}
+			l.wflip = make([]float32, l.cp4*o*convKK)
+			l.dxg = make([]float32, l.cp4*l.gp)
+			l.dx = make([]float32, n*c*h*w)
 		}
 	}
 	return l, nil
@@ -100,177 +152,175 @@ func parallel(n int, f func(lo, hi int)) {
 	wg.Wait()
 }
 
+// gridPos is where row y, column x of sample s sits on the grid.
+func (l *convPool) gridPos(s, y, x int) int { return (s*(l.h+convPad)+y)*l.rs + x }
+
 // forward computes out = maxpool(relu(conv(x, wt))) for the whole batch.
 func (l *convPool) forward(x, wt []float32) {
 	hw := l.h * l.w
 	ck := l.c * convKK
+	packA(false, l.o, ck, wt, ck, l.apack)
 	for g0 := 0; g0 < l.n; g0 += l.group {
 		gn := min(l.group, l.n-g0)
-		ld := gn * hw
+		if gn < l.group {
+			// A short last group: clear the samples it does not fill, so
+			// the grid past them holds zeros, not the previous group.
+			for ci := 0; ci < l.c; ci++ {
+				clear(l.xpad[ci*l.plane+l.lead+l.gridPos(gn, 0, 0) : ci*l.plane+l.lead+l.g])
+			}
+		}
 		parallel(gn, func(lo, hi int) {
 			for s := lo; s < hi; s++ {
-				l.im2col(l.cols, ld, s, x[(g0+s)*l.c*hw:(g0+s+1)*l.c*hw])
+				img := x[(g0+s)*l.c*hw : (g0+s+1)*l.c*hw]
+				for ci := 0; ci < l.c; ci++ {
+					base := ci*l.plane + l.lead
+					for y := 0; y < l.h; y++ {
+						p := base + l.gridPos(s, y, 0)
+						copy(l.xpad[p:p+l.w], img[(ci*l.h+y)*l.w:])
+					}
+				}
 			}
 		})
-		// z (o × ld) = wt (o × ck) · cols (ck × ld)
-		gemm(false, false, l.o, ld, ck, wt, ck, l.cols, ld, false, l.z, ld)
+		l.implicitGemm(l.op4, ck, l.apack, l.xpad, l.offX, l.z)
 		parallel(gn, func(lo, hi int) {
 			for s := lo; s < hi; s++ {
-				l.pool(ld, s, g0+s)
+				l.pool(s, g0+s)
 			}
 		})
 	}
 }
 
-// im2col writes the 5x5 patches of one sample (img: c × h × w) into column
-// block s of cols, whose rows are (channel, ky, kx) and whose leading
-// dimension is ld: cols[(c·25 + ky·5 + kx)·ld + s·h·w + y·w + x] =
-// img[c, y+ky-2, x+kx-2], zero outside the image.
-func (l *convPool) im2col(cols []float32, ld, s int, img []float32) {
-	h, w := l.h, l.w
-	hw := h * w
-	for c := 0; c < l.c; c++ {
-		src := img[c*hw : (c+1)*hw]
-		for ky := 0; ky < convK; ky++ {
-			for kx := 0; kx < convK; kx++ {
-				r := c*convKK + ky*convK + kx
-				dst := cols[r*ld+s*hw : r*ld+s*hw+hw]
-				dx := kx - convPad
-				x0, x1 := max(0, -dx), min(w, w-dx)
-				for y := 0; y < h; y++ {
-					row := dst[y*w : y*w+w]
-					sy := y + ky - convPad
-					if sy < 0 || sy >= h {
-						clear(row)
-						continue
-					}
-					clear(row[:x0])
-					copy(row[x0:x1], src[sy*w+x0+dx:sy*w+x1+dx])
-					clear(row[x1:])
+// implicitGemm computes c (mp × gp, leading dimension gp) = A·B where A is
+// packed (packA, mp rows, k columns) and row p of B is src[off[p]:] on the
+// grid. Grid columns are split among cores.
+func (l *convPool) implicitGemm(mp, k int, ap, src []float32, off []int, c []float32) {
+	panels := l.gp / gemmNR
+	parallel(panels, func(lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			j0 := jp * gemmNR
+			for ip := 0; ip < mp/gemmMR; ip++ {
+				apan := ap[ip*gemmMR*k : (ip+1)*gemmMR*k]
+				ct := c[ip*gemmMR*l.gp+j0:]
+				if haveKernel {
+					kern4x16off(k, &apan[0], &src[j0], &off[0], &ct[0], l.gp)
+				} else {
+					kern4x16offGo(k, apan, src, j0, off, ct, l.gp)
 				}
 			}
 		}
-	}
+	})
 }
 
-// pool reads column block s of z (leading dimension ld) and writes sample n
-// of out: the ReLU of the max of each 2x2 window, recording the winner.
-func (l *convPool) pool(ld, s, n int) {
-	hw, w, wp := l.h*l.w, l.w, l.wp
+// pool reads sample s of the grid output z and writes sample n of out: the
+// ReLU of the max of each 2x2 window, recording the winner.
+func (l *convPool) pool(s, n int) {
+	wp := l.wp
 	np := l.hp * wp
 	for o := 0; o < l.o; o++ {
-		zb := l.z[o*ld+s*hw : o*ld+s*hw+hw]
+		zb := l.z[o*l.gp:]
 		ob := l.out[(n*l.o+o)*np : (n*l.o+o+1)*np]
 		var wb []int8
 		if l.train {
 			wb = l.win[(n*l.o+o)*np : (n*l.o+o+1)*np]
 		}
 		for py := 0; py < l.hp; py++ {
-			r0 := zb[2*py*w : 2*py*w+w]
-			r1 := zb[(2*py+1)*w : (2*py+1)*w+w]
+			p0 := l.gridPos(s, 2*py, 0)
+			r0 := zb[p0 : p0+l.w]
+			r1 := zb[p0+l.rs : p0+l.rs+l.w]
 			orow := ob[py*wp : py*wp+wp]
 			for px := range orow {
-				best, k := r0[2*px], int8(0)
-				if v := r0[2*px+1]; v > best {
-					best, k = v, 1
-				}
-				if v := r1[2*px]; v > best {
-					best, k = v, 2
-				}
-				if v := r1[2*px+1]; v > best {
-					best, k = v, 3
-				}
-				if !(best > 0) {
-					best, k = 0, -1
-				}
-				orow[px] = best
+				// ReLU first, then the max: for values >= 0 the float bits
+				// order like the values, so the comparisons are integer
+				// arithmetic with no branch to mispredict. The first of
+				// equal maxima wins (a tournament a|b, c|d, then the two).
+				best01, k01 := max2(relubits(r0[2*px]), relubits(r0[2*px+1]))
+				best23, k23 := max2(relubits(r1[2*px]), relubits(r1[2*px+1]))
+				best, k := max2(best01, best23)
+				k = k01 ^ (k01^(2+k23))&-k
+				k |= 4 & -eq0(best) // ReLU clipped the window
+				orow[px] = math.Float32frombits(best)
 				if wb != nil {
-					wb[py*wp+px] = k
+					wb[py*wp+px] = int8(k & 7)
 				}
 			}
 		}
 	}
 }
 
-// backwardW fills dw from dz (see scatter) and the im2col buffer of the
-// last forward.
-func (l *convPool) backwardW() {
-	ld := l.n * l.h * l.w
-	ck := l.c * convKK
-	// dw (o × ck) = dz (o × ld) · colsᵀ (ld × ck)
-	gemm(false, true, l.o, ck, ld, l.dz, ld, l.cols, ld, false, l.dw, ck)
+// relubits is the bits of max(v, 0) (0 for -0 and negative values).
+func relubits(v float32) uint32 {
+	b := math.Float32bits(v)
+	return b &^ uint32(int32(b)>>31)
 }
 
-// backwardX fills dx from dz and the weights wt of the last forward.
-func (l *convPool) backwardX(wt []float32) {
-	ld := l.n * l.h * l.w
-	ck := l.c * convKK
-	// dcol (ck × ld) = wtᵀ (ck × o) · dz (o × ld)
-	gemm(true, false, ck, ld, l.o, wt, ck, l.dz, ld, false, l.dcol, ld)
-	parallel(l.n, func(lo, hi int) {
-		for n := lo; n < hi; n++ {
-			l.col2im(n)
-		}
-	})
+// max2 returns the larger of two values below 2³¹ and 1 if it is b
+// (strictly larger), 0 if a, without branches.
+func max2(a, b uint32) (uint32, uint32) {
+	gt := uint32(uint64(int64(a)-int64(b)) >> 63)
+	return a ^ (a^b)&-gt, gt
 }
 
-// scatter writes sample n's part of dz: each pooled gradient goes to the
-// window's winner, zero to the other three (and to all four when ReLU
-// clipped the window).
+// eq0 is 1 if v is 0, else 0, without branches.
+func eq0(v uint32) uint32 { return uint32((uint64(v) - 1) >> 63) }
+
+// scatter writes sample n's part of the gradient grid dzpad: each pooled
+// gradient goes to its window's winner, zero to the other three (and to
+// all four when ReLU clipped the window). Padding positions stay zero.
 func (l *convPool) scatter(grad []float32, n int) {
-	hw, w, wp := l.h*l.w, l.w, l.wp
+	wp := l.wp
 	np := l.hp * wp
-	ld := l.n * hw
 	for o := 0; o < l.o; o++ {
-		db := l.dz[o*ld+n*hw : o*ld+n*hw+hw]
+		db := l.dzpad[o*l.plane+l.lead:]
 		gb := grad[(n*l.o+o)*np : (n*l.o+o+1)*np]
 		wb := l.win[(n*l.o+o)*np : (n*l.o+o+1)*np]
 		for py := 0; py < l.hp; py++ {
-			r0 := db[2*py*w : 2*py*w+w]
-			r1 := db[(2*py+1)*w : (2*py+1)*w+w]
+			p0 := l.gridPos(n, 2*py, 0)
+			r0 := db[p0 : p0+l.w]
+			r1 := db[p0+l.rs : p0+l.rs+l.w]
 			for px := 0; px < wp; px++ {
-				r0[2*px], r0[2*px+1], r1[2*px], r1[2*px+1] = 0, 0, 0, 0
-				g := gb[py*wp+px]
-				switch wb[py*wp+px] {
-				case 0:
-					r0[2*px] = g
-				case 1:
-					r0[2*px+1] = g
-				case 2:
-					r1[2*px] = g
-				case 3:
-					r1[2*px+1] = g
-				}
+				var q [8]float32
+				q[wb[py*wp+px]&7] = gb[py*wp+px]
+				r0[2*px], r0[2*px+1], r1[2*px], r1[2*px+1] = q[0], q[1], q[2], q[3]
 			}
 		}
 	}
 }
 
-// col2im sums sample n's column gradients back onto the image: the adjoint
-// of im2col. Each input pixel adds its 25 terms in (ky, kx) order.
-func (l *convPool) col2im(n int) {
-	h, w := l.h, l.w
-	hw := h * w
-	ld := l.n * hw
+// backwardW fills dw: dw[o, (c, ky, kx)] is the dot product, over the grid,
+// of output channel o's gradient plane with channel c's input plane
+// shifted by the tap.
+func (l *convPool) backwardW() {
+	ck := l.c * convKK
+	dotGemm(l.o, ck, l.g, l.dzpad[l.lead:], l.plane, func(j int) []float32 {
+		return l.xpad[l.offX[j] : l.offX[j]+l.g]
+	}, false, l.dw, ck)
+}
+
+// backwardX fills dx: the convolution of the padded output gradient with
+// the weights flipped in space and transposed in channels, on the grid.
+func (l *convPool) backwardX(wt []float32) {
+	ok := l.o * convKK
+	// wflip[c, (o, ky, kx)] = wt[o, c, 4−ky, 4−kx], packed in panels of 4 rows.
+	clear(l.wflip)
 	for c := 0; c < l.c; c++ {
-		img := l.dx[(n*l.c+c)*hw : (n*l.c+c+1)*hw]
-		clear(img)
-		for ky := 0; ky < convK; ky++ {
-			y0, y1 := max(0, convPad-ky), min(h, h+convPad-ky)
-			for kx := 0; kx < convK; kx++ {
-				r := c*convKK + ky*convK + kx
-				src := l.dcol[r*ld+n*hw : r*ld+n*hw+hw]
-				dx := kx - convPad
-				x0, x1 := max(0, -dx), min(w, w-dx)
-				dy := ky - convPad
-				for y := y0; y < y1; y++ {
-					d := img[(y+dy)*w+x0+dx : (y+dy)*w+x1+dx]
-					sr := src[y*w+x0 : y*w+x1]
-					for i := range d {
-						d[i] += sr[i]
-					}
-				}
+		ip, i := c/gemmMR, c%gemmMR
+		for o := 0; o < l.o; o++ {
+			for t := 0; t < convKK; t++ {
+				p := o*convKK + t
+				l.wflip[ip*gemmMR*ok+p*gemmMR+i] = wt[(o*l.c+c)*convKK+convKK-1-t]
 			}
 		}
 	}
+	l.implicitGemm(l.cp4, ok, l.wflip, l.dzpad, l.offZ, l.dxg)
+	hw := l.h * l.w
+	parallel(l.n, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			for c := 0; c < l.c; c++ {
+				for y := 0; y < l.h; y++ {
+					p := c*l.gp + l.gridPos(n, y, 0)
+					copy(l.dx[n*l.c*hw+(c*l.h+y)*l.w:][:l.w], l.dxg[p:p+l.w])
+				}
+			}
+		}
+	})
 }

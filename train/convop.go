@@ -109,7 +109,8 @@ func (op *convPoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, er
 }
 
 // convPoolScatter: gradient of the pooled output → gradient of the
-// convolution output (o × n·h·w), through the recorded winners.
+// convolution output (o padded planes, see convPool), through the recorded
+// winners.
 type convPoolScatter struct {
 	l        *convPool
 	gradDims int
@@ -118,7 +119,7 @@ type convPoolScatter struct {
 func (op *convPoolScatter) Arity() int    { return 1 }
 func (op *convPoolScatter) Type() hm.Type { return hm.NewFnType(tensorT(op.gradDims), tensorT(2)) }
 func (op *convPoolScatter) InferShape(...G.DimSizer) (tensor.Shape, error) {
-	return tensor.Shape{op.l.o, op.l.n * op.l.h * op.l.w}, nil
+	return tensor.Shape{op.l.o, op.l.plane}, nil
 }
 func (op *convPoolScatter) Do(vs ...G.Value) (G.Value, error) {
 	l := op.l
@@ -134,7 +135,7 @@ func (op *convPoolScatter) Do(vs ...G.Value) (G.Value, error) {
 			l.scatter(g, n)
 		}
 	})
-	return tensor.New(tensor.WithShape(l.o, l.n*l.h*l.w), tensor.WithBacking(l.dz)), nil
+	return tensor.New(tensor.WithShape(l.o, l.plane), tensor.WithBacking(l.dzpad)), nil
 }
 func (op *convPoolScatter) ReturnsPtr() bool      { return false }
 func (op *convPoolScatter) CallsExtern() bool     { return false }
@@ -162,7 +163,7 @@ func (op *convPoolDW) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != 1 {
 		return nil, fmt.Errorf("%v: %d inputs, want 1", op, len(vs))
 	}
-	if _, err := floats(vs[0], len(op.l.dz), "conv output gradient"); err != nil {
+	if _, err := floats(vs[0], len(op.l.dzpad), "conv output gradient"); err != nil {
 		return nil, err
 	}
 	op.l.backwardW()
@@ -199,7 +200,7 @@ func (op *convPoolDX) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := floats(vs[1], len(l.dz), "conv output gradient"); err != nil {
+	if _, err := floats(vs[1], len(l.dzpad), "conv output gradient"); err != nil {
 		return nil, err
 	}
 	l.backwardX(w)

@@ -211,14 +211,23 @@ func checkGemm(tA, tB bool, m, n, k, la, lda, lb, ldb, lc, ldc int) {
 // rows of A (16 KB) stays in L1 while the rows of B it meets stream past.
 const dotKC = 1024
 
-// gemmNT is gemm for op(B) = Bᵀ with a long sum (the convolutions' weight
-// gradients: 8 or 16 rows, 25 or 200 columns, 12,544 or 50,176 steps): every
+// gemmNT is gemm for op(B) = Bᵀ with a long sum (the dense layers'
+// gradients, and the shape of the convolutions' weight gradients): every
 // element is a dot product of a row of A with a row of B, both contiguous,
-// so nothing is packed. kernDot4x3 covers 4 rows of A by 3 of B per call;
-// missing rows at the edges read zeros. Columns (rows of B) are split among
-// cores; each element's sum runs over blocks of dotKC steps in order, so the
-// result does not depend on the number of cores.
+// so nothing is packed (see dotGemm).
 func gemmNT(m, n, k int, a []float32, lda int, b []float32, ldb int, acc bool, c []float32, ldc int) {
+	dotGemm(m, n, k, a, lda, func(j int) []float32 { return b[j*ldb : j*ldb+k] }, acc, c, ldc)
+}
+
+// dotGemm computes C (m × n) = A·Bᵀ (+ C when acc) where row i of A starts at
+// a[i·lda] and row j of B is brow(j), both k long. kernDot4x3 covers 4 rows
+// of A by 3 of B per call; missing rows at the edges read zeros. Rows of B
+// are split among cores; each element's sum runs over blocks of dotKC
+// steps in order, so the result does not depend on the number of cores.
+func dotGemm(m, n, k int, a []float32, lda int, brow func(j int) []float32, acc bool, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
 	mg := (m + 3) / 4
 	ng := (n + 2) / 3
 	zeroBuf := getBuf(dotKC)
@@ -232,8 +241,8 @@ func gemmNT(m, n, k int, a []float32, lda int, b []float32, ldb int, acc bool, c
 			defer gemmBufs.Put(padBuf)
 		}
 		var out [12]float32
-		var brow [3][]float32
-		for p0 := 0; p0 < k; p0 += dotKC {
+		var bs [3][]float32
+		for p0 := 0; p0 < k || p0 == 0; p0 += dotKC {
 			kb := min(dotKC, k-p0)
 			k8 := kb &^ 7
 			for g := 0; g < mg; g++ {
@@ -251,24 +260,27 @@ func gemmNT(m, n, k int, a []float32, lda int, b []float32, ldb int, acc bool, c
 				for t := lo; t < hi; t++ {
 					j0 := t * 3
 					jw := min(3, n-j0)
-					for j := range brow {
+					for j := range bs {
 						if j < jw {
-							brow[j] = b[(j0+j)*ldb+p0 : (j0+j)*ldb+p0+kb]
+							bs[j] = brow(j0 + j)[p0 : p0+kb]
 						} else {
-							brow[j] = zero[:kb]
+							bs[j] = zero[:kb]
 						}
 					}
-					if k8 > 0 {
-						kernDot4x3(k8, &ablk[0], ald, &brow[0][0], &brow[1][0], &brow[2][0], &out)
-					} else {
+					switch {
+					case k8 == 0:
 						out = [12]float32{}
+					case haveKernel:
+						kernDot4x3(k8, &ablk[0], ald, &bs[0][0], &bs[1][0], &bs[2][0], &out)
+					default:
+						kernDot4x3Go(k8, ablk, ald, &bs, &out)
 					}
 					for i := 0; i < iw; i++ {
 						arow := ablk[i*ald : i*ald+kb]
 						for j := 0; j < jw; j++ {
 							s := out[3*i+j]
 							for p := k8; p < kb; p++ {
-								s += arow[p] * brow[j][p]
+								s += arow[p] * bs[j][p]
 							}
 							if acc || p0 > 0 {
 								s += c[(i0+i)*ldc+j0+j]

@@ -2,12 +2,18 @@
 
 package train
 
+// Without assembly, haveKernel is false: gemm hands its products to
+// gorgonia's BLAS and the conv blocks use the Go kernels (sgemm_go.go).
 const haveKernel = false
 
 func kern4x16(k int, a, b *float32, ldb int, c *float32, ldc int, acc bool) {
-	panic("kern4x16: no kernel on this architecture")
+	panic("kern4x16: no assembly kernels in this build")
+}
+
+func kern4x16off(k int, a, b *float32, off *int, c *float32, ldc int) {
+	panic("kern4x16off: no assembly kernels in this build")
 }
 
 func kernDot4x3(k int, a *float32, lda int, b0, b1, b2 *float32, out *[12]float32) {
-	panic("kernDot4x3: no kernel on this architecture")
+	panic("kernDot4x3: no assembly kernels in this build")
 }
