@@ -31,7 +31,7 @@ func BLAS() string {
 type fastBLAS struct{ gonum.Implementation }
 
 func (f fastBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if alpha != 1 || (beta != 0 && beta != 1) || (tA != blas.NoTrans && tA != blas.Trans) || (tB != blas.NoTrans && tB != blas.Trans) {
+	if !haveKernel || alpha != 1 || (beta != 0 && beta != 1) || (tA != blas.NoTrans && tA != blas.Trans) || (tB != blas.NoTrans && tB != blas.Trans) {
 		f.Implementation.Sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}

@@ -2,6 +2,7 @@ package train
 
 import (
 	"math"
+	"runtime"
 	"testing"
 
 	"github.com/swarmtrain/swarmtrain/train/data"
@@ -151,4 +152,91 @@ func TestConvPoolFiniteDifferences(t *testing.T) {
 	}
 	check("x", xv, dx)
 	check("w", wv, dw)
+}
+
+// withKernels runs f with the assembly kernels (where this CPU has them)
+// and with the Go ones, naming each run.
+func withKernels(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	saved := haveKernel
+	defer func() { haveKernel = saved }()
+	for _, asm := range []bool{true, false} {
+		if asm && !saved {
+			continue
+		}
+		haveKernel = asm
+		name := map[bool]string{true: "asm", false: "go"}[asm]
+		t.Run(name, f)
+	}
+}
+
+// TestConvPoolGoKernelsMatchGorgonia is TestConvPoolMatchesGorgonia for both
+// kernel sets (the Go ones serve CPUs without AVX2 and FMA).
+func TestConvPoolKernelsMatchGorgonia(t *testing.T) {
+	withKernels(t, TestConvPoolMatchesGorgonia)
+}
+
+// TestConvPoolEvalGroupsMatchTraining checks the evaluation block, which
+// convolves the batch in groups of evalGroup samples (the last one short),
+// against the training block over the whole batch: the same outputs.
+func TestConvPoolEvalGroupsMatchTraining(t *testing.T) {
+	const n, c, h, w, o = evalGroup + 7, 3, 8, 10, 5
+	r := data.Rand(13)
+	xv := randFloats(r, n*c*h*w)
+	wv := randFloats(r, o*c*convKK)
+	tr, err := newConvPool(n, c, h, w, o, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := newConvPool(n, c, h, w, o, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.group != evalGroup {
+		t.Fatalf("eval group %d, want %d", ev.group, evalGroup)
+	}
+	tr.forward(xv, wv)
+	ev.forward(xv, wv)
+	ev.forward(xv, wv) // a second pass must not see the first one's state
+	if e := maxRelErr(t, "eval output", ev.out, tr.out); e > 1e-6 {
+		t.Fatalf("eval output differs from training output by %.2g", e)
+	}
+}
+
+// TestConvPoolIsDeterministic runs the block's forward and backward with 1
+// and 2 cores: the outputs and gradients must be bit-identical.
+func TestConvPoolIsDeterministic(t *testing.T) {
+	const n, c, h, w, o = 16, 8, 14, 14, 16
+	r := data.Rand(14)
+	xv := randFloats(r, n*c*h*w)
+	wv := randFloats(r, o*c*convKK)
+	gv := randFloats(r, n*o*h/2*w/2)
+	run := func(procs int) (out, dx, dw []float32) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		l, err := newConvPool(n, c, h, w, o, true, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.forward(xv, wv)
+		parallel(n, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				l.scatter(gv, i)
+			}
+		})
+		l.backwardW()
+		l.backwardX(wv)
+		return l.out, l.dx, l.dw
+	}
+	o1, x1, w1 := run(1)
+	o2, x2, w2 := run(3)
+	for _, c := range []struct {
+		what string
+		a, b []float32
+	}{{"output", o1, o2}, {"dx", x1, x2}, {"dw", w1, w2}} {
+		for i := range c.a {
+			if math.Float32bits(c.a[i]) != math.Float32bits(c.b[i]) {
+				t.Fatalf("%s[%d]: %v with 1 core, %v with 3", c.what, i, c.a[i], c.b[i])
+			}
+		}
+	}
 }

@@ -4,7 +4,7 @@ package train
 
 // Without assembly, haveKernel is false: gemm hands its products to
 // gorgonia's BLAS and the conv blocks use the Go kernels (sgemm_go.go).
-const haveKernel = false
+var haveKernel = false
 
 func kern4x16(k int, a, b *float32, ldb int, c *float32, ldc int, acc bool) {
 	panic("kern4x16: no assembly kernels in this build")

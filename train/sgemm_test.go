@@ -39,6 +39,10 @@ func naiveGemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb 
 // transposition, edge sizes on every side, sums longer than one packed
 // block, padded leading dimensions and accumulation.
 func TestGemmMatchesNaive(t *testing.T) {
+	withKernels(t, testGemmMatchesNaive)
+}
+
+func testGemmMatchesNaive(t *testing.T) {
 	r := data.Rand(21)
 	for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {5, 17, 3}, {8, 50, 25}, {16, 33, 300}, {7, 200, 513}, {64, 128, 0}, {3, 2, 700}, {5, 7, 2100}} {
 		m, n, k := s[0], s[1], s[2]
