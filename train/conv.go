@@ -5,6 +5,9 @@ import (
 	"math"
 	"runtime"
 	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	G "gorgonia.org/gorgonia"
 )
 
 // The cnn's convolution blocks: a 5x5 convolution with zero padding 2 and
@@ -67,11 +70,11 @@ type convPool struct {
 
 	dzpad []float32 // o planes: gradient of z on the grid, zero on padding
 	offZ  []int     // per row (o, ky, kx) of the flipped product: where it starts in dzpad
-	wflip []float32 // packed panels of the flipped, transposed weights (cp4 × o·25)
+	wflip []float32 // the flipped, transposed weights (c × o·25)
 	dxg   []float32 // cp4 × gp: gradient of the input on the grid
 	dw    []float32 // o × c × 5 × 5
 	dx    []float32 // n × c × h × w
-	apack []float32 // packed panels of the weights (op4 × c·25)
+	apack []float32 // packed panels of the weights, or of wflip (see implicitGemm)
 }
 
 // evalGroup is how many samples an evaluation block convolves per pass.
@@ -110,7 +113,7 @@ func newConvPool(n, c, h, w, o int, train, needDX bool) (*convPool, error) {
 		}
 	}
 	l.z = make([]float32, l.op4*l.gp)
-	l.apack = make([]float32, l.op4*c*convKK)
+	l.apack = make([]float32, max(l.op4*c, l.cp4*o)*convKK)
 	l.out = make([]float32, n*o*l.hp*l.wp)
 	if train {
 		l.win = make([]int8, n*o*l.hp*l.wp)
@@ -125,7 +128,7 @@ func newConvPool(n, c, h, w, o int, train, needDX bool) (*convPool, error) {
 					}
 				}
 			}
-			l.wflip = make([]float32, l.cp4*o*convKK)
+			l.wflip = make([]float32, c*o*convKK)
 			l.dxg = make([]float32, l.cp4*l.gp)
 			l.dx = make([]float32, n*c*h*w)
 		}
@@ -159,7 +162,6 @@ func (l *convPool) gridPos(s, y, x int) int { return (s*(l.h+convPad)+y)*l.rs + 
 func (l *convPool) forward(x, wt []float32) {
 	hw := l.h * l.w
 	ck := l.c * convKK
-	packA(false, l.o, ck, wt, ck, l.apack)
 	for g0 := 0; g0 < l.n; g0 += l.group {
 		gn := min(l.group, l.n-g0)
 		if gn < l.group {
@@ -181,7 +183,7 @@ func (l *convPool) forward(x, wt []float32) {
 				}
 			}
 		})
-		l.implicitGemm(l.op4, ck, l.apack, l.xpad, l.offX, l.z)
+		l.implicitGemm(l.o, ck, wt, l.xpad, l.offX, l.z)
 		parallel(gn, func(lo, hi int) {
 			for s := lo; s < hi; s++ {
 				l.pool(s, g0+s)
@@ -190,22 +192,31 @@ func (l *convPool) forward(x, wt []float32) {
 	}
 }
 
-// implicitGemm computes c (mp × gp, leading dimension gp) = A·B where A is
-// packed (packA, mp rows, k columns) and row p of B is src[off[p]:] on the
-// grid. Grid columns are split among cores.
-func (l *convPool) implicitGemm(mp, k int, ap, src []float32, off []int, c []float32) {
+// implicitGemm computes c (m × gp, leading dimension gp) = A·B where A is
+// m × k, row-major, and row p of B is src[off[p]:] on the grid. With the
+// assembly kernels, A is packed and grid columns are split among cores;
+// without them B is written out (im2col) and handed to gorgonia's BLAS.
+func (l *convPool) implicitGemm(m, k int, a, src []float32, off []int, c []float32) {
+	if !haveKernel {
+		bBuf := getBuf(k * l.gp)
+		defer gemmBufs.Put(bBuf)
+		b := *bBuf
+		parallel(k, func(lo, hi int) {
+			for p := lo; p < hi; p++ {
+				copy(b[p*l.gp:(p+1)*l.gp], src[off[p]:])
+			}
+		})
+		G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, m, l.gp, k, 1, a, k, b, l.gp, 0, c, l.gp)
+		return
+	}
+	ap := l.apack[:roundUp(m, gemmMR)*k]
+	packA(false, m, k, a, k, ap)
 	panels := l.gp / gemmNR
 	parallel(panels, func(lo, hi int) {
 		for jp := lo; jp < hi; jp++ {
 			j0 := jp * gemmNR
-			for ip := 0; ip < mp/gemmMR; ip++ {
-				apan := ap[ip*gemmMR*k : (ip+1)*gemmMR*k]
-				ct := c[ip*gemmMR*l.gp+j0:]
-				if haveKernel {
-					kern4x16off(k, &apan[0], &src[j0], &off[0], &ct[0], l.gp)
-				} else {
-					kern4x16offGo(k, apan, src, j0, off, ct, l.gp)
-				}
+			for ip := 0; ip < len(ap)/(gemmMR*k); ip++ {
+				kern4x16off(k, &ap[ip*gemmMR*k], &src[j0], &off[0], &c[ip*gemmMR*l.gp+j0], l.gp)
 			}
 		}
 	})
@@ -300,18 +311,15 @@ func (l *convPool) backwardW() {
 // the weights flipped in space and transposed in channels, on the grid.
 func (l *convPool) backwardX(wt []float32) {
 	ok := l.o * convKK
-	// wflip[c, (o, ky, kx)] = wt[o, c, 4−ky, 4−kx], packed in panels of 4 rows.
-	clear(l.wflip)
+	// wflip[c, (o, ky, kx)] = wt[o, c, 4−ky, 4−kx]
 	for c := 0; c < l.c; c++ {
-		ip, i := c/gemmMR, c%gemmMR
 		for o := 0; o < l.o; o++ {
 			for t := 0; t < convKK; t++ {
-				p := o*convKK + t
-				l.wflip[ip*gemmMR*ok+p*gemmMR+i] = wt[(o*l.c+c)*convKK+convKK-1-t]
+				l.wflip[c*ok+o*convKK+t] = wt[(o*l.c+c)*convKK+convKK-1-t]
 			}
 		}
 	}
-	l.implicitGemm(l.cp4, ok, l.wflip, l.dzpad, l.offZ, l.dxg)
+	l.implicitGemm(l.c, ok, l.wflip, l.dzpad, l.offZ, l.dxg)
 	hw := l.h * l.w
 	parallel(l.n, func(lo, hi int) {
 		for n := lo; n < hi; n++ {

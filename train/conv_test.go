@@ -155,7 +155,8 @@ func TestConvPoolFiniteDifferences(t *testing.T) {
 }
 
 // withKernels runs f with the assembly kernels (where this CPU has them)
-// and with the Go ones, naming each run.
+// and with the fallback that CPUs without AVX2 and FMA take (gorgonia's
+// BLAS), naming each run.
 func withKernels(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
 	saved := haveKernel
@@ -165,13 +166,13 @@ func withKernels(t *testing.T, f func(t *testing.T)) {
 			continue
 		}
 		haveKernel = asm
-		name := map[bool]string{true: "asm", false: "go"}[asm]
+		name := map[bool]string{true: "asm", false: "blas"}[asm]
 		t.Run(name, f)
 	}
 }
 
-// TestConvPoolGoKernelsMatchGorgonia is TestConvPoolMatchesGorgonia for both
-// kernel sets (the Go ones serve CPUs without AVX2 and FMA).
+// TestConvPoolKernelsMatchGorgonia is TestConvPoolMatchesGorgonia with the
+// assembly kernels and with the BLAS fallback.
 func TestConvPoolKernelsMatchGorgonia(t *testing.T) {
 	withKernels(t, TestConvPoolMatchesGorgonia)
 }

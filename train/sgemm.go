@@ -224,8 +224,25 @@ func gemmNT(m, n, k int, a []float32, lda int, b []float32, ldb int, acc bool, c
 // of A by 3 of B per call; missing rows at the edges read zeros. Rows of B
 // are split among cores; each element's sum runs over blocks of dotKC
 // steps in order, so the result does not depend on the number of cores.
+//
+// Without the assembly kernels, B is written out and handed to gorgonia's
+// BLAS.
 func dotGemm(m, n, k int, a []float32, lda int, brow func(j int) []float32, acc bool, c []float32, ldc int) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if !haveKernel {
+		bBuf := getBuf(n * k)
+		defer gemmBufs.Put(bBuf)
+		b := *bBuf
+		for j := 0; j < n; j++ {
+			copy(b[j*k:(j+1)*k], brow(j))
+		}
+		beta := float32(0)
+		if acc {
+			beta = 1
+		}
+		G.WhichBLAS().Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, a, lda, b, k, beta, c, ldc)
 		return
 	}
 	mg := (m + 3) / 4
@@ -267,13 +284,10 @@ func dotGemm(m, n, k int, a []float32, lda int, brow func(j int) []float32, acc 
 							bs[j] = zero[:kb]
 						}
 					}
-					switch {
-					case k8 == 0:
+					if k8 == 0 {
 						out = [12]float32{}
-					case haveKernel:
+					} else {
 						kernDot4x3(k8, &ablk[0], ald, &bs[0][0], &bs[1][0], &bs[2][0], &out)
-					default:
-						kernDot4x3Go(k8, ablk, ald, &bs, &out)
 					}
 					for i := 0; i < iw; i++ {
 						arow := ablk[i*ald : i*ald+kb]

@@ -5,12 +5,11 @@ package train
 import "golang.org/x/sys/cpu"
 
 // haveKernel says whether this CPU runs the assembly kernels (AVX2 and
-// FMA); without them gemm hands its products to gorgonia's BLAS and the
-// conv blocks use the Go kernels of sgemm_go.go.
+// FMA); without them gemm and the conv blocks hand their products to
+// gorgonia's BLAS.
 var haveKernel = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
-// The micro-kernels of sgemm_amd64.s; sgemm_go.go documents what each
-// computes and holds the same arithmetic in Go.
+// The micro-kernels of sgemm_amd64.s (documented there).
 
 //go:noescape
 func kern4x16(k int, a, b *float32, ldb int, c *float32, ldc int, acc bool)

@@ -2,8 +2,8 @@
 
 package train
 
-// Without assembly, haveKernel is false: gemm hands its products to
-// gorgonia's BLAS and the conv blocks use the Go kernels (sgemm_go.go).
+// Without assembly, haveKernel is false: gemm and the conv blocks hand
+// their products to gorgonia's BLAS.
 var haveKernel = false
 
 func kern4x16(k int, a, b *float32, ldb int, c *float32, ldc int, acc bool) {
