@@ -136,7 +136,10 @@ func (c *topKInt2) Encode(dst []byte, v []float32) ([]byte, error) {
 }
 
 // int2Select writes to pos, ascending, the positions of the k largest
-// magnitudes of x, ties going to the lower position.
+// magnitudes of x, ties going to the lower position. It finds the k-th
+// largest magnitude by a histogram of the top bits of the magnitudes (for
+// non-negative floats the bits order like the values), then a selection
+// among the few in the bucket that holds it.
 func int2Select(x []float32, k int, scratch []float32, pos []uint16) {
 	if k >= len(x) {
 		for i := range pos {
@@ -144,18 +147,27 @@ func int2Select(x []float32, k int, scratch []float32, pos []uint16) {
 		}
 		return
 	}
-	mags := scratch[:len(x)]
-	for i, v := range x {
-		mags[i] = abs32(v)
-	}
-	t := nthLargest(mags, k-1)
-	above := 0
+	var hist [1 << 11]int32
 	for _, v := range x {
-		if abs32(v) > t {
-			above++
+		hist[math.Float32bits(v)<<1>>21]++ // magnitude bits 30..20
+	}
+	b, above := len(hist)-1, 0
+	for ; above+int(hist[b]) < k; b-- {
+		above += int(hist[b])
+	}
+	cand := scratch[:0]
+	for _, v := range x {
+		if int(math.Float32bits(v)<<1>>21) == b {
+			cand = append(cand, abs32(v))
 		}
 	}
+	t := nthLargest(cand, k-above-1)
 	ties := k - above
+	for _, c := range cand {
+		if c > t {
+			ties--
+		}
+	}
 	j := 0
 	for i, v := range x {
 		a := abs32(v)
