@@ -46,7 +46,7 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"train:\n  inner_optimizer: {name: adam, lr: -0.1}\n",
 			"swarm.yaml: train.inner_optimizer.lr: must be > 0, got -0.1"},
 		{"compression: {codec: zstd}\n",
-			`swarm.yaml: compression.codec: unknown value "zstd" (want one of [dense fp16 int8 topk topk+int8 topk+fp16])`},
+			`swarm.yaml: compression.codec: unknown value "zstd" (want one of [dense fp16 int8 topk topk+int8 topk+fp16 topk+int2])`},
 		{"round: {deadline: soon}\n", `swarm.yaml:1: "soon" is not a duration (write e.g. 30s or 2m)`},
 		{"train: {batch_size: many}\n", "swarm.yaml:1: cannot unmarshal !!str `many` into int"},
 		{"network: {listen: [\"tcp/1\"]}\n", `swarm.yaml: network.listen[0]: "tcp/1" is not a multiaddr`},

@@ -15,7 +15,7 @@ var (
 	datasets     = []string{"mnist"}
 	innerOpts    = []string{"sgd", "momentum", "adam"}
 	outerOpts    = []string{"nesterov", "sgd"}
-	codecs       = []string{"dense", "fp16", "int8", "topk", "topk+int8", "topk+fp16"}
+	codecs       = []string{"dense", "fp16", "int8", "topk", "topk+int8", "topk+fp16", "topk+int2"}
 	aggregations = []string{"mean", "clip-mean", "trimmed-mean", "median"}
 )
 

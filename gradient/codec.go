@@ -30,10 +30,12 @@ const (
 	TopK     = "topk"
 	TopKInt8 = "topk+int8"
 	TopKFP16 = "topk+fp16"
+	// TopKInt2 is chunk-wise top-k with 2-bit values (see topKInt2).
+	TopKInt2 = "topk+int2"
 )
 
 // Names lists every codec name NewCodec accepts.
-func Names() []string { return []string{Dense, FP16, Int8, TopK, TopKInt8, TopKFP16} }
+func Names() []string { return []string{Dense, FP16, Int8, TopK, TopKInt8, TopKFP16, TopKInt2} }
 
 // NewCodec returns the codec name stands for; density (in (0, 1]) is the
 // fraction of coordinates the top-k codecs keep.
@@ -51,6 +53,8 @@ func NewCodec(name string, density float64) (Codec, error) {
 			vals = int8Values{}
 		case "+fp16":
 			vals = fp16Values{}
+		case "+int2":
+			return &topKInt2{name: name, density: density}, nil
 		default:
 			return nil, fmt.Errorf("codec %q: unknown (want one of %v)", name, Names())
 		}

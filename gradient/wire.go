@@ -29,7 +29,7 @@ const (
 
 // codecIDs numbers the codecs on the wire; never renumber.
 func codecIDs() []string {
-	return []string{1: Dense, 2: FP16, 3: Int8, 4: TopK, 5: TopKInt8, 6: TopKFP16}
+	return []string{1: Dense, 2: FP16, 3: Int8, 4: TopK, 5: TopKInt8, 6: TopKFP16, 7: TopKInt2}
 }
 
 func codecID(name string) (byte, error) {

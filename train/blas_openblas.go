@@ -13,4 +13,4 @@ import (
 func init() { gorgonia.Use(netlib.Implementation{}) }
 
 // BLAS names the BLAS implementation in use.
-func BLAS() string { return "openblas" }
+func BLAS() string { return "openblas (dense layers) + swarmtrain sgemm (convolutions)" }

@@ -87,8 +87,9 @@ func paramShapes(spec ModelSpec) (shapes [][]int, fanIn []int) {
 	return shapes, fanIn
 }
 
-// forward builds the logits of spec on input x (batch rows) from the builder's parameters.
-func forward(spec ModelSpec, lb *layerBuilder, x *G.Node, batch int) (*G.Node, error) {
+// forward builds the logits of spec on input x (batch rows) from the
+// builder's parameters; train says whether the graph will be differentiated.
+func forward(spec ModelSpec, lb *layerBuilder, x *G.Node, train bool) (*G.Node, error) {
 	shapes, _ := paramShapes(spec)
 	ps := make([]*G.Node, len(shapes))
 	for i, s := range shapes {
@@ -118,21 +119,14 @@ func forward(spec ModelSpec, lb *layerBuilder, x *G.Node, batch int) (*G.Node, e
 		}
 		return h, nil
 	case "cnn":
-		h := x
-		var err error
-		for i := 0; i < 2; i++ {
-			if h, err = G.Conv2d(h, ps[i], tensor.Shape{5, 5}, []int{2, 2}, []int{1, 1}, []int{1, 1}); err != nil {
-				return nil, err
-			}
-			if h, err = G.Rectify(h); err != nil {
-				return nil, err
-			}
-			if h, err = G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2}); err != nil {
-				return nil, err
-			}
+		// Two blocks of 5x5 convolution ('same' padding), ReLU and 2x2 max
+		// pooling, as one op each (see convPool); the second returns the
+		// flattened batch × features matrix the dense layers take.
+		h, err := convPoolNode(x, ps[0], train, false, false)
+		if err != nil {
+			return nil, err
 		}
-		flat := spec.Channels[1] * (imageRows / 4) * (imageCols / 4)
-		if h, err = G.Reshape(h, tensor.Shape{batch, flat}); err != nil {
+		if h, err = convPoolNode(h, ps[1], train, true, true); err != nil {
 			return nil, err
 		}
 		if h, err = dense(h, ps[2], ps[3], true); err != nil {
@@ -176,7 +170,7 @@ func newGraphModel(spec ModelSpec, batch int, seed uint64, cfg modelConfig) (m *
 	x, xt := inputNode(m.trainG, spec, batch, "x")
 	yt := tensor.New(tensor.WithShape(batch, numClass), tensor.Of(tensor.Float32))
 	y := G.NewMatrix(m.trainG, tensor.Float32, G.WithShape(batch, numClass), G.WithName("y"), G.WithValue(yt))
-	logits, err := forward(spec, lb, x, batch)
+	logits, err := forward(spec, lb, x, true)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +201,7 @@ func newGraphModel(spec ModelSpec, batch int, seed uint64, cfg modelConfig) (m *
 	eg := G.NewGraph()
 	elb := &layerBuilder{g: eg, flat: m.params}
 	ex, ext := inputNode(eg, spec, cfg.evalBatch, "x")
-	if m.evalLogits, err = forward(spec, elb, ex, cfg.evalBatch); err != nil {
+	if m.evalLogits, err = forward(spec, elb, ex, false); err != nil {
 		return nil, err
 	}
 	m.evalX = ext

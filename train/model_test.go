@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"runtime"
 	"testing"
 
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
@@ -213,4 +214,62 @@ func TestLocalLearnsMNIST(t *testing.T) {
 		t.Fatalf("accuracy %.3f after 300 steps, want >= 0.88", acc)
 	}
 	t.Logf("accuracy after 300 steps: %.4f (mean train loss %.3f)", acc, st.MeanLoss)
+}
+
+// TestLocalLearnsMNISTCNN is TestLocalLearnsMNIST for the cnn (its conv
+// blocks are our own ops, see conv.go): 200 steps must reach 90 %.
+func TestLocalLearnsMNISTCNN(t *testing.T) {
+	trainSet, testSet, err := data.LoadMNIST(testdata.MNISTDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(ModelSpec{Kind: "cnn", Channels: []int{8, 16}, Dense: 128}, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	opt, _ := NewOptimizer(OptimizerSpec{Name: "adam", LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, m.NumParams())
+	shard := trainSet.Subset(data.Assign(1, "peer", trainSet.N, 8000))
+	st, err := Local(context.Background(), m, opt, shard, 200, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, acc, err := m.Evaluate(testSet.Head(2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc < 0.90 {
+		t.Fatalf("accuracy %.3f after 200 steps, want >= 0.90", acc)
+	}
+	t.Logf("accuracy after 200 steps: %.4f (mean train loss %.3f)", acc, st.MeanLoss)
+}
+
+// TestStepsAreBitIdenticalAcrossCores: the same steps with 1 core and with
+// 3 give the same parameters to the bit (replays rely on it).
+func TestStepsAreBitIdenticalAcrossCores(t *testing.T) {
+	for _, spec := range []ModelSpec{{Kind: "mlp", Hidden: []int{256, 128}}, {Kind: "cnn", Channels: []int{8, 16}, Dense: 32}} {
+		run := func(procs int) []float32 {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			m, err := New(spec, 32, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			opt, _ := NewOptimizer(OptimizerSpec{Name: "adam", LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, m.NumParams())
+			x, y := fixedBatch(32)
+			for i := 0; i < 3; i++ {
+				if _, err := m.Grad(x, y); err != nil {
+					t.Fatal(err)
+				}
+				opt.Step(m.Params(), m.Grads())
+			}
+			return append([]float32(nil), m.Params()...)
+		}
+		a, b := run(1), run(3)
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				t.Fatalf("%s: parameter %d: %v with 1 core, %v with 3", spec.Kind, i, a[i], b[i])
+			}
+		}
+	}
 }

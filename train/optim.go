@@ -55,7 +55,9 @@ func (s OptimizerSpec) Validate() error {
 }
 
 // Optimizer updates a flat parameter vector in place from its gradient.
-// Its arithmetic is plain Go in a fixed order, so it is deterministic.
+// Its arithmetic is plain Go, element by element, so it is deterministic;
+// large vectors are split among cores (elements are independent, so the
+// split changes no bit).
 type Optimizer interface {
 	Step(params, grads []float32)
 	// SetLRScale multiplies the configured learning rate by scale from the
@@ -88,9 +90,11 @@ type sgd struct {
 func (o *sgd) Reset()                   {}
 func (o *sgd) SetLRScale(scale float64) { o.lr = float32(o.spec.LR * scale) }
 func (o *sgd) Step(p, g []float32) {
-	for i := range p {
-		p[i] -= o.lr * (g[i] + o.wd*p[i])
-	}
+	elementwise(len(p), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			p[i] -= o.lr * (g[i] + o.wd*p[i])
+		}
+	})
 }
 
 type momentum struct {
@@ -103,15 +107,17 @@ func (o *momentum) Reset()                   { clear(o.v) }
 func (o *momentum) SetLRScale(scale float64) { o.lr = o.spec.LR * scale }
 func (o *momentum) Step(p, g []float32) {
 	lr, mu, wd := float32(o.lr), float32(o.spec.Momentum), float32(o.spec.WeightDecay)
-	for i := range p {
-		gi := g[i] + wd*p[i]
-		o.v[i] = mu*o.v[i] + gi
-		if o.spec.Nesterov {
-			p[i] -= lr * (gi + mu*o.v[i])
-		} else {
-			p[i] -= lr * o.v[i]
+	elementwise(len(p), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gi := g[i] + wd*p[i]
+			o.v[i] = mu*o.v[i] + gi
+			if o.spec.Nesterov {
+				p[i] -= lr * (gi + mu*o.v[i])
+			} else {
+				p[i] -= lr * o.v[i]
+			}
 		}
-	}
+	})
 }
 
 type adam struct {
@@ -132,10 +138,26 @@ func (o *adam) Step(p, g []float32) {
 	step := float32(o.lr * math.Sqrt(c2) / c1)
 	eps := float32(o.spec.Eps * math.Sqrt(c2))
 	decay := float32(1 - o.lr*o.spec.WeightDecay)
-	for i := range p {
-		gi := g[i]
-		o.m[i] = b1*o.m[i] + (1-b1)*gi
-		o.v[i] = b2*o.v[i] + (1-b2)*gi*gi
-		p[i] = p[i]*decay - step*o.m[i]/(float32(math.Sqrt(float64(o.v[i])))+eps)
+	elementwise(len(p), func(lo, hi int) {
+		m, v, p, g := o.m[lo:hi], o.v[lo:hi], p[lo:hi], g[lo:hi]
+		for i := range p {
+			gi := g[i]
+			m[i] = b1*m[i] + (1-b1)*gi
+			v[i] = b2*v[i] + (1-b2)*gi*gi
+			p[i] = p[i]*decay - step*m[i]/(float32(math.Sqrt(float64(v[i])))+eps)
+		}
+	})
+}
+
+// elementwiseMin is the vector length from which an optimizer step is split
+// among cores.
+const elementwiseMin = 1 << 15
+
+// elementwise runs f over [0, n), split among cores when n is large.
+func elementwise(n int, f func(lo, hi int)) {
+	if n < elementwiseMin {
+		f(0, n)
+		return
 	}
+	parallel(n, f)
 }

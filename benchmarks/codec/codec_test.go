@@ -39,7 +39,7 @@ func BenchmarkMemcpy(b *testing.B) {
 
 func BenchmarkEncode(b *testing.B) {
 	v := vector()
-	for _, name := range []string{gradient.TopKInt8, gradient.TopK, gradient.TopKFP16, gradient.Int8, gradient.FP16, gradient.Dense} {
+	for _, name := range []string{gradient.TopKInt2, gradient.TopKInt8, gradient.TopK, gradient.TopKFP16, gradient.Int8, gradient.FP16, gradient.Dense} {
 		c, _ := gradient.NewCodec(name, 0.01)
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(4 * elems)
@@ -59,7 +59,7 @@ func BenchmarkEncode(b *testing.B) {
 func BenchmarkDecode(b *testing.B) {
 	v := vector()
 	dst := make([]float32, elems)
-	for _, name := range []string{gradient.TopKInt8, gradient.TopK, gradient.TopKFP16, gradient.Int8, gradient.FP16, gradient.Dense} {
+	for _, name := range []string{gradient.TopKInt2, gradient.TopKInt8, gradient.TopK, gradient.TopKFP16, gradient.Int8, gradient.FP16, gradient.Dense} {
 		c, _ := gradient.NewCodec(name, 0.01)
 		msg, _ := gradient.Marshal(c, v)
 		b.Run(name, func(b *testing.B) {

@@ -1,6 +1,7 @@
 // Package step benchmarks one local training step of the registry's models
 // against a plain sgemm measured in the same run, so the step's GFLOP/s can
 // be read as a fraction of what this machine's BLAS does at its best.
+// compare.sh runs it beside the PyTorch reference (torch_ref.py).
 //
 //	go test -run '^$' -bench . -benchtime 50x ./benchmarks/step/
 //	CGO_LDFLAGS=-lopenblas go test -tags openblas -run '^$' -bench . -benchtime 50x ./benchmarks/step/
@@ -8,7 +9,9 @@ package step
 
 import (
 	"os"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
@@ -66,6 +69,7 @@ func BenchmarkStep(b *testing.B) {
 				y[i] = uint8(r.IntN(10))
 			}
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := m.Grad(x, y); err != nil {
 					b.Fatal(err)
@@ -74,6 +78,7 @@ func BenchmarkStep(b *testing.B) {
 			}
 			sec := b.Elapsed().Seconds() / float64(b.N)
 			b.ReportMetric(sec*1e3, "ms/step")
+			b.ReportMetric((cpuTime()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/step")
 			b.ReportMetric(batch/sec, "samples/s")
 			b.ReportMetric(stepFLOPs(mdl.spec)/sec/1e9, "GFLOP/s")
 		})
@@ -102,6 +107,18 @@ func BenchmarkSgemm(b *testing.B) {
 		}
 	}
 	b.ReportMetric(2*n*n*n/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GFLOP/s")
+}
+
+// cpuTime is the CPU time (user and system) of the whole process so far:
+// all its threads, OpenBLAS's included. Beside the wall time it shows how
+// many cores a step keeps busy, and it is less sensitive than wall time to
+// other processes on a shared machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestMain names the BLAS in the output, so a pasted table says what ran.
