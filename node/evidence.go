@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -66,23 +67,25 @@ func readEvidence(r io.Reader) (a, b []byte, err error) {
 
 // checkEquivocation verifies that a and b prove an equivocation in swarm:
 // two different contributions, both signed by their peer, for one round.
+// "Different" means different signed bodies: what the peer vouched for.
+// Two envelopes of one body (a re-encoding, a re-randomised signature) are
+// one contribution, and record.Open refuses every envelope but the
+// canonical one anyway — otherwise anyone could frame an honest peer.
 func checkEquivocation(swarm string, a, b []byte) (*record.Contribution, error) {
-	ca, sa, err := record.Open[record.Contribution](a)
+	ca, sa, bodyA, err := record.OpenSigned[record.Contribution](a)
 	if err != nil {
 		return nil, err
 	}
-	cb, sb, err := record.Open[record.Contribution](b)
+	cb, sb, bodyB, err := record.OpenSigned[record.Contribution](b)
 	if err != nil {
 		return nil, err
 	}
-	ba, _ := recordBlock(a)
-	bb, _ := recordBlock(b)
 	switch {
 	case sa != sb || ca.Peer != sa.String() || cb.Peer != sb.String():
 		return nil, errors.New("the two contributions are not signed by one peer")
 	case ca.Swarm != swarm || cb.Swarm != swarm || ca.Round != cb.Round:
 		return nil, errors.New("the two contributions are not for one round of this swarm")
-	case ba.Cid().Equals(bb.Cid()):
+	case bytes.Equal(bodyA, bodyB):
 		return nil, errors.New("the two contributions are the same")
 	}
 	return ca, nil

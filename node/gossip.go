@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"sync"
@@ -61,9 +62,9 @@ type roundPeer struct {
 }
 
 type seenContribution struct {
-	cid cid.Cid
-	raw []byte
-	seq uint64 // when tier 0 first saw it: the coordinator's record order
+	body [sha256.Size]byte // digest of the signed body: what tells versions apart
+	raw  []byte
+	seq  uint64 // when tier 0 first saw it: the coordinator's record order
 }
 
 // gateFault is a proven tier-0 fault of one peer in one round.
@@ -137,7 +138,7 @@ func (g *roundGate) fault(round int64, f gateFault) {
 // opened it. Faults signed by their author are kept as evidence.
 func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 	seq := g.seq.Add(1)
-	c, signer, err := record.Open[record.Contribution](m.Data)
+	c, signer, body, err := record.OpenSigned[record.Contribution](m.Data)
 	if err != nil {
 		return pubsub.ValidationReject
 	}
@@ -180,7 +181,7 @@ func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 	defer g.mu.Unlock()
 	key := roundPeer{c.Round, c.Peer}
 	if prev, ok := g.seen[key]; ok {
-		if prev.cid.Equals(blk.Cid()) {
+		if prev.body == sha256.Sum256(body) {
 			return pubsub.ValidationAccept // the same contribution again (a re-announcement)
 		}
 		g.fault(c.Round, equivocationFault(c, prev.raw, m.Data))
@@ -194,7 +195,7 @@ func (g *roundGate) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 		}
 		return pubsub.ValidationReject
 	}
-	g.seen[key] = seenContribution{cid: blk.Cid(), raw: m.Data, seq: seq}
+	g.seen[key] = seenContribution{body: sha256.Sum256(body), raw: m.Data, seq: seq}
 	m.ValidatorData = &checked{rec: c, blk: blk}
 	return pubsub.ValidationAccept
 }
