@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/swarmtrain/swarmtrain/node/p2p"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
@@ -23,12 +24,26 @@ import (
 // second version at the first honest hop, so the coordinator, which may
 // have received only the first (relayed after the equivocator lost the
 // mesh), would never learn of it. The proof verifies itself; the reporter
-// needs no trust.
-const EvidenceProtocol = protocol.ID("/swarmtrain/evidence/1")
+// needs no trust. The resource manager bounds its streams and memory
+// (p2p.Limits).
+const EvidenceProtocol = p2p.EvidenceProtocol
 
-// evidenceTimeout bounds one report: two records of at most a few hundred
-// kilobytes over a live connection.
-const evidenceTimeout = 10 * time.Second
+// Evidence stream defaults.
+const (
+	// evidenceTimeout bounds one report: two records of at most a
+	// megabyte each over a live connection.
+	evidenceTimeout = 10 * time.Second
+	// defaultMaxEvidenceFrame caps one frame. Each frame is a contribution
+	// that reached the reporter as a gossip message, so it is no larger
+	// than gossipsub's message cap; a swarm configured with a larger cap
+	// passes it (withMaxEvidenceFrame). record.MaxRecordBytes (4 MiB, sized
+	// for round records) would let one report pin four times more.
+	defaultMaxEvidenceFrame = p2p.DefaultMaxMessageBytes
+	// evidenceChunk is how much of a frame is read, and reserved with the
+	// resource manager, at a time: memory follows the bytes that actually
+	// arrived, never a length header's promise.
+	evidenceChunk = 32 << 10
+)
 
 // writeEvidence sends the two blocks as length-prefixed frames.
 func writeEvidence(w io.Writer, a, b []byte) error {
@@ -45,22 +60,50 @@ func writeEvidence(w io.Writer, a, b []byte) error {
 	return nil
 }
 
-// readEvidence reads two frames, each at most record.MaxRecordBytes.
+// readEvidence reads two frames of at most defaultMaxEvidenceFrame bytes.
 func readEvidence(r io.Reader) (a, b []byte, err error) {
+	return readEvidenceFrames(r, defaultMaxEvidenceFrame, nil)
+}
+
+// readEvidenceFrames reads two frames of at most limit bytes each. It grows
+// each frame's buffer as bytes arrive, at most doubling it, so what it
+// holds is at most about twice what the sender actually sent plus one
+// chunk. reserve, if not nil, is asked before each allocation (the stream's
+// resource scope); its refusal ends the read.
+func readEvidenceFrames(r io.Reader, limit int, reserve func(n int) error) (a, b []byte, err error) {
 	var out [2][]byte
 	for i := range out {
 		var n [4]byte
 		if _, err := io.ReadFull(r, n[:]); err != nil {
 			return nil, nil, err
 		}
-		size := binary.BigEndian.Uint32(n[:])
-		if size > record.MaxRecordBytes {
-			return nil, nil, fmt.Errorf("evidence frame of %d bytes exceeds %d", size, record.MaxRecordBytes)
+		size := int(binary.BigEndian.Uint32(n[:]))
+		if size > limit {
+			return nil, nil, fmt.Errorf("evidence frame of %d bytes exceeds %d", size, limit)
 		}
-		out[i] = make([]byte, size)
-		if _, err := io.ReadFull(r, out[i]); err != nil {
-			return nil, nil, err
+		buf := []byte{}
+		for len(buf) < size {
+			if len(buf) == cap(buf) {
+				grow := min(size, max(2*cap(buf), evidenceChunk))
+				if reserve != nil {
+					if err := reserve(grow); err != nil {
+						return nil, nil, fmt.Errorf("evidence frame: %w", err)
+					}
+				}
+				nb := make([]byte, len(buf), grow)
+				copy(nb, buf)
+				buf = nb
+			}
+			m, err := r.Read(buf[len(buf):min(size, cap(buf))])
+			buf = buf[:len(buf)+m]
+			if err != nil && len(buf) < size {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, nil, err
+			}
 		}
+		out[i] = buf
 	}
 	return out[0], out[1], nil
 }
@@ -91,21 +134,118 @@ func checkEquivocation(swarm string, a, b []byte) (*record.Contribution, error) 
 	return ca, nil
 }
 
+// EvidenceRoundAccepted reports whether evidence (or any tier-0 fault) for
+// round is worth keeping while current is the open round: only the open
+// round and the next. Older rounds are sealed; later ones may never come,
+// and a self-equivocation for round 10⁹ would otherwise pin its blocks
+// forever.
+func EvidenceRoundAccepted(current, round int64) bool {
+	return round == current || round == current+1
+}
+
+// evidenceOption configures serveEvidence.
+type evidenceOption func(*evidenceServer)
+
+// withMaxEvidenceFrame sets the frame cap: the swarm's gossip message cap.
+func withMaxEvidenceFrame(n int) evidenceOption {
+	return func(e *evidenceServer) {
+		if n > 0 {
+			e.maxFrame = n
+		}
+	}
+}
+
+// withEvidenceRound keeps only reports for the round current returns or
+// the next (EvidenceRoundAccepted).
+func withEvidenceRound(current func() int64) evidenceOption {
+	return func(e *evidenceServer) { e.round = current }
+}
+
+// withEvidenceFrom takes reports only from peers member accepts (those
+// seen on the swarm's topics); others are reset before a byte is read.
+func withEvidenceFrom(member func(peer.ID) bool) evidenceOption {
+	return func(e *evidenceServer) { e.member = member }
+}
+
+// evidenceServer is the coordinator's side of the evidence protocol.
+type evidenceServer struct {
+	swarm    string
+	maxFrame int
+	round    func() int64
+	member   func(peer.ID) bool
+	record   func(c *record.Contribution, a, b []byte)
+
+	mu   sync.Mutex
+	busy map[peer.ID]bool // peers with a report being read
+}
+
 // serveEvidence takes equivocation reports and hands verified ones to
-// record; reports that do not verify are dropped.
-func serveEvidence(h host.Host, swarm string, record func(c *record.Contribution, a, b []byte)) {
-	h.SetStreamHandler(EvidenceProtocol, func(s network.Stream) {
-		defer s.Close()
-		_ = s.SetDeadline(time.Now().Add(evidenceTimeout))
-		a, b, err := readEvidence(s)
-		if err != nil {
-			_ = s.Reset()
-			return
+// record; reports that do not verify are dropped. A peer has one report
+// read at a time (a second stream is reset at once), each frame is read
+// incrementally with its memory reserved through the stream's resource
+// scope, and the resource manager caps the protocol's streams and memory
+// per peer and in all (p2p.Limits).
+func serveEvidence(h host.Host, swarm string, record func(c *record.Contribution, a, b []byte), opts ...evidenceOption) {
+	e := &evidenceServer{swarm: swarm, maxFrame: defaultMaxEvidenceFrame, record: record, busy: map[peer.ID]bool{}}
+	for _, o := range opts {
+		o(e)
+	}
+	h.SetStreamHandler(EvidenceProtocol, e.handle)
+}
+
+func (e *evidenceServer) handle(s network.Stream) {
+	from := s.Conn().RemotePeer()
+	if e.member != nil && !e.member(from) {
+		_ = s.Reset()
+		return
+	}
+	if !e.claim(from) {
+		_ = s.Reset()
+		return
+	}
+	defer e.done(from)
+	var reserved int
+	scope := s.Scope()
+	defer func() { scope.ReleaseMemory(reserved) }()
+	reserve := func(n int) error {
+		if err := scope.ReserveMemory(n, network.ReservationPriorityMedium); err != nil {
+			return err
 		}
-		if c, err := checkEquivocation(swarm, a, b); err == nil {
-			record(c, a, b)
-		}
-	})
+		reserved += n
+		return nil
+	}
+	_ = s.SetDeadline(time.Now().Add(evidenceTimeout))
+	a, b, err := readEvidenceFrames(s, e.maxFrame, reserve)
+	if err != nil {
+		_ = s.Reset()
+		return
+	}
+	_ = s.Close()
+	c, err := checkEquivocation(e.swarm, a, b)
+	if err != nil {
+		return
+	}
+	if e.round != nil && !EvidenceRoundAccepted(e.round(), c.Round) {
+		return
+	}
+	e.record(c, a, b)
+}
+
+// claim marks p as having a report in progress; false if it already has.
+func (e *evidenceServer) claim(p peer.ID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.busy[p] {
+		return false
+	}
+	e.busy[p] = true
+	return true
+}
+
+func (e *evidenceServer) done(p peer.ID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.busy, p)
 }
 
 // reportEquivocation sends the proof to the coordinator.
