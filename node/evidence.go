@@ -62,36 +62,62 @@ func writeEvidence(w io.Writer, a, b []byte) error {
 
 // readEvidence reads two frames of at most defaultMaxEvidenceFrame bytes.
 func readEvidence(r io.Reader) (a, b []byte, err error) {
-	return readEvidenceFrames(r, defaultMaxEvidenceFrame, nil)
+	a, b, _, err = readEvidenceFrames(r, defaultMaxEvidenceFrame, nil)
+	return a, b, err
 }
+
+// memoryScope is where readEvidenceFrames accounts for its buffers: a
+// stream's resource scope (network.ResourceScope).
+type memoryScope interface {
+	ReserveMemory(size int, prio uint8) error
+	ReleaseMemory(size int)
+}
+
+// evidencePriority is the priority of the reader's reservations: the
+// protocol's limits (p2p.Limits) are sized for exactly what a report
+// needs, so anything under them may be reserved.
+const evidencePriority = network.ReservationPriorityAlways
 
 // readEvidenceFrames reads two frames of at most limit bytes each. It grows
 // each frame's buffer as bytes arrive, at most doubling it, so what it
-// holds is at most about twice what the sender actually sent plus one
-// chunk. reserve, if not nil, is asked before each allocation (the stream's
-// resource scope); its refusal ends the read.
-func readEvidenceFrames(r io.Reader, limit int, reserve func(n int) error) (a, b []byte, err error) {
+// holds is at most about twice what the sender actually sent, plus one
+// chunk. If scope is not nil, every buffer is reserved there before it is
+// allocated and the one it replaces released after; a refusal ends the
+// read. It returns how much stays reserved (the two frames), for the
+// caller to release when done with them.
+func readEvidenceFrames(r io.Reader, limit int, scope memoryScope) (a, b []byte, reserved int, err error) {
+	defer func() {
+		if err != nil && scope != nil {
+			scope.ReleaseMemory(reserved)
+			reserved = 0
+		}
+	}()
 	var out [2][]byte
 	for i := range out {
 		var n [4]byte
 		if _, err := io.ReadFull(r, n[:]); err != nil {
-			return nil, nil, err
+			return nil, nil, reserved, err
 		}
 		size := int(binary.BigEndian.Uint32(n[:]))
 		if size > limit {
-			return nil, nil, fmt.Errorf("evidence frame of %d bytes exceeds %d", size, limit)
+			return nil, nil, reserved, fmt.Errorf("evidence frame of %d bytes exceeds %d", size, limit)
 		}
 		buf := []byte{}
 		for len(buf) < size {
 			if len(buf) == cap(buf) {
 				grow := min(size, max(2*cap(buf), evidenceChunk))
-				if reserve != nil {
-					if err := reserve(grow); err != nil {
-						return nil, nil, fmt.Errorf("evidence frame: %w", err)
+				if scope != nil {
+					if err := scope.ReserveMemory(grow, evidencePriority); err != nil {
+						return nil, nil, reserved, fmt.Errorf("evidence frame: %w", err)
 					}
+					reserved += grow
 				}
 				nb := make([]byte, len(buf), grow)
 				copy(nb, buf)
+				if scope != nil {
+					scope.ReleaseMemory(cap(buf))
+					reserved -= cap(buf)
+				}
 				buf = nb
 			}
 			m, err := r.Read(buf[len(buf):min(size, cap(buf))])
@@ -100,12 +126,12 @@ func readEvidenceFrames(r io.Reader, limit int, reserve func(n int) error) (a, b
 				if errors.Is(err, io.EOF) {
 					err = io.ErrUnexpectedEOF
 				}
-				return nil, nil, err
+				return nil, nil, reserved, err
 			}
 		}
 		out[i] = buf
 	}
-	return out[0], out[1], nil
+	return out[0], out[1], reserved, nil
 }
 
 // checkEquivocation verifies that a and b prove an equivocation in swarm:
@@ -193,6 +219,15 @@ func serveEvidence(h host.Host, swarm string, record func(c *record.Contribution
 	h.SetStreamHandler(EvidenceProtocol, e.handle)
 }
 
+// Evidence acknowledgements: the coordinator's one-byte answer once it has
+// read and checked a report. The reporter waits for it, so a reporter that
+// sends one report after another never has its next report refused as
+// concurrent with the last.
+const (
+	evidenceAccepted = 1
+	evidenceRefused  = 0
+)
+
 func (e *evidenceServer) handle(s network.Stream) {
 	from := s.Conn().RemotePeer()
 	if e.member != nil && !e.member(from) {
@@ -203,32 +238,30 @@ func (e *evidenceServer) handle(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	defer e.done(from)
-	var reserved int
-	scope := s.Scope()
-	defer func() { scope.ReleaseMemory(reserved) }()
-	reserve := func(n int) error {
-		if err := scope.ReserveMemory(n, network.ReservationPriorityMedium); err != nil {
-			return err
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			e.done(from)
 		}
-		reserved += n
-		return nil
 	}
+	defer release()
 	_ = s.SetDeadline(time.Now().Add(evidenceTimeout))
-	a, b, err := readEvidenceFrames(s, e.maxFrame, reserve)
+	scope := s.Scope()
+	a, b, reserved, err := readEvidenceFrames(s, e.maxFrame, scope)
 	if err != nil {
 		_ = s.Reset()
 		return
 	}
+	defer scope.ReleaseMemory(reserved)
+	ack := byte(evidenceRefused)
+	if c, err := checkEquivocation(e.swarm, a, b); err == nil && (e.round == nil || EvidenceRoundAccepted(e.round(), c.Round)) {
+		e.record(c, a, b)
+		ack = evidenceAccepted
+	}
+	release() // before answering: the reporter may send its next report at once
+	_, _ = s.Write([]byte{ack})
 	_ = s.Close()
-	c, err := checkEquivocation(e.swarm, a, b)
-	if err != nil {
-		return
-	}
-	if e.round != nil && !EvidenceRoundAccepted(e.round(), c.Round) {
-		return
-	}
-	e.record(c, a, b)
 }
 
 // claim marks p as having a report in progress; false if it already has.
@@ -248,7 +281,13 @@ func (e *evidenceServer) done(p peer.ID) {
 	delete(e.busy, p)
 }
 
-// reportEquivocation sends the proof to the coordinator.
+// errEvidenceRefused is the coordinator's answer to a report that did not
+// prove an equivocation it keeps.
+var errEvidenceRefused = errors.New("the coordinator refused the evidence")
+
+// reportEquivocation sends the proof to the coordinator and waits for its
+// answer. A coordinator that closes without answering (an older version)
+// counts as having taken it.
 func reportEquivocation(ctx context.Context, h host.Host, to peer.ID, a, b []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, evidenceTimeout)
 	defer cancel()
@@ -258,7 +297,24 @@ func reportEquivocation(ctx context.Context, h host.Host, to peer.ID, a, b []byt
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(evidenceTimeout))
-	return writeEvidence(s, a, b)
+	if err := writeEvidence(s, a, b); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	var ack [1]byte
+	switch _, err := io.ReadFull(s, ack[:]); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return err
+	case ack[0] != evidenceAccepted:
+		return errEvidenceRefused
+	}
+	return nil
 }
 
 // equivocationFault is the gate fault a verified equivocation becomes.
