@@ -23,6 +23,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/swarmtrain/swarmtrain/storage"
 )
 
 // IdentityFile is the node's private key inside its data dir.
@@ -60,7 +62,8 @@ func LoadOrCreateIdentity(dataDir string) (crypto.PrivKey, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	if err := writeFileAtomic(path, b, identityMode); err != nil {
+	// Atomically, so a crash never leaves a torn key (storage.WriteFileAtomic).
+	if err := storage.WriteFileAtomic(path, b, identityMode); err != nil {
 		return nil, fmt.Errorf("identity %s: %w", path, err)
 	}
 	return k, nil
@@ -95,49 +98,6 @@ func readIdentity(path string) ([]byte, error) {
 
 // maxIdentityBytes caps the key file read: an Ed25519 key is 68 bytes.
 const maxIdentityBytes = 4 << 10
-
-// writeFileAtomic writes data to path so that a crash at any moment leaves
-// either the old file or the complete new one, never a torn one: a temp
-// file in the same directory (so the rename cannot cross file systems),
-// written with mode, synced, renamed over path, and the directory synced so
-// the rename itself survives a power cut. The temp name is random, so two
-// processes racing to create one file never write into each other's.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: not every file system syncs directories
-		d.Close()
-	}
-	return nil
-}
 
 // Connection manager limits. A swarm of a few hundred peers keeps a mesh of
 // ~8 per topic plus DHT neighbours; these leave ample room and trim only
