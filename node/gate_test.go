@@ -11,7 +11,9 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/swarmtrain/swarmtrain/node/p2p"
 	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 // heldBytes is what tier 0 keeps of round's contributions and faults.
@@ -233,5 +235,31 @@ func TestContributorFaultScore(t *testing.T) {
 	}
 	if s := fs.appScore(honest.id); s != 0 {
 		t.Errorf("honest peer scores %v", s)
+	}
+}
+
+// TestPayloadFetchIsBounded: the coordinator waits for an announced
+// payload in proportion to its size, not the round's whole deadline; an
+// announcement cannot claim more than any encoding of the model takes.
+func TestPayloadFetchIsBounded(t *testing.T) {
+	const deadline = 30 * time.Second
+	max := verify.MaxPayloadBytes(1000)
+	if d := payloadFetchTimeout(deadline, 64<<10, max); d > payloadFetchBase+time.Second {
+		t.Errorf("64 KiB payload: wait %s", d)
+	}
+	if d := payloadFetchTimeout(deadline, 1<<40, max); d > payloadFetchBase+time.Second {
+		t.Errorf("a claimed terabyte for a 1000-parameter model: wait %s", d)
+	}
+	if d := payloadFetchTimeout(deadline, -1, max); d != payloadFetchBase {
+		t.Errorf("negative size: wait %s", d)
+	}
+	if d := payloadFetchTimeout(2*time.Second, 1<<20, 8<<20); d != 2*time.Second {
+		t.Errorf("never past the round's deadline: %s", d)
+	}
+}
+
+func TestProtocolIDsMatchTheirLimits(t *testing.T) {
+	if HeadProtocol != p2p.HeadProtocol || EvidenceProtocol != p2p.EvidenceProtocol {
+		t.Fatal("the resource manager limits protocols the handlers do not use")
 	}
 }

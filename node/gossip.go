@@ -7,6 +7,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -22,6 +23,26 @@ const (
 	topicContributions = "contributions"
 	topicRounds        = "rounds"
 )
+
+// Fetching a payload announced by CID. The announcer holds its own
+// payload and is connected (its contribution just arrived over gossip), so
+// the fetch needs a round trip and the bytes: payloadFetchBase covers the
+// round trip and bitswap's want/have exchange, payloadFetchRate is the
+// slowest link a swarm is expected to run on. A peer that cannot serve its
+// own payload at that pace is "unavailable" (no score lost), and the round
+// does not wait its whole deadline for a CID nobody serves.
+const (
+	payloadFetchBase = 5 * time.Second
+	payloadFetchRate = 1 << 20 // bytes per second
+)
+
+// payloadFetchTimeout is how long to wait for a payload of payloadBytes
+// (as announced; clamped to maxBytes, what any encoding of the model can
+// take) within a round of deadline.
+func payloadFetchTimeout(deadline time.Duration, payloadBytes int64, maxBytes int) time.Duration {
+	n := min(max(payloadBytes, 0), int64(maxBytes))
+	return min(deadline, payloadFetchBase+time.Duration(n)*time.Second/payloadFetchRate)
+}
 
 // payloadCID is the CID of an encoded update: a raw block.
 func payloadCID(b []byte) (cid.Cid, error) { return verify.PayloadCID(b) }
