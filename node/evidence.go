@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -191,6 +193,22 @@ func withEvidenceRound(current func() int64) evidenceOption {
 // seen on the swarm's topics); others are reset before a byte is read.
 func withEvidenceFrom(member func(peer.ID) bool) evidenceOption {
 	return func(e *evidenceServer) { e.member = member }
+}
+
+// topicMembers is a membership test for withEvidenceFrom: peers gossipsub
+// knows to be subscribed to one of the swarm's topics. Joining a topic is
+// cheap, so this is no identity check; it keeps the evidence stream, and
+// the resource manager's budget for it, to peers that take part in the
+// swarm's gossip, where their misbehaviour also costs them score.
+func topicMembers(ps *pubsub.PubSub, topics ...string) func(peer.ID) bool {
+	return func(p peer.ID) bool {
+		for _, t := range topics {
+			if slices.Contains(ps.ListPeers(t), p) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // evidenceServer is the coordinator's side of the evidence protocol.

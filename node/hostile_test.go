@@ -401,3 +401,41 @@ func TestEvidenceFromNonMembersAndOtherRounds(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestTopicMembers: the evidence stream's membership test knows the peers
+// subscribed to the swarm's topics, and no one else.
+func TestTopicMembers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, hs := linkedPeers(t, 3)
+	var nodes []*p2p.Node
+	for _, h := range hs {
+		nd, err := p2p.New(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Close() })
+		nodes = append(nodes, nd)
+	}
+	name := p2p.TopicName(testSwarm, topicContributions)
+	for _, nd := range nodes[:2] {
+		tp, err := nd.JoinTopic(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	member := topicMembers(nodes[0].PubSub, name, p2p.TopicName(testSwarm, topicRounds))
+	deadline := time.Now().Add(10 * time.Second)
+	for !member(hs[1].ID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("a subscribed peer is not a member")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if member(hs[2].ID()) {
+		t.Error("a connected peer outside the topics is a member")
+	}
+}
