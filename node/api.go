@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -67,9 +69,10 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 		c.mu.Unlock()
 		writeJSON(w, map[string]any{"swarm": c.swarmID, "scores": out})
 	})
+	index := &peerIndex{}
 	mux.HandleFunc("GET /v1/peers/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		hist, err := verify.PeerHistory(r.Context(), c.store, id)
+		hist, err := index.history(r.Context(), c, id)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -85,7 +88,7 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("api.listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newAPIServer(rateLimited(mux, newTokenBucket(apiLimits.rate, apiLimits.burst)))
 	// Both goroutines belong to the coordinator (c.wg): Close waits for the
 	// server to stop before it closes the store the handlers read.
 	c.wg.Go(func() {
@@ -100,6 +103,139 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 		}
 	})
 	return ln.Addr().String(), nil
+}
+
+// apiLimits are the HTTP API's defaults. The API is for the operator and
+// local observers, answers in milliseconds from memory, and must not be
+// held open by a client that sends or reads slowly or keeps idle
+// connections (each costs a goroutine and a file descriptor).
+var apiLimits = struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+	rate                          float64 // requests per second, all clients together
+	burst                         int
+}{
+	readHeader: 5 * time.Second,  // a request line and headers from a live client
+	read:       10 * time.Second, // GETs have no body
+	write:      30 * time.Second, // the largest answer, a round record of a big swarm, is a few MB
+	idle:       60 * time.Second, // a keep-alive connection between scrapes
+	// Headers are a few hundred bytes; http's default allows 1 MiB.
+	maxHeaderBytes: 16 << 10,
+	// A dashboard or a Prometheus scrape asks a few times a second; past
+	// this, requests are answered 429 at once, not queued.
+	rate:  50,
+	burst: 100,
+}
+
+func newAPIServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: apiLimits.readHeader,
+		ReadTimeout:       apiLimits.read,
+		WriteTimeout:      apiLimits.write,
+		IdleTimeout:       apiLimits.idle,
+		MaxHeaderBytes:    apiLimits.maxHeaderBytes,
+	}
+}
+
+// tokenBucket is a rate limiter: rate tokens a second, at most burst saved.
+type tokenBucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newTokenBucket(rate float64, burst int) *tokenBucket {
+	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
+}
+
+func (b *tokenBucket) allow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+b.rate*now.Sub(b.last).Seconds())
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// rateLimited answers 429 to requests past the bucket's rate.
+func rateLimited(h http.Handler, b *tokenBucket) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !b.allow() {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// peerIndex is every peer's history in the coordinator's ledger, built
+// from the records the coordinator sealed and extended as the head moves:
+// each record is read and verified once, when first indexed, not on every
+// /v1/peers request (which walked and signature-checked the whole ledger).
+type peerIndex struct {
+	mu    sync.Mutex
+	head  string // the ledger head indexed so far ("" before round 0)
+	peers map[string][]verify.PeerRound
+}
+
+// history returns peer's rounds, oldest first, indexing the records
+// sealed since the last call.
+func (x *peerIndex) history(ctx context.Context, c *Coordinator, peer string) ([]verify.PeerRound, error) {
+	c.mu.Lock()
+	head := c.head.Record
+	c.mu.Unlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if head != "" && head != x.head {
+		if err := x.extend(ctx, c, head); err != nil {
+			return nil, err
+		}
+	}
+	return slices.Clone(x.peers[peer]), nil
+}
+
+// extend indexes the records from head back to the last indexed one.
+func (x *peerIndex) extend(ctx context.Context, c *Coordinator, head string) error {
+	hc, err := cid.Decode(head)
+	if err != nil {
+		return fmt.Errorf("ledger head %q: %w", head, err)
+	}
+	var fresh []*record.RoundRecord
+	var cids []cid.Cid
+	for at := &hc; at != nil && at.String() != x.head; {
+		rec, err := c.loadRecord(ctx, *at)
+		if err != nil {
+			return fmt.Errorf("ledger record %s: %w", *at, err)
+		}
+		fresh = append(fresh, rec)
+		cids = append(cids, *at)
+		at = rec.Prev
+	}
+	if x.peers == nil {
+		x.peers = map[string][]verify.PeerRound{}
+	}
+	for i := len(fresh) - 1; i >= 0; i-- {
+		rec := fresh[i]
+		for _, e := range rec.Entries {
+			pr := verify.PeerRound{Round: rec.Round, Record: cids[i].String(), Verdict: e.Verdict, Reason: e.Reason, Evidence: e.Evidence,
+				Norm: e.Norm, Score: e.Score, Tier2: e.Tier2}
+			if e.Tier2 != nil {
+				q := verify.Quality(*e.Tier2)
+				pr.Quality = &q
+			}
+			x.peers[e.Peer] = append(x.peers[e.Peer], pr)
+		}
+	}
+	x.head = head
+	return nil
 }
 
 func (c *Coordinator) loadRecord(ctx context.Context, rc cid.Cid) (*record.RoundRecord, error) {

@@ -53,6 +53,7 @@ type Contributor struct {
 	gate        *roundGate
 	ctopic      *pubsub.Topic
 	records     chan *record.RoundRecord
+	faults      *faultScore
 
 	// Owned by the run goroutine.
 	st           contributorState
@@ -103,7 +104,10 @@ func NewContributor(cfg ContributorConfig, opts ...Option) (*Contributor, error)
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Contributor{cfg: cfg, ctx: ctx, cancel: cancel, done: make(chan struct{}), payloads: map[int64]map[cid.Cid][]byte{},
 		records: make(chan *record.RoundRecord, 16)}
-	b, err := openBase(ctx, cfg.DataDir, listen, o, cfg.Log, p2p.WithMaxMessageSize(config.Default().Network.MaxMessageBytes))
+	// The contributor's own fault score: peers it proved faults of at tier
+	// 0 lose its gossip mesh as they lose the coordinator's.
+	k.faults = newFaultScore()
+	b, err := openBase(ctx, cfg.DataDir, listen, o, cfg.Log, p2p.WithMaxMessageSize(config.Default().Network.MaxMessageBytes), p2p.WithAppScore(k.faults.appScore))
 	if err != nil {
 		cancel()
 		return nil, err
@@ -212,6 +216,7 @@ func (k *Contributor) join() error {
 	if k.coordinator, err = peer.Decode(manifest.Coordinator); err != nil {
 		return fmt.Errorf("swarm manifest: coordinator %q: %w", manifest.Coordinator, err)
 	}
+	k.net.Protect(k.coordinator, "swarmtrain:coordinator")
 	// Gossip's message limit is fixed when gossip starts: follow the
 	// swarm's, or its larger messages would never reach this peer.
 	if limit := k.sc.Network.MaxMessageBytes; limit != config.Default().Network.MaxMessageBytes {
@@ -230,6 +235,7 @@ func (k *Contributor) join() error {
 		return err
 	}
 	k.gate = newRoundGate(k.cfg.SwarmID, k.model.NumParams())
+	k.gate.score = k.faults
 	k.gate.onEquivocation = func(first, second []byte) {
 		if err := reportEquivocation(ctx, k.net.Host, k.coordinator, first, second); err != nil {
 			k.log.Debug("reporting an equivocation", "err", err)
@@ -242,7 +248,9 @@ func (k *Contributor) join() error {
 	if err != nil {
 		return err
 	}
-	rtopic, err := k.net.JoinTopic(p2p.TopicName(k.cfg.SwarmID, topicRounds), k.validateRecord)
+	// Records signed and published by the coordinator, newer than the last
+	// one applied (an old record replayed is ignored).
+	rtopic, err := k.net.JoinTopic(p2p.TopicName(k.cfg.SwarmID, topicRounds), roundsValidator(k.cfg.SwarmID, k.coordinator, func() int64 { return k.gate.round.Load() - 1 }))
 	if err != nil {
 		return err
 	}
@@ -280,15 +288,6 @@ func fetchManifest(ctx context.Context, b *base, swarmID string) (*record.SwarmM
 	}
 	manifest, _, err := record.OpenBlock[record.SwarmManifest](mblk)
 	return manifest, err
-}
-
-// validateRecord accepts round records signed by the swarm's coordinator only.
-func (k *Contributor) validateRecord(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	rec, signer, err := record.Open[record.RoundRecord](m.Data)
-	if err != nil || signer != k.coordinator || rec.Swarm != k.cfg.SwarmID {
-		return pubsub.ValidationReject
-	}
-	return pubsub.ValidationAccept
 }
 
 // readRecords stores every round record gossip delivers and hands it to

@@ -168,7 +168,7 @@ func NewCoordinator(cfg CoordinatorConfig, opts ...Option) (*Coordinator, error)
 	if c.sub, err = c.contribs.Subscribe(); err != nil {
 		return fail(err)
 	}
-	if c.rounds, err = c.net.JoinTopic(p2p.TopicName(c.swarmID, topicRounds), nil); err != nil {
+	if c.rounds, err = c.net.JoinTopic(p2p.TopicName(c.swarmID, topicRounds), roundsValidator(c.swarmID, c.id, nil)); err != nil {
 		return fail(err)
 	}
 	return c, nil
@@ -181,11 +181,14 @@ func (c *Coordinator) SwarmID() string { return c.swarmID }
 // background until the last one is sealed (ExitWhenDone) or Close.
 func (c *Coordinator) Start() error {
 	serveHead(c.net.Host, c.currentHead)
+	// Reports of equivocations: from swarm members only, for the open or
+	// the next round (the gate keeps no other), frames no larger than a
+	// gossip message.
 	serveEvidence(c.net.Host, c.swarmID, func(rec *record.Contribution, a, b []byte) {
-		if rec.Round >= c.gate.round.Load() {
-			c.gate.addFault(rec.Round, equivocationFault(rec, a, b))
-		}
-	})
+		c.gate.addFault(rec.Round, equivocationFault(rec, a, b))
+	}, withEvidenceRound(c.gate.round.Load),
+		withMaxEvidenceFrame(c.sc.Network.MaxMessageBytes),
+		withEvidenceFrom(topicMembers(c.net.PubSub, p2p.TopicName(c.swarmID, topicContributions), p2p.TopicName(c.swarmID, topicRounds))))
 	c.net.Discover(c.ctx, c.swarmID, nil)
 	if len(c.sc.Network.Bootstrap) > 0 {
 		if err := c.net.Bootstrap(c.ctx, c.sc.Network.Bootstrap); err != nil {
@@ -555,7 +558,9 @@ func (c *Coordinator) fetchPayload(ctx context.Context, rec *record.Contribution
 		}
 		return *rec.Inline
 	}
-	fctx, cancel := context.WithTimeout(ctx, c.sc.Round.Deadline.D())
+	// A wait proportional to the payload's size, not the whole deadline:
+	// a peer announcing a CID nobody serves costs the round little.
+	fctx, cancel := context.WithTimeout(ctx, payloadFetchTimeout(c.sc.Round.Deadline.D(), rec.PayloadBytes, verify.MaxPayloadBytes(c.gate.elems)))
 	defer cancel()
 	pb, err := c.ex.Get(fctx, rec.Payload)
 	if err != nil {

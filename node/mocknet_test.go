@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -67,8 +68,8 @@ var quietLog = slog.New(slog.DiscardHandler)
 // attacker is a cheating contributor, in test code only: it follows the
 // protocol (fetches the manifest and every sealed model, trains on its
 // shard) but publishes whatever its adversary makes of its honest
-// contribution, as signed raw messages on the contributions topic, which
-// it joins without a validator of its own.
+// contribution, as signed raw messages on the contributions topic, whose
+// validator accepts everything.
 type attacker struct {
 	*base
 	adv        adversary
@@ -114,7 +115,12 @@ func runAttacker(ctx context.Context, h host.Host, dir, swarm, bootstrap string,
 		return err
 	}
 	a.codec = worker.Codec()
-	ctopic, err := b.net.JoinTopic(p2p.TopicName(swarm, topicContributions), nil)
+	// It validates nothing: it must read what honest peers send (a copier
+	// copies it) and publish what tier 0 exists to stop.
+	accept := func(context.Context, peer.ID, *pubsub.Message) pubsub.ValidationResult {
+		return pubsub.ValidationAccept
+	}
+	ctopic, err := b.net.JoinTopic(p2p.TopicName(swarm, topicContributions), accept)
 	if err != nil {
 		return err
 	}
@@ -123,7 +129,7 @@ func runAttacker(ctx context.Context, h host.Host, dir, swarm, bootstrap string,
 		return err
 	}
 	defer csub.Cancel()
-	rtopic, err := b.net.JoinTopic(p2p.TopicName(swarm, topicRounds), nil)
+	rtopic, err := b.net.JoinTopic(p2p.TopicName(swarm, topicRounds), accept)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/blockstore"
+	dshelp "github.com/ipfs/boxo/datastore/dshelp"
 	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -161,4 +164,103 @@ func TestCorruptBlockOnDiskIsRefused(t *testing.T) {
 	}
 	s.Close()
 	_ = os.RemoveAll(dir)
+}
+
+// corruptOnDisk overwrites the bytes stored for c in the datastore, under
+// the key the blockstore reads: bit rot or tampering.
+func corruptOnDisk(t *testing.T, s *Store, c cid.Cid, with []byte) {
+	t.Helper()
+	key := blockstore.BlockPrefix.Child(dshelp.MultihashToDsKey(c.Hash()))
+	if err := s.Datastore().Put(context.Background(), key, with); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBitswapDoesNotServeCorruptBlocks: a block corrupted on disk is not
+// sent to a peer that asks for it over bitswap — before, bitswap read the
+// blockstore directly and served the altered bytes; only Store.Get checked.
+func TestBitswapDoesNotServeCorruptBlocks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := loopbackHost(t), loopbackHost(t)
+	sa, _ := Open(t.TempDir())
+	sb, _ := Open(t.TempDir())
+	defer sa.Close()
+	defer sb.Close()
+	ea, eb := NewExchange(ctx, a, nil, sa), NewExchange(ctx, b, nil, sb)
+	defer ea.Close()
+	defer eb.Close()
+	good, rotten := blocks.NewBlock([]byte("a round record")), blocks.NewBlock([]byte("another record"))
+	for _, blk := range []blocks.Block{good, rotten} {
+		if err := ea.Put(ctx, blk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	corruptOnDisk(t, sa, rotten.Cid(), []byte("another recorD"))
+	if _, err := sa.Blockstore().Get(ctx, rotten.Cid()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("the blockstore bitswap reads returned the corrupt block: %v", err)
+	}
+	if err := b.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eb.Get(ctx, good.Cid()); err != nil {
+		t.Fatalf("the intact block: %v", err)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer fcancel()
+	if blk, err := eb.Get(fctx, rotten.Cid()); err == nil {
+		t.Fatalf("fetched %q for a block corrupt at its only holder", blk.RawData())
+	}
+	st, err := ea.bswap.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BlocksSent != 1 {
+		t.Errorf("the holder sent %d blocks; only the intact one should have gone", st.BlocksSent)
+	}
+}
+
+func TestBlocksDirIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	// An older version made it 0755.
+	if err := os.MkdirAll(filepath.Join(dir, "blocks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(filepath.Join(dir, "blocks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("blocks dir mode %04o, want 0700", fi.Mode().Perm())
+	}
+}
+
+// TestWriteFileAtomic: the file appears whole with its mode, replaces an
+// older one, and no temp file outlives the write, even one that failed.
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "model.safetensors")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(path, []byte("new contents"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	fi, _ := os.Stat(path)
+	if string(b) != "new contents" || fi.Mode().Perm() != 0o600 {
+		t.Errorf("got %q mode %04o", b, fi.Mode().Perm())
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, "missing", "x"), []byte("y"), 0o600); err == nil {
+		t.Error("wrote into a missing dir")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("dir holds %d entries after the writes", len(entries))
+	}
 }

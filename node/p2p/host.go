@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -15,17 +17,30 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/swarmtrain/swarmtrain/storage"
 )
 
 // IdentityFile is the node's private key inside its data dir.
 const IdentityFile = "identity.key"
 
+// identityMode is the key file's permission: the key is the node's
+// identity in every ledger it signs, so only its owner may read it.
+const identityMode fs.FileMode = 0o600
+
 // LoadOrCreateIdentity reads the node's Ed25519 key from dataDir, creating
-// it (mode 0600) on first run, so the node keeps its peer ID across restarts.
+// it (mode 0600) on first run, so the node keeps its peer ID across
+// restarts. A key file others may read or write is refused with a message
+// that says how to fix it: whoever can read it can sign as this node.
 func LoadOrCreateIdentity(dataDir string) (crypto.PrivKey, error) {
 	path := filepath.Join(dataDir, IdentityFile)
-	b, err := os.ReadFile(path)
+	b, err := readIdentity(path)
 	if err == nil {
 		k, err := crypto.UnmarshalPrivateKey(b)
 		if err != nil {
@@ -34,7 +49,7 @@ func LoadOrCreateIdentity(dataDir string) (crypto.PrivKey, error) {
 		return k, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("identity: %w", err)
+		return nil, err
 	}
 	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -47,30 +62,125 @@ func LoadOrCreateIdentity(dataDir string) (crypto.PrivKey, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	// Write then rename, so a crash never leaves a half-written key.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
+	// Atomically, so a crash never leaves a torn key (storage.WriteFileAtomic).
+	if err := storage.WriteFileAtomic(path, b, identityMode); err != nil {
+		return nil, fmt.Errorf("identity %s: %w", path, err)
 	}
 	return k, nil
 }
 
+// readIdentity reads the key file after checking its mode.
+func readIdentity(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&^identityMode != 0 {
+		return nil, fmt.Errorf("identity %s has mode %04o: others may read or change this node's key; run `chmod 600 %s` if you trust it, or delete it to get a new peer ID", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxIdentityBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", path, err)
+	}
+	if len(b) > maxIdentityBytes {
+		return nil, fmt.Errorf("identity %s: over %d bytes: not a key", path, maxIdentityBytes)
+	}
+	return b, nil
+}
+
+// maxIdentityBytes caps the key file read: an Ed25519 key is 68 bytes.
+const maxIdentityBytes = 4 << 10
+
 // Connection manager limits. A swarm of a few hundred peers keeps a mesh of
 // ~8 per topic plus DHT neighbours; these leave ample room and trim only
-// real floods.
+// real floods. Gossipsub protects its mesh peers from trimming itself (its
+// tag tracer), and Node.Protect keeps the coordinator.
 const (
 	connLowWater  = 128
 	connHighWater = 256
 	connGrace     = time.Minute
 )
 
+// Protocols whose streams the resource manager bounds below libp2p's
+// defaults. Their handlers live in package node; the IDs are here so the
+// host can be built with their limits.
+const (
+	// EvidenceProtocol carries equivocation proofs to the coordinator.
+	EvidenceProtocol = protocol.ID("/swarmtrain/evidence/1")
+	// HeadProtocol answers "what is the latest record of this swarm?".
+	HeadProtocol = protocol.ID("/swarmtrain/head/1")
+)
+
+// DefaultMaxMessageBytes is gossipsub's own default message cap; payloads
+// above the inline limit go by CID. A contribution is a gossip message, so
+// no contribution — and no frame of equivocation evidence — is larger.
+const DefaultMaxMessageBytes = 1 << 20
+
+// Evidence protocol limits. An equivocation proof is two contributions of
+// at most DefaultMaxMessageBytes each; the reader holds at most about 2.5
+// times that while growing its buffers (node.readEvidenceFrames). Honest
+// peers report rarely (an equivocation is a proven fault) and one at a
+// time, so a peer needs one stream, and a handful of concurrent reports is
+// plenty swarm-wide. Everything past these limits is refused by the
+// resource manager before the handler runs, so throwaway identities can
+// hold at most EvidenceMemory in all.
+const (
+	EvidencePeerStreams = 1
+	EvidencePeerMemory  = 3 * DefaultMaxMessageBytes
+	EvidenceStreams     = 16
+	EvidenceMemory      = 32 << 20
+)
+
+// Head protocol limits: an answer is a few hundred bytes, asked once per
+// join and now and then by observers.
+const (
+	headPeerStreams = 2
+	headStreams     = 64
+	headMemory      = 1 << 20
+)
+
+// Limits returns the resource manager limits of a swarmtrain host: libp2p's
+// defaults scaled to this machine, with the evidence and head protocols
+// bounded as above.
+func Limits() rcmgr.ConcreteLimitConfig {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	limits.AddProtocolLimit(EvidenceProtocol,
+		rcmgr.BaseLimit{StreamsInbound: EvidenceStreams, StreamsOutbound: EvidenceStreams, Streams: 2 * EvidenceStreams, Memory: EvidenceMemory},
+		rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(EvidenceProtocol,
+		rcmgr.BaseLimit{StreamsInbound: EvidencePeerStreams, StreamsOutbound: EvidencePeerStreams, Streams: 2 * EvidencePeerStreams, Memory: EvidencePeerMemory},
+		rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolLimit(HeadProtocol,
+		rcmgr.BaseLimit{StreamsInbound: headStreams, StreamsOutbound: headStreams, Streams: 2 * headStreams, Memory: headMemory},
+		rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(HeadProtocol,
+		rcmgr.BaseLimit{StreamsInbound: headPeerStreams, StreamsOutbound: headPeerStreams, Streams: 2 * headPeerStreams, Memory: headMemory},
+		rcmgr.BaseLimitIncrease{})
+	return limits.AutoScale()
+}
+
 // NewHost starts a libp2p host with key on the listen multiaddrs (TCP and
-// QUIC), the default resource manager, and a connection manager.
+// QUIC), a resource manager with Limits, and a connection manager.
+//
+// TCP listens without SO_REUSEPORT (libp2p's default turns it on): with it,
+// a second node started on a port another node holds listens too, the
+// kernel splits incoming connections between them, and dials fail with
+// "peer id mismatch". Without it a taken port is an error naming it.
 func NewHost(key crypto.PrivKey, listen []string) (host.Host, error) {
 	cm, err := connmgr.NewConnManager(connLowWater, connHighWater, connmgr.WithGracePeriod(connGrace))
+	if err != nil {
+		return nil, err
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(Limits()))
 	if err != nil {
 		return nil, err
 	}
@@ -78,11 +188,24 @@ func NewHost(key crypto.PrivKey, listen []string) (host.Host, error) {
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.ConnectionManager(cm),
-		libp2p.DefaultTransports,
-		libp2p.DefaultResourceManager,
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.ResourceManager(rm),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("listening on %v: %w (is another node using the address?)", listen, err)
+		rm.Close()
+		return nil, fmt.Errorf("listening on %v: %w (is another node using the address? pick another port or stop it)", listen, err)
 	}
 	return h, nil
+}
+
+// ProtocolMemory reports the memory the resource manager has reserved for
+// proto, in all and for one peer: what a test or an operator reads to see
+// what a hostile peer holds.
+func ProtocolMemory(h host.Host, proto protocol.ID) (total int64, err error) {
+	err = h.Network().ResourceManager().ViewProtocol(proto, func(s network.ProtocolScope) error {
+		total = s.Stat().Memory
+		return nil
+	})
+	return total, err
 }

@@ -138,6 +138,13 @@ func TestSixteenPeersDiscoverEachOtherAndGossip(t *testing.T) {
 			if string(m.Data) != "manifest from peer 5" {
 				errs <- fmt.Errorf("peer %d got %q first", i, m.Data)
 			}
+			// Nothing else may follow: not the rejected message, not a
+			// second copy of the good one.
+			qctx, qcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer qcancel()
+			if m, err := s.Next(qctx); err == nil {
+				errs <- fmt.Errorf("peer %d then got %q", i, m.Data)
+			}
 		}()
 	}
 	wg.Wait()

@@ -109,6 +109,10 @@ func Decode(b []byte) ([]Tensor, map[string]string, error) {
 			}
 			continue
 		}
+		if name == "" {
+			// Encode never writes one, and loaders key tensors by name.
+			return nil, nil, fmt.Errorf("safetensors: a tensor with an empty name")
+		}
 		var e entry
 		d := json.NewDecoder(bytes.NewReader(msg))
 		d.DisallowUnknownFields()

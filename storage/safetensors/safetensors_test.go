@@ -1,7 +1,10 @@
 package safetensors
 
 import (
+	"bytes"
 	"encoding/binary"
+	"maps"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -61,6 +64,7 @@ func TestDecodeRejectsBadFiles(t *testing.T) {
 		"shape":    {withHeader(`{"a":{"dtype":"F32","shape":[5],"data_offsets":[0,36]}}`), "offsets"},
 		"tail":     {withHeader(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`), "after the last tensor"},
 		"neg":      {withHeader(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`), "does not fit"},
+		"noname":   {withHeader(`{"":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`), "empty name"},
 	} {
 		if _, _, err := Decode(tc.b); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", name, err, tc.want)
@@ -68,13 +72,22 @@ func TestDecodeRejectsBadFiles(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds arbitrary bytes to the checkpoint decoder.
+// FuzzDecode feeds arbitrary bytes to the checkpoint decoder. What it
+// decodes fits in the input, and round-trips: Encode accepts it, and
+// decoding that gives back the same tensors (names, shapes, bits) and
+// metadata; Encode is deterministic on it. So Decode accepts only what
+// Encode could have written, up to header layout.
 func FuzzDecode(f *testing.F) {
 	good, _ := Encode(sample(), map[string]string{"k": "v"})
 	f.Add(good)
 	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '})
+	withHeader := func(h string) []byte {
+		return append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...)
+	}
+	f.Add(withHeader(`{"":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}`))
+	f.Add(withHeader(`{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[],"data_offsets":[0,0]}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ts, _, err := Decode(b)
+		ts, meta, err := Decode(b)
 		if err != nil {
 			return
 		}
@@ -84,6 +97,35 @@ func FuzzDecode(f *testing.F) {
 		}
 		if total > len(b) {
 			t.Fatalf("decoded %d bytes of tensors from %d bytes", total, len(b))
+		}
+		enc, err := Encode(ts, meta)
+		if err != nil {
+			t.Fatalf("decoded a file Encode refuses to write back: %v", err)
+		}
+		again, meta2, err := Decode(enc)
+		if err != nil {
+			t.Fatalf("Encode wrote what Decode refuses: %v", err)
+		}
+		if !maps.Equal(meta, meta2) || len(again) != len(ts) {
+			t.Fatalf("round trip: %d tensors, meta %v; then %d, %v", len(ts), meta, len(again), meta2)
+		}
+		byName := map[string]Tensor{}
+		for _, x := range again {
+			byName[x.Name] = x
+		}
+		for _, x := range ts {
+			y, ok := byName[x.Name]
+			if !ok || !slices.Equal(x.Shape, y.Shape) || len(x.Data) != len(y.Data) {
+				t.Fatalf("tensor %q: %v then %v", x.Name, x.Shape, y.Shape)
+			}
+			for i := range x.Data {
+				if math.Float32bits(x.Data[i]) != math.Float32bits(y.Data[i]) {
+					t.Fatalf("tensor %q value %d: bits changed", x.Name, i)
+				}
+			}
+		}
+		if twice, _ := Encode(again, meta2); !bytes.Equal(twice, enc) {
+			t.Fatal("Encode is not deterministic on a decoded file")
 		}
 	})
 }
