@@ -342,7 +342,7 @@ func runAdversarial(t *testing.T, identities []crypto.PrivKey, advs []adversary)
 	// Adversaries may be cut off once graylisted: they stop with the swarm.
 	advCtx, stopAdv := context.WithCancel(ctx)
 	defer stopAdv()
-	var wg sync.WaitGroup
+	var wg, honestDone sync.WaitGroup
 	errs := make(chan error, honest+len(advs))
 	for i := 0; i < honest+len(advs); i++ {
 		var key crypto.PrivKey
@@ -362,7 +362,7 @@ func runAdversarial(t *testing.T, identities []crypto.PrivKey, advs []adversary)
 			continue
 		}
 		run.honest = append(run.honest, h.ID().String())
-		wg.Go(func() {
+		honestDone.Go(func() {
 			err := RunContributor(ctx, ContributorConfig{SwarmID: swarm, Bootstrap: []string{addr}, DataDir: dir, Train: trainSet, Log: quietLog}, WithHost(h))
 			if err != nil {
 				errs <- fmt.Errorf("contributor %s: %w", h.ID(), err)
@@ -376,6 +376,9 @@ func runAdversarial(t *testing.T, identities []crypto.PrivKey, advs []adversary)
 	if err := coord.Err(); err != nil {
 		t.Fatal(err)
 	}
+	// The coordinator keeps serving until every honest contributor has
+	// applied the last record; then the attackers stop.
+	honestDone.Wait()
 	coord.Close()
 	stopAdv()
 	wg.Wait()

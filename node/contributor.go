@@ -479,6 +479,11 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 			return nil, k.ctx.Err()
 		case <-resend.C:
 			k.net.Reconnect(k.ctx, k.cfg.Bootstrap)
+			// Gossip may have lost the record (a mesh that re-formed, a
+			// coordinator that published and stopped): ask for the head.
+			if rec := k.headRecord(r); rec != nil {
+				return rec, nil
+			}
 			if announced {
 				_ = p2p.Publish(k.ctx, k.ctopic, k.lastAnnounce)
 			}
@@ -488,6 +493,31 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 			}
 		}
 	}
+}
+
+// headRecord asks the coordinator for its latest record and returns it
+// when it is round r's or later, fetched by CID and signed by the
+// coordinator; nil otherwise.
+func (k *Contributor) headRecord(r int64) *record.RoundRecord {
+	hd, err := askHead(k.ctx, k.net.Host, k.coordinator)
+	if err != nil || hd.Record == "" || hd.Round < r {
+		return nil
+	}
+	rc, err := cid.Decode(hd.Record)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(k.ctx, headTimeout)
+	defer cancel()
+	rb, err := k.ex.Get(ctx, rc)
+	if err != nil {
+		return nil
+	}
+	rec, signer, err := record.OpenBlock[record.RoundRecord](rb)
+	if err != nil || signer != k.coordinator || rec.Swarm != k.cfg.SwarmID || rec.Round < r {
+		return nil
+	}
+	return rec
 }
 
 // apply moves to the state a sealed record defines: by replaying it
