@@ -30,6 +30,12 @@ func reencodes(t *testing.T, name string, v []float32) {
 	if _, err := UnmarshalInto(back, msg, Limits{}); err != nil {
 		t.Fatalf("%s: a re-encoded vector does not decode: %v", name, err)
 	}
+	if name == TopKInt2 {
+		// Two magnitudes per chunk: re-encoding requantises, so its
+		// property is FuzzTopKInt2RoundTrip's (support, signs, idempotence
+		// at the density it was sent with).
+		return
+	}
 	if exactCodecs[name] {
 		if !slices.Equal(back, v) {
 			t.Fatalf("%s: decoded %v, re-encoded and decoded %v", name, v, back)
