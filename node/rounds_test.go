@@ -16,6 +16,8 @@ import (
 
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
+	"github.com/swarmtrain/swarmtrain/storage"
+	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
@@ -74,7 +76,8 @@ func TestRoundsOnMocknet(t *testing.T) {
 		}
 	}
 	tn := newTestNet(t)
-	coord, err := NewCoordinator(CoordinatorConfig{Swarm: sc, DataDir: t.TempDir(), Train: trainSet, Test: testSet.Head(1000), ExitWhenDone: true, Log: quietLog,
+	coordDir := t.TempDir()
+	coord, err := NewCoordinator(CoordinatorConfig{Swarm: sc, DataDir: coordDir, Train: trainSet, Test: testSet.Head(1000), ExitWhenDone: true, Log: quietLog,
 		Ready: func(id string, addrs []string, api string) { apiURL = api; readyc <- ready{id, addrs[0], api} },
 		RoundDone: func(s RoundSummary) {
 			if s.Round == rounds-1 {
@@ -143,7 +146,7 @@ func TestRoundsOnMocknet(t *testing.T) {
 	}
 	for _, s := range sealed {
 		if s.Accepted != peers {
-			t.Errorf("round %d: %d accepted, want %d", s.Round, s.Accepted, peers)
+			t.Errorf("round %d: %d accepted, want %d: %v", s.Round, s.Accepted, peers, rejections(t, coordDir, s.Record))
 		}
 		for i := range models {
 			if models[i][s.Round].String() != s.Model || !matched[i][s.Round] {
@@ -166,4 +169,29 @@ func TestRoundsOnMocknet(t *testing.T) {
 			t.Errorf("%s: want %q in %.300s", path, want, apiBodies[path])
 		}
 	}
+}
+
+// rejections lists the reasons in a stopped coordinator's record.
+func rejections(t *testing.T, dir, rc string) []string {
+	store, err := storage.Open(dir)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer store.Close()
+	c, _ := cid.Decode(rc)
+	b, err := store.Get(context.Background(), c)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	rec, _, err := record.OpenBlock[record.RoundRecord](b)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, e := range rec.Entries {
+		if e.Reason != "" {
+			out = append(out, e.Reason)
+		}
+	}
+	return out
 }
