@@ -148,12 +148,10 @@ are checked against the CID before the file is written.`,
 					return err
 				}
 			}
-			tmp := out + ".tmp"
-			if err := os.WriteFile(tmp, b, 0o644); err != nil {
-				return err
-			}
-			if err := os.Rename(tmp, out); err != nil {
-				return err
+			// A temp file in the same dir, synced, then renamed: an
+			// interrupted export never leaves a partial checkpoint.
+			if err := storage.WriteFileAtomic(out, b, 0o644); err != nil {
+				return fmt.Errorf("-o %s: %w", out, err)
 			}
 			fmt.Fprintf(e.stdout, "wrote %s (%d bytes, hash matches %s): load it with safetensors.torch.load_file(%q)\n", out, len(b), c, out)
 			return nil
