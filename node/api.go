@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,7 +33,7 @@ import (
 func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/swarm", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"swarm": c.swarmID, "manifest": c.manifest, "config": json.RawMessage(c.manifest.Config), "head": c.currentHead()})
+		writeJSON(w, SwarmResponse{Swarm: c.swarmID, Manifest: c.manifest, Config: json.RawMessage(c.manifest.Config), Head: c.currentHead()})
 	})
 	mux.HandleFunc("GET /v1/rounds/{n}", func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
@@ -49,6 +50,10 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 		c.mu.Lock()
 		rc, ok := c.byRound[round]
 		c.mu.Unlock()
+		if !ok && round < 0 {
+			http.Error(w, "no round sealed yet", http.StatusNotFound)
+			return
+		}
 		if !ok {
 			http.Error(w, fmt.Sprintf("no sealed round %d", round), http.StatusNotFound)
 			return
@@ -58,7 +63,7 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, map[string]any{"cid": rc.String(), "record": rec})
+		writeJSON(w, RoundResponse{CID: rc.String(), Record: rec})
 	})
 	mux.HandleFunc("GET /v1/scores", func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
@@ -67,7 +72,8 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 			out = append(out, s)
 		}
 		c.mu.Unlock()
-		writeJSON(w, map[string]any{"swarm": c.swarmID, "scores": out})
+		slices.SortFunc(out, func(a, b record.PeerScore) int { return cmp.Compare(a.Peer, b.Peer) })
+		writeJSON(w, ScoresResponse{Swarm: c.swarmID, Scores: out})
 	})
 	index := &peerIndex{}
 	mux.HandleFunc("GET /v1/peers/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +87,7 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 			http.Error(w, fmt.Sprintf("peer %s has no contribution in the ledger", id), http.StatusNotFound)
 			return
 		}
-		writeJSON(w, map[string]any{"swarm": c.swarmID, "peer": id, "rounds": hist})
+		writeJSON(w, PeerResponse{Swarm: c.swarmID, Peer: id, Rounds: hist})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)

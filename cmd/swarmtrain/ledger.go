@@ -215,11 +215,7 @@ func apiPeerAddr(api string) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("--api %s: %s", api, resp.Status)
 	}
-	var body struct {
-		Head struct {
-			Addrs []string `json:"addrs"`
-		} `json:"head"`
-	}
+	var body node.SwarmResponse
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return "", fmt.Errorf("--api %s: %w", api, err)
 	}

@@ -467,10 +467,7 @@ func peerScores(ctx context.Context, e *env, api, bootstrap, swarm, peerID strin
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			return fmt.Errorf("--api %s: %s: %s", api, resp.Status, strings.TrimSpace(string(b)))
 		}
-		var body struct {
-			Swarm  string             `json:"swarm"`
-			Rounds []verify.PeerRound `json:"rounds"`
-		}
+		var body node.PeerResponse
 		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 			return fmt.Errorf("--api %s: %w", api, err)
 		}
@@ -529,10 +526,7 @@ func scoresFromAPI(api string) (string, []record.PeerScore, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", nil, fmt.Errorf("--api %s: %s", api, resp.Status)
 	}
-	var body struct {
-		Swarm  string             `json:"swarm"`
-		Scores []record.PeerScore `json:"scores"`
-	}
+	var body node.ScoresResponse
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return "", nil, fmt.Errorf("--api %s: %w", api, err)
 	}

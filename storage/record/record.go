@@ -126,48 +126,48 @@ type Signed struct {
 
 // SwarmManifest defines a swarm; its block's CID is the swarm ID.
 type SwarmManifest struct {
-	Name         string
-	Config       []byte // config.Swarm.Canonical()
-	Coordinator  string // peer ID of the coordinator
-	Created      int64  // unix milliseconds
-	InitialModel cid.Cid
-	Seed         int64
+	Name         string  `json:"name"`
+	Config       []byte  `json:"config"`      // config.Swarm.Canonical()
+	Coordinator  string  `json:"coordinator"` // peer ID of the coordinator
+	Created      int64   `json:"created"`     // unix milliseconds
+	InitialModel cid.Cid `json:"initial_model"`
+	Seed         int64   `json:"seed"`
 }
 
 // Contribution is a contributor's signed announcement of its update for a round.
 type Contribution struct {
-	Swarm        string
-	Round        int64
-	Peer         string
-	Base         cid.Cid // the model the work started from
-	Payload      cid.Cid // the encoded update (gradient wire format), a raw block
-	Inline       *[]byte // the payload itself when small enough to ride along
-	Codec        string
-	PayloadBytes int64
-	Samples      int64
-	Loss         float64
-	Created      int64
+	Swarm        string  `json:"swarm"`
+	Round        int64   `json:"round"`
+	Peer         string  `json:"peer"`
+	Base         cid.Cid `json:"base"`             // the model the work started from
+	Payload      cid.Cid `json:"payload"`          // the encoded update (gradient wire format), a raw block
+	Inline       *[]byte `json:"inline,omitempty"` // the payload itself when small enough to ride along
+	Codec        string  `json:"codec"`
+	PayloadBytes int64   `json:"payload_bytes"`
+	Samples      int64   `json:"samples"`
+	Loss         float64 `json:"loss"`
+	Created      int64   `json:"created"`
 	// Seed is the round seed the contributor drew its shard with
 	// (data.Assign(seed, peer)); tier 0 checks it is the round's.
-	Seed *int64
+	Seed *int64 `json:"seed,omitempty"`
 }
 
 // Entry is one contribution's fate in a round record.
 type Entry struct {
-	Peer         string
-	Contribution cid.Cid
-	Payload      cid.Cid
-	Verdict      string // accepted or rejected
-	Reason       string // why it was rejected; "" when accepted
-	Evidence     string // what an observer needs to re-check the verdict
-	Score        float64
-	Weight       float64
-	Norm         float64
-	Loss         float64
-	Samples      int64
+	Peer         string  `json:"peer"`
+	Contribution cid.Cid `json:"contribution"`
+	Payload      cid.Cid `json:"payload"`
+	Verdict      string  `json:"verdict"`  // accepted or rejected
+	Reason       string  `json:"reason"`   // why it was rejected; "" when accepted
+	Evidence     string  `json:"evidence"` // what an observer needs to re-check the verdict
+	Score        float64 `json:"score"`
+	Weight       float64 `json:"weight"`
+	Norm         float64 `json:"norm"`
+	Loss         float64 `json:"loss"`
+	Samples      int64   `json:"samples"`
 	// Tier2 holds the losses behind a tier-2 check; nil when the
 	// contribution was not sampled.
-	Tier2 *Tier2
+	Tier2 *Tier2 `json:"tier2,omitempty"`
 }
 
 // Tier2 is the evidence of one tier-2 check: mean losses of the round's base
@@ -206,20 +206,20 @@ type PeerScore struct {
 
 // RoundRecord is the ledger entry the coordinator seals for each round.
 type RoundRecord struct {
-	Swarm      string
-	Round      int64
-	Prev       *cid.Cid // the previous round's record; nil for round 0
-	Seed       int64    // the seed of the next round
-	Base       cid.Cid  // the model the round started from
-	Model      cid.Cid  // the model after the round
-	OuterState *cid.Cid // the outer optimizer's state after the round
-	Entries    []Entry
-	Scores     []PeerScore
-	Sealed     int64 // unix milliseconds
+	Swarm      string      `json:"swarm"`
+	Round      int64       `json:"round"`
+	Prev       *cid.Cid    `json:"prev,omitempty"`        // the previous round's record; nil for round 0
+	Seed       int64       `json:"seed"`                  // the seed of the next round
+	Base       cid.Cid     `json:"base"`                  // the model the round started from
+	Model      cid.Cid     `json:"model"`                 // the model after the round
+	OuterState *cid.Cid    `json:"outer_state,omitempty"` // the outer optimizer's state after the round
+	Entries    []Entry     `json:"entries"`
+	Scores     []PeerScore `json:"scores"`
+	Sealed     int64       `json:"sealed"` // unix milliseconds
 	// SampleSeed and SampleSize say how the tier-2 sample was drawn
 	// (verify.Sample); nil when tier 2 did not run.
-	SampleSeed *int64
-	SampleSize *int64
+	SampleSeed *int64 `json:"sample_seed,omitempty"`
+	SampleSize *int64 `json:"sample_size,omitempty"`
 }
 
 // typeSystem is the parsed schema: computed once, never changed.
