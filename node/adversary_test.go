@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -318,6 +319,7 @@ func runAdversarial(t *testing.T, identities []crypto.PrivKey, advs []adversary)
 	if err != nil {
 		t.Fatal(err)
 	}
+	goroutinesBefore := runtime.NumGoroutine()
 	honest := len(identities)
 	sc := adversarySwarm(honest + len(advs))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -386,6 +388,8 @@ func runAdversarial(t *testing.T, identities []crypto.PrivKey, advs []adversary)
 	for err := range errs {
 		t.Error(err)
 	}
+	tn.mn.Close()
+	checkNoLeak(t, goroutinesBefore)
 	return run
 }
 

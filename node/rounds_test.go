@@ -134,16 +134,7 @@ func TestRoundsOnMocknet(t *testing.T) {
 	}
 	// Every node has returned: their goroutines must be gone.
 	http.DefaultClient.CloseIdleConnections() // the API reads above
-	deadline := time.Now().Add(15 * time.Second)
-	for runtime.NumGoroutine() > goroutinesBefore+leakSlack && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > goroutinesBefore+leakSlack {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines before the swarm, %d after every node returned:\n%s", goroutinesBefore, n, buf[:runtime.Stack(buf, true)])
-	} else {
-		t.Logf("goroutines: %d before, %d after", goroutinesBefore, n)
-	}
+	checkNoLeak(t, goroutinesBefore)
 	for _, s := range sealed {
 		if s.Accepted != peers {
 			t.Errorf("round %d: %d accepted, want %d: %v", s.Round, s.Accepted, peers, rejections(t, coordDir, s.Record))
@@ -194,4 +185,21 @@ func rejections(t *testing.T, dir, rc string) []string {
 		}
 	}
 	return out
+}
+
+// checkNoLeak waits (with a deadline) for the goroutine count to fall back
+// to before+leakSlack once every role has been closed, and fails with
+// every goroutine's stack if it does not.
+func checkNoLeak(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.NumGoroutine() > before+leakSlack && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+leakSlack {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before the swarm, %d after every node returned:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	} else {
+		t.Logf("goroutines: %d before, %d after", before, n)
+	}
 }
