@@ -43,7 +43,7 @@ func newAPICoordinator(t *testing.T) *apiCoordinator {
 	}
 	ctx := context.Background()
 	_ = st.Put(ctx, blk)
-	_ = st.SetHead(ctx, headSwarm, blk.Cid())
+	_ = st.SetHead(ctx, storage.HeadSwarm, blk.Cid())
 	c.swarmID = blk.Cid().String()
 	c.head = Head{Swarm: c.swarmID, Manifest: c.swarmID, Round: -1}
 	actx, cancel := context.WithCancel(ctx)
@@ -75,7 +75,7 @@ func (c *apiCoordinator) seal(t *testing.T, peer string) cid.Cid {
 		t.Fatal(err)
 	}
 	_ = c.store.Put(ctx, blk)
-	_ = c.store.SetHead(ctx, headLedger, blk.Cid())
+	_ = c.store.SetHead(ctx, storage.HeadLedger, blk.Cid())
 	c.mu.Lock()
 	c.byRound[r] = blk.Cid()
 	c.head.Record, c.head.Round = blk.Cid().String(), r

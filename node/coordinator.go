@@ -25,12 +25,6 @@ import (
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
-// Heads the coordinator keeps durably in its store.
-const (
-	headSwarm  = "swarm"
-	headLedger = "ledger"
-)
-
 // CoordinatorConfig configures a Coordinator.
 type CoordinatorConfig struct {
 	Swarm   *config.Swarm
@@ -328,7 +322,7 @@ func (c *Coordinator) restore() error {
 		return err
 	}
 	n := c.model.NumParams()
-	mc, err := c.store.Head(ctx, headSwarm)
+	mc, err := c.store.Head(ctx, storage.HeadSwarm)
 	if errors.Is(err, storage.ErrNoHead) {
 		file, err := round.CheckpointFile(c.p.Model, c.model.Params())
 		if err != nil {
@@ -346,7 +340,7 @@ func (c *Coordinator) restore() error {
 		if err := c.store.Put(ctx, blk); err != nil {
 			return err
 		}
-		if err := c.store.SetHead(ctx, headSwarm, blk.Cid()); err != nil {
+		if err := c.store.SetHead(ctx, storage.HeadSwarm, blk.Cid()); err != nil {
 			return err
 		}
 		c.swarmID = blk.Cid().String()
@@ -374,7 +368,7 @@ func (c *Coordinator) restore() error {
 		return err
 	}
 	c.st = round.Genesis(c.manifest, initial)
-	lc, err := c.store.Head(ctx, headLedger)
+	lc, err := c.store.Head(ctx, storage.HeadLedger)
 	if errors.Is(err, storage.ErrNoHead) {
 		return nil
 	}
@@ -659,7 +653,7 @@ func (c *Coordinator) persist(out *round.Outcome) (blocks.Block, error) {
 	if err := c.store.Put(c.ctx, blk); err != nil {
 		return nil, err
 	}
-	if err := c.store.SetHead(c.ctx, headLedger, blk.Cid()); err != nil {
+	if err := c.store.SetHead(c.ctx, storage.HeadLedger, blk.Cid()); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()

@@ -194,7 +194,7 @@ func CopyLedger(ctx context.Context, bootstrap, swarmID, dir string) (LedgerCopy
 	if err != nil {
 		lc.Missing = append(lc.Missing, m.InitialModel)
 	}
-	if err := o.store.SetHead(ctx, headSwarm, mc); err != nil {
+	if err := o.store.SetHead(ctx, storage.HeadSwarm, mc); err != nil {
 		return lc, err
 	}
 	if hd.Record == "" {
@@ -232,5 +232,5 @@ func CopyLedger(ctx context.Context, bootstrap, swarmID, dir string) (LedgerCopy
 		lc.Rounds++
 		at = rec.Prev
 	}
-	return lc, o.store.SetHead(ctx, headLedger, head)
+	return lc, o.store.SetHead(ctx, storage.HeadLedger, head)
 }

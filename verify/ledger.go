@@ -51,7 +51,7 @@ func Walk(ctx context.Context, store *storage.Store) (LedgerSummary, *record.Swa
 	var s LedgerSummary
 	var chain []Sealed
 	fail := func(err error) (LedgerSummary, *record.SwarmManifest, []Sealed, error) { return s, nil, nil, err }
-	mc, err := store.Head(ctx, "swarm")
+	mc, err := store.Head(ctx, storage.HeadSwarm)
 	if err != nil {
 		return fail(fmt.Errorf("no swarm in this data dir: %w", err))
 	}
@@ -67,7 +67,7 @@ func Walk(ctx context.Context, store *storage.Store) (LedgerSummary, *record.Swa
 		return fail(fmt.Errorf("swarm manifest %s: signed by %s, names %s as coordinator", mc, signer, m.Coordinator))
 	}
 	s.Swarm, s.Name, s.Coordinator = mc.String(), m.Name, m.Coordinator
-	head, err := store.Head(ctx, "ledger")
+	head, err := store.Head(ctx, storage.HeadLedger)
 	if errors.Is(err, storage.ErrNoHead) {
 		return s, m, nil, nil // no round sealed yet
 	}

@@ -218,7 +218,7 @@ func latestRecord(dir string) (*record.RoundRecord, error) {
 	}
 	defer store.Close()
 	ctx := context.Background()
-	head, err := store.Head(ctx, "ledger")
+	head, err := store.Head(ctx, storage.HeadLedger)
 	if errors.Is(err, storage.ErrNoHead) {
 		return nil, nil
 	}
