@@ -453,28 +453,58 @@ func TestAdversaries(t *testing.T) {
 	t.Logf("honest only: accuracy %.4f", baseline)
 	ledgerOf(t, base)
 
+	// keptOut: every one of the adversaries' 20 contributions must be
+	// rejected (the README's "×10" rows); the replayer's first round is
+	// honest work and the untrained free rider's resent movement is now
+	// and then useful, so those two may land one.
 	kinds := []struct {
 		name    string
 		make    func() adversary
 		reasons []string // the rejection kinds this adversary must earn
+		keptOut bool
 	}{
-		{"nan", func() adversary { return nanAdversary{} }, []string{verify.ReasonMalformed}},
-		{"scaled-x1000", func() adversary { return scaleAdversary{} }, []string{verify.ReasonNorm}},
-		{"noise", func() adversary { return noiseAdversary{} }, nil},
-		{"copier", func() adversary { return copier{} }, []string{verify.ReasonDuplicate}},
-		{"near-copier", func() adversary { return nearCopier{} }, []string{verify.ReasonNearDuplicate}},
-		{"replayer", func() adversary { return &replayer{} }, []string{verify.ReasonReplay}},
-		{"equivocator", func() adversary { return equivocator{} }, []string{verify.ReasonEquivocation}},
-		{"free-rider", func() adversary { return freeRider{} }, []string{verify.ReasonEmpty}},
-		{"untrained", func() adversary { return &untrained{} }, []string{verify.ReasonEmpty, verify.ReasonTier2}},
-		{"malformed", func() adversary { return garbler{} }, []string{verify.ReasonMalformed, verify.ReasonOversized}},
-		{"withholder", func() adversary { return withholder{} }, []string{verify.ReasonUnavailable}},
+		{"nan", func() adversary { return nanAdversary{} }, []string{verify.ReasonMalformed}, true},
+		{"scaled-x1000", func() adversary { return scaleAdversary{} }, []string{verify.ReasonNorm}, true},
+		{"noise", func() adversary { return noiseAdversary{} }, nil, true},
+		{"copier", func() adversary { return copier{} }, []string{verify.ReasonDuplicate}, true},
+		{"near-copier", func() adversary { return nearCopier{} }, []string{verify.ReasonNearDuplicate}, true},
+		{"replayer", func() adversary { return &replayer{} }, []string{verify.ReasonReplay}, false},
+		{"equivocator", func() adversary { return equivocator{} }, []string{verify.ReasonEquivocation}, true},
+		{"free-rider", func() adversary { return freeRider{} }, []string{verify.ReasonEmpty}, true},
+		{"untrained", func() adversary { return &untrained{} }, []string{verify.ReasonEmpty, verify.ReasonTier2}, false},
+		{"malformed", func() adversary { return garbler{} }, []string{verify.ReasonMalformed, verify.ReasonOversized}, true},
+		{"withholder", func() adversary { return withholder{} }, []string{verify.ReasonUnavailable}, true},
 	}
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			run := runAdversarial(t, ids[:4], []adversary{k.make(), k.make()})
 			checkRun(t, run, baseline, k.reasons)
+			if k.keptOut {
+				checkKeptOut(t, run, baseline)
+			}
 		})
+	}
+}
+
+// checkKeptOut asserts that no adversarial contribution was accepted and
+// that the model is then the honest-only run's, bit for bit: the same
+// honest updates aggregated the same way give the same accuracy exactly.
+func checkKeptOut(t *testing.T, run swarmRun, baseline float64) {
+	t.Helper()
+	recs, _ := ledgerOf(t, run)
+	bad := map[string]bool{}
+	for _, p := range run.bad {
+		bad[p] = true
+	}
+	for _, rec := range recs {
+		for _, e := range rec.Entries {
+			if bad[e.Peer] && e.Verdict == record.VerdictAccepted {
+				t.Errorf("round %d: adversary %s accepted", rec.Round, e.Peer)
+			}
+		}
+	}
+	if acc := run.accuracy(); acc != baseline {
+		t.Errorf("every adversarial update kept out, yet accuracy %.4f differs from the honest-only run's %.4f", acc, baseline)
 	}
 }
 
