@@ -2,9 +2,8 @@
 //
 // Tests never download: they read MNIST from $SWARMTRAIN_DATA/mnist, or from
 // ../shared/data/mnist beside the repository (where CI puts it). Where neither
-// exists a test is skipped with a message saying where it looked, except under
-// CI (CI=true), where missing data is a failure: a green CI must mean the data
-// tests really ran.
+// exists the test fails with a message saying where it looked and how to get
+// the data: a green `make test` must mean the data tests really ran.
 package testdata
 
 import (
@@ -36,7 +35,7 @@ func Root() string {
 	return ""
 }
 
-// MNISTDir returns the MNIST directory or skips (fails under CI) the test.
+// MNISTDir returns the MNIST directory or fails the test, saying how to get it.
 func MNISTDir(tb testing.TB) string {
 	tb.Helper()
 	root := Root()
@@ -46,10 +45,6 @@ func MNISTDir(tb testing.TB) string {
 			return d
 		}
 	}
-	msg := "MNIST not found: set SWARMTRAIN_DATA to a folder holding mnist/, or put it at ../shared/data/mnist"
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
+	tb.Fatalf("MNIST not found in $SWARMTRAIN_DATA/mnist (SWARMTRAIN_DATA=%q) nor ../shared/data/mnist: run `make data` (downloads and verifies it), or set SWARMTRAIN_DATA to a folder holding mnist/", os.Getenv("SWARMTRAIN_DATA"))
 	return ""
 }
