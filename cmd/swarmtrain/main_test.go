@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -184,6 +186,15 @@ func TestTrainRunsEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "epoch 1  loss") || !strings.Contains(stdout, "test accuracy") {
 		t.Fatalf("no epoch line in %q", stdout)
+	}
+	// One epoch on 3,000 images reaches 57.6 %; chance is 10 %. 40 % says
+	// it learned, with room for another build's rounding.
+	m := regexp.MustCompile(`test accuracy ([0-9.]+)%`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no accuracy in %q", stdout)
+	}
+	if acc, _ := strconv.ParseFloat(m[1], 64); acc < 40 {
+		t.Errorf("test accuracy %.2f%% after one epoch on 3,000 images, want at least 40%%", acc)
 	}
 }
 
