@@ -88,21 +88,7 @@ func (p Params) NewOuter(n int) (*gradient.Outer, error) {
 }
 
 // NumParams is the model's parameter count.
-func (p Params) NumParams() (int, error) {
-	layout, err := train.Layout(p.Model)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, l := range layout {
-		k := 1
-		for _, d := range l.Shape {
-			k *= d
-		}
-		n += k
-	}
-	return n, nil
-}
+func (p Params) NumParams() (int, error) { return train.NumParams(p.Model) }
 
 // OptimizerSpec is the train package's view of a config optimizer.
 func OptimizerSpec(o config.Optimizer) train.OptimizerSpec {
