@@ -30,7 +30,12 @@ func smallSwarm(rounds, quorum int) *config.Swarm {
 	sc.Name = "test"
 	sc.Model.Hidden = []int{32}
 	sc.Train.Rounds = rounds
-	sc.Train.InnerSteps = 5
+	// 20 steps at 10 % density: with 5 steps at 1 % an honest update's
+	// own-shard gain sat at 0.42x-0.49x of the round's reference, close
+	// enough to tier 2's 0.35 that a draw of peer IDs now and then fell
+	// under it (verify.ReferenceFraction); this test is about the protocol.
+	sc.Train.InnerSteps = 20
+	sc.Compression.Density = 0.1
 	sc.Train.ShardSize = 500
 	sc.Round.Quorum = quorum
 	sc.Round.Deadline = config.Duration(20 * time.Second)
