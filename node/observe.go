@@ -151,7 +151,7 @@ type LedgerCopy struct {
 
 // CopyLedger fetches a swarm's ledger from the peer at bootstrap into a new
 // store in dir, so that it can be verified and rechecked there
-// (verify.Ledger, verify.Recheck) without trusting the peer: the manifest,
+// (verify.Ledger, round.Recheck) without trusting the peer: the manifest,
 // every round record from the head back to round 0, every contribution
 // block, payload and piece of equivocation evidence the records name, and
 // the heads "swarm" and "ledger", and the initial model (the recheck
