@@ -66,7 +66,7 @@ func Aggregate(rule string, updates []Update, trim float64) (Result, error) {
 		if math.IsNaN(u.Weight) || math.IsInf(u.Weight, 0) {
 			return res, fmt.Errorf("aggregate: update from %s has weight %v", u.ID, u.Weight)
 		}
-		if finite(u.Vec) {
+		if Finite(u.Vec) {
 			ok = append(ok, u)
 		} else {
 			res.Excluded = append(res.Excluded, u.ID)
@@ -169,7 +169,8 @@ func medianInPlace(x []float64) float64 {
 	return (x[m-1] + x[m]) / 2
 }
 
-func finite(v []float32) bool {
+// Finite reports whether every value of v is neither NaN nor infinite.
+func Finite(v []float32) bool {
 	for _, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return false

@@ -77,7 +77,7 @@ func TestRobustRulesBoundOneBadUpdate(t *testing.T) {
 			if rule == ClipMean {
 				norms := []float64{}
 				for _, u := range ups {
-					if finite(u.Vec) {
+					if Finite(u.Vec) {
 						norms = append(norms, Norm(u.Vec))
 					}
 				}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"time"
 
@@ -15,8 +14,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/node/p2p"
 	"github.com/swarmtrain/swarmtrain/round"
+	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
@@ -268,7 +269,7 @@ func (k *Contributor) join() error {
 		defer rsub.Cancel()
 		k.readRecords(rsub)
 	})
-	st, err := syncState(ctx, k.base, k.coordinator, k.manifest, k.model.NumParams())
+	st, err := syncState(ctx, k.base, k.coordinator, k.cfg.SwarmID, k.manifest, k.model.NumParams())
 	if err != nil {
 		return err
 	}
@@ -338,34 +339,54 @@ func (k *Contributor) keepPayload(round int64, c cid.Cid, b []byte) {
 
 // syncState asks the coordinator for the head and loads the model, outer
 // state and round to work on from it.
-func syncState(ctx context.Context, b *base, coordinator peer.ID, m *record.SwarmManifest, n int) (contributorState, error) {
-	hd, err := askHead(ctx, b.net.Host, coordinator)
+func syncState(ctx context.Context, b *base, coordinator peer.ID, swarm string, m *record.SwarmManifest, n int) (contributorState, error) {
+	rec, err := headRecord(ctx, b, coordinator, swarm, -1)
 	if err != nil {
 		return contributorState{}, err
 	}
-	if hd.Record == "" {
+	if rec == nil {
 		params, err := loadVector(ctx, b.ex, m.InitialModel, n)
 		if err != nil {
 			return contributorState{}, err
 		}
 		return contributorState{round: 0, seed: m.Seed, base: m.InitialModel, params: params, outer: make([]float32, n)}, nil
 	}
+	return fetchState(ctx, b, rec, n)
+}
+
+// headRecord asks the coordinator for its latest record and fetches it by
+// CID, checking that the coordinator signed it for swarm. nil, nil: no
+// round after `after` is sealed yet.
+func headRecord(ctx context.Context, b *base, coordinator peer.ID, swarm string, after int64) (*record.RoundRecord, error) {
+	hd, err := askHead(ctx, b.net.Host, coordinator)
+	if err != nil {
+		return nil, err
+	}
+	if hd.Record == "" || hd.Round <= after {
+		return nil, nil
+	}
 	rc, err := cid.Decode(hd.Record)
 	if err != nil {
-		return contributorState{}, fmt.Errorf("head record %q: %w", hd.Record, err)
+		return nil, fmt.Errorf("head record %q: %w", hd.Record, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, headTimeout)
+	defer cancel()
 	rb, err := b.ex.Get(ctx, rc)
 	if err != nil {
-		return contributorState{}, fmt.Errorf("fetching round record %s: %w", rc, err)
+		return nil, fmt.Errorf("fetching round record %s: %w", rc, err)
 	}
 	rec, signer, err := record.OpenBlock[record.RoundRecord](rb)
-	if err != nil {
-		return contributorState{}, err
+	switch {
+	case err != nil:
+		return nil, err
+	case signer != coordinator:
+		return nil, fmt.Errorf("round record %s is signed by %s, not the coordinator %s", rc, signer, coordinator)
+	case rec.Swarm != swarm:
+		return nil, fmt.Errorf("round record %s is swarm %s's", rc, rec.Swarm)
+	case rec.Round <= after:
+		return nil, nil
 	}
-	if signer != coordinator {
-		return contributorState{}, fmt.Errorf("round record %s is signed by %s, not the coordinator %s", rc, signer, coordinator)
-	}
-	return fetchState(ctx, b, rec, n)
+	return rec, nil
 }
 
 // fetchTimeout bounds fetching a model by CID: a 1 MB checkpoint takes
@@ -387,19 +408,10 @@ func fetchState(ctx context.Context, b *base, rec *record.RoundRecord, n int) (c
 			return st, err
 		}
 	}
-	if !finite(st.params) || !finite(st.outer) {
+	if !gradient.Finite(st.params) || !gradient.Finite(st.outer) {
 		return st, fmt.Errorf("round %d's model %s holds a NaN or infinite value", rec.Round, rec.Model)
 	}
 	return st, nil
-}
-
-func finite(v []float32) bool {
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // work runs the round's local steps and announces the contribution. It
@@ -481,7 +493,7 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 			k.net.Reconnect(k.ctx, k.cfg.Bootstrap)
 			// Gossip may have lost the record (a mesh that re-formed, a
 			// coordinator that published and stopped): ask for the head.
-			if rec := k.headRecord(r); rec != nil {
+			if rec, _ := headRecord(k.ctx, k.base, k.coordinator, k.cfg.SwarmID, r-1); rec != nil {
 				return rec, nil
 			}
 			if announced {
@@ -495,31 +507,6 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 	}
 }
 
-// headRecord asks the coordinator for its latest record and returns it
-// when it is round r's or later, fetched by CID and signed by the
-// coordinator; nil otherwise.
-func (k *Contributor) headRecord(r int64) *record.RoundRecord {
-	hd, err := askHead(k.ctx, k.net.Host, k.coordinator)
-	if err != nil || hd.Record == "" || hd.Round < r {
-		return nil
-	}
-	rc, err := cid.Decode(hd.Record)
-	if err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(k.ctx, headTimeout)
-	defer cancel()
-	rb, err := k.ex.Get(ctx, rc)
-	if err != nil {
-		return nil
-	}
-	rec, signer, err := record.OpenBlock[record.RoundRecord](rb)
-	if err != nil || signer != k.coordinator || rec.Swarm != k.cfg.SwarmID || rec.Round < r {
-		return nil
-	}
-	return rec
-}
-
 // apply moves to the state a sealed record defines: by replaying it
 // (round.Replay over the accepted payloads, from the state this peer holds)
 // when the record builds on that state, else, or when the replay does not
@@ -531,9 +518,9 @@ func (k *Contributor) apply(rec *record.RoundRecord) {
 	replayed := false
 	if k.st.params != nil && rec.Base.Equals(k.st.base) {
 		params, outer, err := round.Replay(k.p, k.st.params, k.st.outer, rec.Entries, func(c cid.Cid) ([]byte, error) { return k.payload(rec.Round, c) })
-		if err == nil && finite(params) {
+		if err == nil && gradient.Finite(params) {
 			if file, err := round.CheckpointFile(k.p.Model, params); err == nil {
-				if fc, err := round.FileCID(file); err == nil && fc.Equals(rec.Model) {
+				if fc, err := storage.FileCID(file); err == nil && fc.Equals(rec.Model) {
 					replayed = true
 					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer}
 				}

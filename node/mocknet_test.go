@@ -160,7 +160,7 @@ func runAttacker(ctx context.Context, h host.Host, dir, swarm, bootstrap string,
 		}
 	})
 	n := model.NumParams()
-	st, err := syncState(ctx, b, coordinator, m, n)
+	st, err := syncState(ctx, b, coordinator, swarm, m, n)
 	if err != nil {
 		return err
 	}

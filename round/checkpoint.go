@@ -3,9 +3,6 @@ package round
 import (
 	"fmt"
 
-	"github.com/ipfs/go-cid"
-
-	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/safetensors"
 	"github.com/swarmtrain/swarmtrain/train"
 )
@@ -62,6 +59,3 @@ func VectorOf(file []byte, want int) ([]float32, error) {
 	}
 	return out, nil
 }
-
-// FileCID is the CID a file gets when stored (storage.FileCID).
-func FileCID(file []byte) (cid.Cid, error) { return storage.FileCID(file) }

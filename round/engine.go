@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
@@ -168,11 +168,11 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 	if out.OuterFile, err = VectorFile(OuterStateName, outer); err != nil {
 		return Outcome{}, err
 	}
-	modelCID, err := FileCID(out.ModelFile)
+	modelCID, err := storage.FileCID(out.ModelFile)
 	if err != nil {
 		return Outcome{}, err
 	}
-	outerCID, err := FileCID(out.OuterFile)
+	outerCID, err := storage.FileCID(out.OuterFile)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -245,7 +245,7 @@ func Apply(p Params, params, outer []float32, ups []gradient.Update) ([]float32,
 	if err := o.Step(next, res.Vec); err != nil {
 		return nil, nil, err
 	}
-	if st := o.State(); finite(next) && finite(st) {
+	if st := o.State(); gradient.Finite(next) && gradient.Finite(st) {
 		return next, st, nil
 	}
 	return slices.Clone(params), slices.Clone(outer), ErrHeld
@@ -277,13 +277,4 @@ func Replay(p Params, params, outer []float32, entries []record.Entry, payload f
 		err = nil
 	}
 	return next, nextOuter, err
-}
-
-func finite(v []float32) bool {
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return false
-		}
-	}
-	return true
 }

@@ -77,7 +77,7 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 	}
 	putFile := func(f []byte) cid.Cid {
 		// The same DAG the exchange builds (storage.FileCID is its CID).
-		c, err := FileCID(f)
+		c, err := storage.FileCID(f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +242,7 @@ func TestSealRecheckReplayAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 		file, _ := CheckpointFile(l.p.Model, params)
-		if fc, _ := FileCID(file); !fc.Equals(out.Record.Model) {
+		if fc, _ := storage.FileCID(file); !fc.Equals(out.Record.Model) {
 			t.Fatalf("round %d: replay gives model %s, the seal %s", r, fc, out.Record.Model)
 		}
 		st.Params, st.Outer = params, outer

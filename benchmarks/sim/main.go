@@ -24,6 +24,7 @@ import (
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/round"
+	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
@@ -142,7 +143,7 @@ func run(p round.Params, workers, rounds int, dataDir string, asJSON bool, evalE
 	if err != nil {
 		return err
 	}
-	initCID, err := round.FileCID(initial)
+	initCID, err := storage.FileCID(initial)
 	if err != nil {
 		return err
 	}

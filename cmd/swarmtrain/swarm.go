@@ -71,18 +71,11 @@ done {swarm, rounds, record, model}; stopped {error}.`,
 			}
 			defer events.close()
 			undo := claimNodeDir(dataDir)
-			w := &coordinatorWatch{e: e, cfg: cfg, cfgPath: cfgPath, dataDir: dataDir, events: events, sealed: make(chan struct{}, 1), lastRound: -1}
-			if hasNodeData(dataDir, "") == nil {
-				// Resuming: the stall watch counts from the last sealed round.
-				if rec, err := latestRecord(dataDir); err == nil && rec != nil {
-					w.lastRound = rec.Round
-				}
-			}
+			w := &coordinatorWatch{e: e, cfg: cfg, cfgPath: cfgPath, dataDir: dataDir, events: events}
 			err = node.RunCoordinator(cmd.Context(), node.CoordinatorConfig{
 				Swarm: cfg, DataDir: dataDir, Train: trainSet, Test: testSet, Log: e.log,
 				Ready: w.ready, RoundDone: w.roundDone, Event: w.event, ExitWhenDone: exitWhenDone,
 			})
-			w.stop()
 			msg := ""
 			if err != nil && !interrupted(cmd) {
 				msg = errorLine(err)
@@ -116,13 +109,10 @@ type coordinatorWatch struct {
 	cfgPath string
 	dataDir string
 	events  *eventLog
-	sealed  chan struct{} // a round was sealed (the stall watch resets)
-	done    chan struct{} // closed by stop
 
 	mu        sync.Mutex
 	swarm     string
 	addr      string // the address printed for contributors
-	lastRound int64  // the last round sealed, -1 before round 0
 	warnedLow bool
 }
 
@@ -152,15 +142,10 @@ func (w *coordinatorWatch) roundDone(s node.RoundSummary) {
 	roundLine(w.e.stdout, s)
 	w.events.emit(newRoundSealedEvent(s))
 	w.mu.Lock()
-	w.lastRound = s.Round
 	warn := !w.warnedLow && s.SealedBy == node.SealedByDeadline && s.Accepted+s.Rejected < sc.Round.Quorum
 	w.warnedLow = w.warnedLow || warn
 	swarm, addr := w.swarm, w.addr
 	w.mu.Unlock()
-	select {
-	case w.sealed <- struct{}{}:
-	default:
-	}
 	if warn {
 		// Fewer contributions than the quorum means the round waited for
 		// its deadline; with this many contributors every round will.
@@ -184,8 +169,6 @@ func (w *coordinatorWatch) event(ev node.Event) {
 	}
 	eventLine(w.e.stdout, ev)
 }
-
-func (w *coordinatorWatch) stop() {}
 
 // savedLine says, after an interrupt, what the coordinator's directory
 // holds: read back from the store, which is closed by now.
