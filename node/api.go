@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/verify"
@@ -94,7 +95,7 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("api.listen %s: %w", addr, err)
 	}
-	srv := newAPIServer(rateLimited(mux, newTokenBucket(apiLimits.rate, apiLimits.burst)))
+	srv := newAPIServer(rateLimited(mux, rate.NewLimiter(rate.Limit(apiLimits.rate), apiLimits.burst)))
 	// Both goroutines belong to the coordinator (c.wg): Close waits for the
 	// server to stop before it closes the store the handlers read.
 	c.wg.Go(func() {
@@ -144,36 +145,10 @@ func newAPIServer(h http.Handler) *http.Server {
 	}
 }
 
-// tokenBucket is a rate limiter: rate tokens a second, at most burst saved.
-type tokenBucket struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newTokenBucket(rate float64, burst int) *tokenBucket {
-	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
-}
-
-func (b *tokenBucket) allow() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	b.tokens = min(b.burst, b.tokens+b.rate*now.Sub(b.last).Seconds())
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// rateLimited answers 429 to requests past the bucket's rate.
-func rateLimited(h http.Handler, b *tokenBucket) http.Handler {
+// rateLimited answers 429 to requests past the limiter's rate.
+func rateLimited(h http.Handler, lim *rate.Limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !b.allow() {
+		if !lim.Allow() {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "too many requests", http.StatusTooManyRequests)
 			return
@@ -231,13 +206,7 @@ func (x *peerIndex) extend(ctx context.Context, c *Coordinator, head string) err
 	for i := len(fresh) - 1; i >= 0; i-- {
 		rec := fresh[i]
 		for _, e := range rec.Entries {
-			pr := verify.PeerRound{Round: rec.Round, Record: cids[i].String(), Verdict: e.Verdict, Reason: e.Reason, Evidence: e.Evidence,
-				Norm: e.Norm, Score: e.Score, Tier2: e.Tier2}
-			if e.Tier2 != nil {
-				q := verify.Quality(*e.Tier2)
-				pr.Quality = &q
-			}
-			x.peers[e.Peer] = append(x.peers[e.Peer], pr)
+			x.peers[e.Peer] = append(x.peers[e.Peer], verify.PeerRoundOf(rec, cids[i], e))
 		}
 	}
 	x.head = head

@@ -62,12 +62,6 @@ func writeEvidence(w io.Writer, a, b []byte) error {
 	return nil
 }
 
-// readEvidence reads two frames of at most defaultMaxEvidenceFrame bytes.
-func readEvidence(r io.Reader) (a, b []byte, err error) {
-	a, b, _, err = readEvidenceFrames(r, defaultMaxEvidenceFrame, nil)
-	return a, b, err
-}
-
 // memoryScope is where readEvidenceFrames accounts for its buffers: a
 // stream's resource scope (network.ResourceScope).
 type memoryScope interface {

@@ -11,7 +11,6 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/swarmtrain/swarmtrain/node/p2p"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
@@ -255,11 +254,5 @@ func TestPayloadFetchIsBounded(t *testing.T) {
 	}
 	if d := payloadFetchTimeout(2*time.Second, 1<<20, 8<<20); d != 2*time.Second {
 		t.Errorf("never past the round's deadline: %s", d)
-	}
-}
-
-func TestProtocolIDsMatchTheirLimits(t *testing.T) {
-	if HeadProtocol != p2p.HeadProtocol || EvidenceProtocol != p2p.EvidenceProtocol {
-		t.Fatal("the resource manager limits protocols the handlers do not use")
 	}
 }

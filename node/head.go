@@ -10,12 +10,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/swarmtrain/swarmtrain/node/p2p"
 )
 
 // HeadProtocol answers "what is the latest record of this swarm?": a
 // joiner or observer asks it of the peer it bootstrapped from.
-const HeadProtocol = protocol.ID("/swarmtrain/head/1")
+const HeadProtocol = p2p.HeadProtocol // the resource manager limits it there
 
 // headTimeout bounds one head exchange; the answer is a few hundred bytes.
 const headTimeout = 10 * time.Second

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 
+	"github.com/ipfs/go-cid"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 )
@@ -34,14 +35,20 @@ func PeerHistory(ctx context.Context, store *storage.Store, peer string) ([]Peer
 			if e.Peer != peer {
 				continue
 			}
-			pr := PeerRound{Round: s.Record.Round, Record: s.CID.String(), Verdict: e.Verdict, Reason: e.Reason, Evidence: e.Evidence,
-				Norm: e.Norm, Score: e.Score, Tier2: e.Tier2}
-			if e.Tier2 != nil {
-				q := Quality(*e.Tier2)
-				pr.Quality = &q
-			}
-			out = append(out, pr)
+			out = append(out, PeerRoundOf(s.Record, s.CID, e))
 		}
 	}
 	return out, nil
+}
+
+// PeerRoundOf is entry e of record rec (stored as rc) as one line of a
+// peer's history.
+func PeerRoundOf(rec *record.RoundRecord, rc cid.Cid, e record.Entry) PeerRound {
+	pr := PeerRound{Round: rec.Round, Record: rc.String(), Verdict: e.Verdict, Reason: e.Reason, Evidence: e.Evidence,
+		Norm: e.Norm, Score: e.Score, Tier2: e.Tier2}
+	if e.Tier2 != nil {
+		q := Quality(*e.Tier2)
+		pr.Quality = &q
+	}
+	return pr
 }

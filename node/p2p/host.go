@@ -17,7 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -197,15 +196,4 @@ func NewHost(key crypto.PrivKey, listen []string) (host.Host, error) {
 		return nil, fmt.Errorf("listening on %v: %w (is another node using the address? pick another port or stop it)", listen, err)
 	}
 	return h, nil
-}
-
-// ProtocolMemory reports the memory the resource manager has reserved for
-// proto, in all and for one peer: what a test or an operator reads to see
-// what a hostile peer holds.
-func ProtocolMemory(h host.Host, proto protocol.ID) (total int64, err error) {
-	err = h.Network().ResourceManager().ViewProtocol(proto, func(s network.ProtocolScope) error {
-		total = s.Stat().Memory
-		return nil
-	})
-	return total, err
 }

@@ -103,9 +103,6 @@ const (
 	ScopePublic
 )
 
-// WithNetworkScope overrides the DHT's address scope (default ScopeAuto).
-func WithNetworkScope(s NetworkScope) Option { return func(c *config) { c.scope = s } }
-
 // WithScoreInspect has gossipsub report every peer's score every period
 // (tests and diagnostics).
 func WithScoreInspect(f func(map[peer.ID]float64), period time.Duration) Option {
@@ -213,9 +210,6 @@ func publicAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 // coordinator, so a flood of connections cannot cut it off from the swarm.
 // Gossipsub protects its mesh peers itself.
 func (n *Node) Protect(p peer.ID, tag string) { n.Host.ConnManager().Protect(p, tag) }
-
-// Unprotect undoes Protect.
-func (n *Node) Unprotect(p peer.ID, tag string) bool { return n.Host.ConnManager().Unprotect(p, tag) }
 
 // bootstrapTag protects the peers a node bootstrapped from: the swarm's
 // entry points (usually the coordinator).
