@@ -91,7 +91,7 @@ func (op *convPoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, er
 	if !op.l.train {
 		return nil, fmt.Errorf("%v: built for evaluation, not differentiable", op)
 	}
-	dz, err := G.ApplyOp(&convPoolScatter{l: op.l, gradDims: op.outT.Dims()}, grad)
+	dz, err := G.ApplyOp(newConvPoolScatter(op.l, op.outT.Dims()), grad)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +114,11 @@ func (op *convPoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, er
 type convPoolScatter struct {
 	l        *convPool
 	gradDims int
+	outT     *tensor.Dense // over l.dzpad, built once: a step allocates nothing here
+}
+
+func newConvPoolScatter(l *convPool, gradDims int) *convPoolScatter {
+	return &convPoolScatter{l: l, gradDims: gradDims, outT: tensor.New(tensor.WithShape(l.o, l.plane), tensor.WithBacking(l.dzpad))}
 }
 
 func (op *convPoolScatter) Arity() int    { return 1 }
@@ -135,7 +140,7 @@ func (op *convPoolScatter) Do(vs ...G.Value) (G.Value, error) {
 			l.scatter(g, n)
 		}
 	})
-	return tensor.New(tensor.WithShape(l.o, l.plane), tensor.WithBacking(l.dzpad)), nil
+	return op.outT, nil
 }
 func (op *convPoolScatter) ReturnsPtr() bool      { return false }
 func (op *convPoolScatter) CallsExtern() bool     { return false }
