@@ -77,11 +77,12 @@ func (c *topKInt2) Encode(dst []byte, v []float32) ([]byte, error) {
 	enc := make([]int2Chunk, nch)
 	posBuf := make([]uint16, nch*kc)
 	codeBuf := make([]byte, nch*kc)
-	// Chunks are independent: encode them on all cores, each into its own
-	// slots, so the bytes do not depend on the number of cores.
-	chunks(nch, 1, func(lo, hi int) error {
+	// Chunks are independent: encode them on all cores (chunks splits by
+	// elements, at chunk boundaries), each into its own slots, so the bytes
+	// do not depend on the number of cores.
+	chunks(n, size, func(lo, hi int) error {
 		scratch := make([]float32, size)
-		for j := lo; j < hi; j++ {
+		for j := lo / size; j < (hi+size-1)/size; j++ {
 			x := v[j*size : min(n, (j+1)*size)]
 			k := min(kc, len(x))
 			ch := &enc[j]
