@@ -218,11 +218,17 @@ func (c int8Values) put(dst []byte, v []float32) []byte {
 				mx = max(mx, math.Float32bits(x)&^(1<<31))
 			}
 			scale := math.Float32frombits(mx) / 127
-			binary.LittleEndian.PutUint32(o, math.Float32bits(scale))
 			inv := float32(0)
 			if scale > 0 {
 				inv = 1 / scale
 			}
+			if math.IsInf(float64(inv), 0) {
+				// Below about 3.7e-37 the inverse overflows and x × Inf
+				// would flip signs (NaN for zeros): send the block as
+				// zeros (scale 0); error feedback keeps what is dropped.
+				scale, inv = 0, 0
+			}
+			binary.LittleEndian.PutUint32(o, math.Float32bits(scale))
 			q := o[4 : 4+len(blk)]
 			for i, x := range blk {
 				y := x * inv
