@@ -20,7 +20,10 @@ func eventLine(w io.Writer, ev node.Event) {
 	case node.Resumed:
 		fmt.Fprintf(w, "resuming swarm %s after round %d\n", e.Swarm, e.After)
 	case node.Waiting:
-		fmt.Fprintf(w, "round %d: deadline passed with %d of the %d contributions needed (round.min_contributions); still waiting\n", e.Round, e.Have, e.Need)
+		// Once per deadline, so a coordinator nobody contributes to is
+		// never silent.
+		fmt.Fprintf(w, "round %d not sealed after %s: it needs %d contribution(s) (round.min_contributions), has %d; waiting for contributors (the join line is above)\n",
+			e.Round, e.Waited.Round(time.Second), e.Need, e.Have)
 	case node.Finished:
 		fmt.Fprintf(w, "swarm %s: all %d rounds done; final model %s\n", e.Swarm, e.Rounds, e.Model)
 	case node.Serving:

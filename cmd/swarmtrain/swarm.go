@@ -74,7 +74,7 @@ done {swarm, rounds, record, model}; stopped {error}.`,
 			w := &coordinatorWatch{e: e, cfg: cfg, cfgPath: cfgPath, dataDir: dataDir, events: events}
 			err = node.RunCoordinator(cmd.Context(), node.CoordinatorConfig{
 				Swarm: cfg, DataDir: dataDir, Train: trainSet, Test: testSet, Log: e.log,
-				Ready: w.ready, RoundDone: w.roundDone, Event: w.event, ExitWhenDone: exitWhenDone,
+				Ready: w.ready, RoundDone: w.roundDone, Event: func(ev node.Event) { eventLine(e.stdout, ev) }, ExitWhenDone: exitWhenDone,
 			})
 			msg := ""
 			if err != nil && !interrupted(cmd) {
@@ -156,18 +156,6 @@ func (w *coordinatorWatch) roundDone(s node.RoundSummary) {
 		fmt.Fprintf(w.e.stdout, "final model %s; export it with: %s export %s -o model.safetensors --bootstrap %s\n", s.Model, invokedAs(), s.Model, addr)
 		w.events.emit(doneEvent{Type: "done", Swarm: swarm, Rounds: sc.Train.Rounds, Record: s.Record, Model: s.Model})
 	}
-}
-
-// event prints what the coordinator reports besides sealed rounds; a
-// round waiting for contributions says so once per deadline, so a
-// coordinator nobody contributes to is never silent.
-func (w *coordinatorWatch) event(ev node.Event) {
-	if e, ok := ev.(node.Waiting); ok {
-		fmt.Fprintf(w.e.stdout, "round %d not sealed after %s: it needs %d contribution(s) (round.min_contributions), has %d; waiting for contributors (the join line is above)\n",
-			e.Round, e.Waited.Round(time.Second), e.Need, e.Have)
-		return
-	}
-	eventLine(w.e.stdout, ev)
 }
 
 // savedLine says, after an interrupt, what the coordinator's directory
