@@ -299,8 +299,8 @@ func (k *Contributor) readRecords(sub *pubsub.Subscription) {
 		if err != nil {
 			return
 		}
-		rec, _, err := record.Open[record.RoundRecord](m.Data)
-		if err != nil {
+		rec, ok := m.ValidatorData.(*record.RoundRecord) // roundsValidator opened and checked it
+		if !ok {
 			continue
 		}
 		if blk, err := recordBlock(m.Data); err == nil {

@@ -430,6 +430,7 @@ func roundsValidator(swarm string, coordinator peer.ID, latest func() int64) pub
 		if latest != nil && rec.Round <= latest() {
 			return pubsub.ValidationIgnore
 		}
+		m.ValidatorData = rec // the subscriber takes it as checked, without opening it again
 		return pubsub.ValidationAccept
 	}
 }
