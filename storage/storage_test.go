@@ -259,8 +259,17 @@ func TestWriteFileAtomic(t *testing.T) {
 	if err := WriteFileAtomic(filepath.Join(dir, "missing", "x"), []byte("y"), 0o600); err == nil {
 		t.Error("wrote into a missing dir")
 	}
+	// A write that fails after its temp file exists (the rename onto a
+	// non-empty directory) must remove the temp file.
+	busy := filepath.Join(dir, "busy")
+	if err := os.MkdirAll(filepath.Join(busy, "inside"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(busy, []byte("y"), 0o600); err == nil {
+		t.Error("replaced a non-empty directory")
+	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("dir holds %d entries after the writes", len(entries))
+	if len(entries) != 2 {
+		t.Errorf("dir holds %d entries after the writes, want the file and the directory", len(entries))
 	}
 }

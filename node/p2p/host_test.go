@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,10 @@ func TestIdentityFileIsPrivateAndAtomic(t *testing.T) {
 	if id1 != id2 {
 		t.Fatal("identity changed on reload")
 	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -96,5 +101,8 @@ func TestIdentityFileIsPrivateAndAtomic(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	if len(b) == 0 {
 		t.Fatal("key file emptied")
+	}
+	if !bytes.Equal(b, before) {
+		t.Fatal("a refused key file was replaced")
 	}
 }
