@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -203,21 +204,36 @@ func apiBase(api string) string {
 	return strings.TrimSuffix(api, "/")
 }
 
-// apiPeerAddr asks the coordinator's API where its node listens, for a
-// bitswap fetch from it.
-func apiPeerAddr(api string) (string, error) {
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(apiBase(api) + "/v1/swarm")
+// apiTimeout bounds one API request: the API answers from memory or from
+// an index (/v1/peers), in milliseconds.
+const apiTimeout = 30 * time.Second
+
+// getAPI GETs path from the coordinator's HTTP API and decodes the JSON
+// answer into v (one of the node.*Response types); an error names --api
+// and, for a refused request, what the API said.
+func getAPI(api, path string, v any) error {
+	client := &http.Client{Timeout: apiTimeout}
+	resp, err := client.Get(apiBase(api) + path)
 	if err != nil {
-		return "", fmt.Errorf("--api %s: %w", api, err)
+		return fmt.Errorf("--api %s: %w", api, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("--api %s: %s", api, resp.Status)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("--api %s: %s: %s", api, resp.Status, strings.TrimSpace(string(b)))
 	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("--api %s: %w", api, err)
+	}
+	return nil
+}
+
+// apiPeerAddr asks the coordinator's API where its node listens, for a
+// bitswap fetch from it.
+func apiPeerAddr(api string) (string, error) {
 	var body node.SwarmResponse
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", fmt.Errorf("--api %s: %w", api, err)
+	if err := getAPI(api, "/v1/swarm", &body); err != nil {
+		return "", err
 	}
 	if len(body.Head.Addrs) == 0 {
 		return "", fmt.Errorf("--api %s names no address of its node", api)

@@ -3,11 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -428,19 +425,9 @@ func peerScores(ctx context.Context, e *env, api, bootstrap, swarm, peerID strin
 	case api != "" && bootstrap != "":
 		return errors.New("give --api or --bootstrap, not both")
 	case api != "":
-		client := &http.Client{Timeout: 30 * time.Second}
-		resp, err := client.Get(apiBase(api) + "/v1/peers/" + peerID)
-		if err != nil {
-			return fmt.Errorf("--api %s: %w", api, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			return fmt.Errorf("--api %s: %s: %s", api, resp.Status, strings.TrimSpace(string(b)))
-		}
 		var body node.PeerResponse
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			return fmt.Errorf("--api %s: %w", api, err)
+		if err := getAPI(api, "/v1/peers/"+peerID, &body); err != nil {
+			return err
 		}
 		if swarm != "" && swarm != body.Swarm {
 			return fmt.Errorf("the API at %s serves swarm %s, not %s", api, body.Swarm, swarm)
@@ -488,18 +475,9 @@ func peerScores(ctx context.Context, e *env, api, bootstrap, swarm, peerID strin
 }
 
 func scoresFromAPI(api string) (string, []record.PeerScore, error) {
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(apiBase(api) + "/v1/scores")
-	if err != nil {
-		return "", nil, fmt.Errorf("--api %s: %w", api, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", nil, fmt.Errorf("--api %s: %s", api, resp.Status)
-	}
 	var body node.ScoresResponse
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", nil, fmt.Errorf("--api %s: %w", api, err)
+	if err := getAPI(api, "/v1/scores", &body); err != nil {
+		return "", nil, err
 	}
 	return body.Swarm, body.Scores, nil
 }
