@@ -83,7 +83,9 @@ func maxRelErr(t *testing.T, what string, got, want []float32) float64 {
 // TestConvPoolMatchesGorgonia compares the fused conv block's output and
 // gradients with gorgonia's own Conv2d + Rectify + MaxPool2D, on odd sizes
 // and on the cnn's real ones: every value within 1e-4 of the largest.
-func TestConvPoolMatchesGorgonia(t *testing.T) {
+func TestConvPoolMatchesGorgonia(t *testing.T) { withKernels(t, convPoolMatchesGorgonia) }
+
+func convPoolMatchesGorgonia(t *testing.T) {
 	r := data.Rand(11)
 	for _, s := range []struct{ n, c, h, w, o int }{
 		{3, 2, 8, 6, 3},
@@ -169,12 +171,6 @@ func withKernels(t *testing.T, f func(t *testing.T)) {
 		name := map[bool]string{true: "asm", false: "blas"}[asm]
 		t.Run(name, f)
 	}
-}
-
-// TestConvPoolKernelsMatchGorgonia is TestConvPoolMatchesGorgonia with the
-// assembly kernels and with the BLAS fallback.
-func TestConvPoolKernelsMatchGorgonia(t *testing.T) {
-	withKernels(t, TestConvPoolMatchesGorgonia)
 }
 
 // TestConvPoolEvalGroupsMatchTraining checks the evaluation block, which
