@@ -91,7 +91,7 @@ type observer struct {
 func newObserver(ctx context.Context, bootstrap, dir string) (*observer, error) {
 	ai, err := peer.AddrInfoFromString(bootstrap)
 	if err != nil {
-		return nil, fmt.Errorf("--bootstrap %s: %w", bootstrap, err)
+		return nil, fmt.Errorf("%s: %w", bootstrap, err) // the address; callers name their flag
 	}
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
@@ -109,7 +109,7 @@ func newObserver(ctx context.Context, bootstrap, dir string) (*observer, error) 
 	o := &observer{h: h, store: store, ex: storage.NewExchange(ctx, h, nil, store), peer: ai.ID}
 	if err := h.Connect(ctx, *ai); err != nil {
 		o.close()
-		return nil, fmt.Errorf("--bootstrap %s: %w", bootstrap, err)
+		return nil, fmt.Errorf("%s: %w", bootstrap, err) // the address; callers name their flag
 	}
 	return o, nil
 }

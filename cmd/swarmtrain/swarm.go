@@ -337,7 +337,7 @@ func probeSwarm(ctx context.Context, e *env, swarmID string, bootstrap []string)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err != nil:
-			tried = append(tried, fmt.Sprintf("%s: %s", a, strings.TrimPrefix(errorLine(err), "--bootstrap "+a+": ")))
+			tried = append(tried, errorLine(err)) // names the peer
 		case hd.Swarm != swarmID:
 			tried = append(tried, fmt.Sprintf("%s serves swarm %s", a, hd.Swarm))
 		default:
