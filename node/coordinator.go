@@ -290,7 +290,7 @@ func (c *Coordinator) run() error {
 		}
 		sum.SealedBy = by
 		if c.cfg.Test != nil {
-			if err := c.model.SetParams(c.st.Params); err != nil {
+			if err := c.model.WriteParams(c.st.Params); err != nil {
 				return err
 			}
 			sum.TestLoss, sum.TestAccuracy, _ = c.model.Evaluate(c.cfg.Test)
@@ -324,7 +324,7 @@ func (c *Coordinator) restore() error {
 	n := c.model.NumParams()
 	mc, err := c.store.Head(ctx, storage.HeadSwarm)
 	if errors.Is(err, storage.ErrNoHead) {
-		file, err := round.CheckpointFile(c.p.Model, c.model.Params())
+		file, err := round.CheckpointFile(c.p.Model, train.Snapshot(c.model))
 		if err != nil {
 			return err
 		}
@@ -345,7 +345,7 @@ func (c *Coordinator) restore() error {
 		}
 		c.swarmID = blk.Cid().String()
 		c.head = Head{Swarm: c.swarmID, Manifest: c.swarmID, Round: -1}
-		c.st = round.Genesis(c.manifest, c.model.Params())
+		c.st = round.Genesis(c.manifest, train.Snapshot(c.model))
 		return nil
 	}
 	if err != nil {

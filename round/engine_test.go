@@ -92,7 +92,7 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 		t.Fatal(err)
 	}
 	defer scratch.Close()
-	initFile, err := CheckpointFile(p.Model, scratch.Params())
+	initFile, err := CheckpointFile(p.Model, train.Snapshot(scratch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 		peers = append(peers, peerState{k, id, w})
 	}
 	copierKey, copierID := key(t)
-	st := Genesis(m, scratch.Params())
+	st := Genesis(m, train.Snapshot(scratch))
 	var prev *cid.Cid
 	for r := 0; r < rounds; r++ {
 		var in []Contribution

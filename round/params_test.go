@@ -54,7 +54,7 @@ func TestEveryConfigNameRuns(t *testing.T) {
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
-		st := Genesis(&record.SwarmManifest{Seed: 1}, model.Params())
+		st := Genesis(&record.SwarmManifest{Seed: 1}, train.Snapshot(model))
 		payload, _, _, err := w.Work(context.Background(), st.Params, set, 1)
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)

@@ -3,6 +3,7 @@ package round
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/train"
@@ -47,19 +48,22 @@ func (w *Worker) Codec() gradient.Codec { return w.codec }
 // CompressWhole), with batches drawn with seed. It returns the encoded
 // update, the update before compression and the local statistics.
 func (w *Worker) Work(ctx context.Context, base []float32, shard *data.Set, seed uint64) (payload []byte, delta []float32, stats train.Stats, err error) {
-	p := w.model.Params()
-	if len(base) != len(p) {
-		return nil, nil, stats, fmt.Errorf("base model has %d parameters, the worker's %d", len(base), len(p))
+	if n := w.model.NumParams(); len(base) != n {
+		return nil, nil, stats, fmt.Errorf("base model has %d parameters, the worker's %d", len(base), n)
 	}
-	copy(p, base)
+	p := slices.Clone(base)
 	if w.ef != nil {
 		for i, e := range w.ef.Residual() {
 			p[i] -= e
 		}
 	}
+	if err := w.model.WriteParams(p); err != nil {
+		return nil, nil, stats, err
+	}
 	if stats, err = train.Local(ctx, w.model, w.opt, shard, w.p.InnerSteps, seed); err != nil {
 		return nil, nil, stats, err
 	}
+	w.model.ReadParams(p)
 	delta = make([]float32, len(p))
 	for i := range delta {
 		delta[i] = base[i] - p[i]

@@ -14,59 +14,80 @@ type Stats struct {
 	Steps    int
 	Samples  int
 	MeanLoss float64
+	SumLoss  float64 // the step losses summed in order
 }
 
-// batcher yields fixed-shape batches from a set, visiting samples in a
+// Batch is one training batch: normalised images and their labels, or
+// text windows of Context+1 tokens each.
+type Batch struct {
+	X      []float32
+	Y      []uint8
+	Tokens []uint8
+}
+
+// Batcher yields fixed-shape batches from a set, visiting samples in a
 // seeded permutation and reshuffling at every pass. Every batch is full:
 // when fewer than a batch remain in a pass, the pass ends and they wait for
-// the next one (the tail is dropped from that pass, never padded).
-type batcher struct {
+// the next one (the tail is dropped from that pass, never padded). Samples
+// are normalised here, batch by batch, from the set's stored bytes.
+type Batcher struct {
 	set   *data.Set
 	batch int
 	rng   interface{ Perm(int) []int }
 	perm  []int
 	pos   int
-	x     []float32
-	y     []uint8
+	b     Batch
 }
 
-func newBatcher(set *data.Set, batch int, seed uint64) (*batcher, error) {
+// NewBatcher returns the batcher of set for batches of batch samples in
+// the order seed fixes.
+func NewBatcher(set *data.Set, batch int, seed uint64) (*Batcher, error) {
 	if set.N < batch {
 		return nil, fmt.Errorf("shard of %d samples is smaller than one batch of %d", set.N, batch)
 	}
-	return &batcher{set: set, batch: batch, rng: data.Rand(seed), x: make([]float32, batch*set.Dim()), y: make([]uint8, batch)}, nil
+	b := &Batcher{set: set, batch: batch, rng: data.Rand(seed)}
+	if set.IsText() {
+		b.b.Tokens = make([]uint8, batch*set.Dim())
+	} else {
+		b.b.X, b.b.Y = make([]float32, batch*set.Dim()), make([]uint8, batch)
+	}
+	return b, nil
 }
 
-// next fills and returns the next batch; newPass reports a fresh shuffle.
-func (b *batcher) next() (x []float32, y []uint8, newPass bool) {
+// Set is the set the batcher draws from.
+func (b *Batcher) Set() *data.Set { return b.set }
+
+// Next fills and returns the next batch (valid until the next call).
+func (b *Batcher) Next() *Batch {
 	if b.perm == nil || b.pos+b.batch > len(b.perm) {
-		b.perm, b.pos, newPass = b.rng.Perm(b.set.N), 0, true
+		b.perm, b.pos = b.rng.Perm(b.set.N), 0
 	}
 	d := b.set.Dim()
 	for i, j := range b.perm[b.pos : b.pos+b.batch] {
-		copy(b.x[i*d:(i+1)*d], b.set.X[j*d:(j+1)*d])
-		b.y[i] = b.set.Y[j]
+		if b.set.IsText() {
+			copy(b.b.Tokens[i*d:(i+1)*d], b.set.Window(j))
+			continue
+		}
+		b.set.Fill(b.b.X[i*d:(i+1)*d], j)
+		b.b.Y[i] = b.set.Y[j]
 	}
 	b.pos += b.batch
-	return b.x, b.y, newPass
+	return &b.b
 }
 
-// Local runs steps inner steps from m's current parameters on batches drawn
-// from shard in the order seed fixes, updating m's parameters through opt.
-// This is a contributor's local work in one round.
-func Local(ctx context.Context, m Model, opt Optimizer, shard *data.Set, steps int, seed uint64) (Stats, error) {
-	b, err := newBatcher(shard, m.BatchSize(), seed)
-	if err != nil {
-		return Stats{}, err
-	}
+// hostLocal is Local for a model whose parameters live in host memory: a
+// step on each batch, then the optimizer over the flat vector.
+func hostLocal(ctx context.Context, m HostModel, opt Optimizer, b *Batcher, steps int, before func(int)) (Stats, error) {
 	var st Stats
-	var sum float64
 	for st.Steps < steps {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		x, y, _ := b.next()
-		loss, err := m.Grad(x, y)
+		if before != nil {
+			before(st.Steps)
+		}
+		batch := b.Next()
+		loss, err := m.Step(batch)
 		if err != nil {
 			return st, err
 		}
@@ -74,14 +95,25 @@ func Local(ctx context.Context, m Model, opt Optimizer, shard *data.Set, steps i
 			return st, fmt.Errorf("step %d: loss is %v: training diverged (lower the learning rate)", st.Steps, loss)
 		}
 		opt.Step(m.Params(), m.Grads())
-		sum += float64(loss)
+		st.SumLoss += float64(loss)
 		st.Steps++
-		st.Samples += len(y)
+		st.Samples += b.batch
 	}
 	if st.Steps > 0 {
-		st.MeanLoss = sum / float64(st.Steps)
+		st.MeanLoss = st.SumLoss / float64(st.Steps)
 	}
 	return st, nil
+}
+
+// Local runs steps inner steps from m's current parameters on batches drawn
+// from shard in the order seed fixes, updating m's parameters through opt.
+// This is a contributor's local work in one round.
+func Local(ctx context.Context, m Model, opt Optimizer, shard *data.Set, steps int, seed uint64) (Stats, error) {
+	b, err := NewBatcher(shard, m.BatchSize(), seed)
+	if err != nil {
+		return Stats{}, err
+	}
+	return m.Local(ctx, opt, b, steps, nil)
 }
 
 // EpochStats reports progress of Fit. Within an epoch (Done false) only
@@ -100,7 +132,15 @@ type EpochStats struct {
 // FitOption configures Fit.
 type FitOption func(*fitConfig)
 
-type fitConfig struct{ cosine bool }
+type fitConfig struct {
+	cosine        bool
+	stepsPerEpoch int
+}
+
+// WithStepsPerEpoch makes an epoch n steps instead of one pass over the
+// training set (a text corpus has millions of windows: an "epoch" is then
+// a stretch between evaluations).
+func WithStepsPerEpoch(n int) FitOption { return func(c *fitConfig) { c.stepsPerEpoch = n } }
 
 // WithCosineDecay anneals the learning rate from its configured value to 0
 // over the whole run along a half cosine (Loshchilov & Hutter's SGDR without
@@ -121,34 +161,38 @@ func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Se
 	for _, o := range opts {
 		o(&fc)
 	}
-	b, err := newBatcher(trainSet, m.BatchSize(), seed)
+	b, err := NewBatcher(trainSet, m.BatchSize(), seed)
 	if err != nil {
 		return nil, err
 	}
 	steps := trainSet.N / m.BatchSize()
+	if fc.stepsPerEpoch > 0 {
+		steps = fc.stepsPerEpoch
+	}
 	start := time.Now()
 	var out []EpochStats
 	for e := 1; e <= epochs; e++ {
 		epochStart := time.Now()
 		var sum float64
-		for s := 1; s <= steps; s++ {
-			if err := ctx.Err(); err != nil {
-				return out, err
-			}
+		// Steps run in chunks of progressEvery inside the model's Local (a
+		// device engine keeps its parameters between them); the learning
+		// rate is set before each step.
+		for s := 0; s < steps; {
+			n := min(progressEvery, steps-s)
+			var before func(int)
 			if fc.cosine {
-				done := float64((e-1)*steps+s-1) / float64(epochs*steps)
-				opt.SetLRScale(0.5 * (1 + math.Cos(math.Pi*done)))
+				first := (e-1)*steps + s
+				before = func(i int) {
+					done := float64(first+i) / float64(epochs*steps)
+					opt.SetLRScale(0.5 * (1 + math.Cos(math.Pi*done)))
+				}
 			}
-			x, y, _ := b.next()
-			loss, err := m.Grad(x, y)
+			st, err := m.Local(ctx, opt, b, n, before)
 			if err != nil {
-				return out, err
+				return out, fmt.Errorf("epoch %d, steps %d-%d: %w", e, s+1, s+n, err)
 			}
-			if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
-				return out, fmt.Errorf("epoch %d step %d: loss is %v: training diverged (lower the learning rate)", e, s, loss)
-			}
-			opt.Step(m.Params(), m.Grads())
-			sum += float64(loss)
+			sum += st.SumLoss
+			s += n
 			if progress != nil && s%progressEvery == 0 && s < steps {
 				progress(EpochStats{Epoch: e, Step: s, Steps: steps, Loss: sum / float64(s),
 					SamplesPerSec: float64(s*m.BatchSize()) / time.Since(epochStart).Seconds(), Elapsed: time.Since(start)})

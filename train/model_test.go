@@ -19,20 +19,20 @@ var testSpecs = []ModelSpec{
 // mechanics must not depend on the dataset.
 func fixedBatch(n int) ([]float32, []uint8) {
 	r := data.Rand(7)
-	x := make([]float32, n*imageRows*imageCols)
+	x := make([]float32, n*28*28)
 	for i := range x {
 		x[i] = float32(r.NormFloat64())
 	}
 	y := make([]uint8, n)
 	for i := range y {
-		y[i] = uint8(r.IntN(numClass))
+		y[i] = uint8(r.IntN(10))
 	}
 	return x, y
 }
 
 func TestFlatViewRoundTripIsExact(t *testing.T) {
 	for _, spec := range testSpecs {
-		m, err := New(spec, 8, 1)
+		m, err := newC(spec, 8, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func TestFlatViewRoundTripIsExact(t *testing.T) {
 		for i := range want {
 			want[i] = math.Float32frombits(r.Uint32()&0x3fffffff | 0x0) // any finite float32 bit pattern
 		}
-		if err := m.SetParams(want); err != nil {
+		if err := m.WriteParams(want); err != nil {
 			t.Fatal(err)
 		}
 		got := m.Params()
@@ -50,7 +50,7 @@ func TestFlatViewRoundTripIsExact(t *testing.T) {
 				t.Fatalf("%s: param %d: got %v want %v", spec.Kind, i, got[i], want[i])
 			}
 		}
-		if err := m.SetParams(want[1:]); err == nil {
+		if err := m.WriteParams(want[1:]); err == nil {
 			t.Fatalf("%s: SetParams with a short vector succeeded", spec.Kind)
 		}
 		m.Close()
@@ -58,7 +58,7 @@ func TestFlatViewRoundTripIsExact(t *testing.T) {
 }
 
 func TestWritesThroughFlatViewReachTheGraph(t *testing.T) {
-	m, err := New(testSpecs[0], 8, 1)
+	m, err := newC(testSpecs[0], 8, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestWritesThroughFlatViewReachTheGraph(t *testing.T) {
 
 func TestOneStepLowersLoss(t *testing.T) {
 	for _, spec := range testSpecs {
-		m, err := New(spec, 16, 1)
+		m, err := newC(spec, 16, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestOneStepLowersLoss(t *testing.T) {
 // Grad calls overwrite rather than accumulate.
 func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	for _, spec := range testSpecs {
-		m, err := New(spec, 4, 2)
+		m, err := newC(spec, 4, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,9 +137,9 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 }
 
 func TestInitIsDeterministic(t *testing.T) {
-	a, _ := New(testSpecs[1], 4, 9)
-	b, _ := New(testSpecs[1], 8, 9)
-	c, _ := New(testSpecs[1], 4, 10)
+	a, _ := newC(testSpecs[1], 4, 9)
+	b, _ := newC(testSpecs[1], 8, 9)
+	c, _ := newC(testSpecs[1], 4, 10)
 	for i, v := range a.Params() {
 		if v != b.Params()[i] {
 			t.Fatalf("same seed, different init at %d", i)
@@ -159,12 +159,12 @@ func TestBadSpecsAreErrors(t *testing.T) {
 		spec ModelSpec
 		want string
 	}{
-		{ModelSpec{Kind: "rnn"}, `model.kind: unknown model "rnn" (want mlp or cnn)`},
+		{ModelSpec{Kind: "rnn"}, `model.kind: unknown model "rnn" (want one of [cnn mlp transformer])`},
 		{ModelSpec{Kind: "mlp"}, "model.hidden: an mlp needs at least one hidden layer"},
 		{ModelSpec{Kind: "mlp", Hidden: []int{8, -1}}, "model.hidden[1]: must be > 0, got -1"},
 		{ModelSpec{Kind: "cnn", Channels: []int{4}, Dense: 8}, "model.channels: a cnn needs exactly 2 convolution widths, got 1"},
 	} {
-		if _, err := New(tc.spec, 4, 1); err == nil || err.Error() != tc.want {
+		if _, err := newC(tc.spec, 4, 1); err == nil || err.Error() != tc.want {
 			t.Errorf("%+v: got %v, want %q", tc.spec, err, tc.want)
 		}
 	}
@@ -192,7 +192,7 @@ func TestLocalLearnsMNIST(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(ModelSpec{Kind: "mlp", Hidden: []int{64}}, 64, 1)
+	m, err := newC(ModelSpec{Kind: "mlp", Hidden: []int{64}}, 64, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestLocalLearnsMNISTCNN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(ModelSpec{Kind: "cnn", Channels: []int{8, 16}, Dense: 128}, 64, 1)
+	m, err := newC(ModelSpec{Kind: "cnn", Channels: []int{8, 16}, Dense: 128}, 64, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestStepsAreBitIdenticalAcrossCores(t *testing.T) {
 	for _, spec := range []ModelSpec{{Kind: "mlp", Hidden: []int{256, 128}}, {Kind: "cnn", Channels: []int{8, 16}, Dense: 32}} {
 		run := func(procs int) []float32 {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-			m, err := New(spec, 32, 3)
+			m, err := newC(spec, 32, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,4 +272,13 @@ func TestStepsAreBitIdenticalAcrossCores(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newC builds a classifier for tests that step it by hand.
+func newC(spec ModelSpec, batch int, seed uint64) (Classifier, error) {
+	m, err := New(spec, batch, seed)
+	if err != nil {
+		return nil, err
+	}
+	return m.(Classifier), nil
 }

@@ -86,6 +86,7 @@ func OwnShard(trainSet *data.Set, seed int64, peer string, shardSize int) *data.
 type Tier2Checker struct {
 	m            train.Model
 	base         []float32
+	scratch      []float32 // base − update, written to the model
 	random, held *data.Set
 	randomBefore float64
 	heldBefore   float64
@@ -95,8 +96,8 @@ type Tier2Checker struct {
 // NewTier2Checker evaluates the base model on the round's random and
 // held-out sets. m's parameters are left at base after every call.
 func NewTier2Checker(m train.Model, base []float32, random, held *data.Set) (*Tier2Checker, error) {
-	c := &Tier2Checker{m: m, base: slices.Clone(base), random: random, held: held}
-	if err := m.SetParams(c.base); err != nil {
+	c := &Tier2Checker{m: m, base: slices.Clone(base), scratch: make([]float32, len(base)), random: random, held: held}
+	if err := m.WriteParams(c.base); err != nil {
 		return nil, err
 	}
 	var err error
@@ -113,10 +114,12 @@ func NewTier2Checker(m train.Model, base []float32, random, held *data.Set) (*Ti
 // that passed tier 1) on the held-out set: every later Check records how
 // much it lowered the held-out loss as the round's reference.
 func (c *Tier2Checker) SetReference(aggregate []float32) error {
-	p := c.m.Params()
-	defer copy(p, c.base)
-	for i, u := range aggregate {
-		p[i] = c.base[i] - u
+	if len(aggregate) != len(c.base) {
+		return fmt.Errorf("tier 2: aggregate has %d elements, the model %d", len(aggregate), len(c.base))
+	}
+	defer c.m.WriteParams(c.base)
+	if err := c.apply(aggregate); err != nil {
+		return err
 	}
 	after, _, err := c.m.Evaluate(c.held)
 	if err != nil {
@@ -126,21 +129,33 @@ func (c *Tier2Checker) SetReference(aggregate []float32) error {
 	return nil
 }
 
+// apply sets the model to base − u.
+func (c *Tier2Checker) apply(u []float32) error {
+	for i, v := range u {
+		c.scratch[i] = c.base[i] - v
+	}
+	if err := c.m.WriteParams(c.scratch); err != nil {
+		return fmt.Errorf("tier 2: %w", err)
+	}
+	return nil
+}
+
 // Check measures one update against the contributor's own shard.
 func (c *Tier2Checker) Check(own *data.Set, update []float32) (record.Tier2, error) {
 	t := record.Tier2{RandomBefore: c.randomBefore, HeldBefore: c.heldBefore, Reference: c.reference}
 	if len(update) != len(c.base) {
 		return t, fmt.Errorf("tier 2: update has %d elements, the model %d", len(update), len(c.base))
 	}
-	p := c.m.Params()
-	defer copy(p, c.base)
-	copy(p, c.base)
+	defer c.m.WriteParams(c.base)
+	if err := c.m.WriteParams(c.base); err != nil {
+		return t, fmt.Errorf("tier 2: %w", err)
+	}
 	var err error
 	if t.OwnBefore, _, err = c.m.Evaluate(own); err != nil {
 		return t, fmt.Errorf("tier 2: %w", err)
 	}
-	for i, u := range update {
-		p[i] = c.base[i] - u
+	if err := c.apply(update); err != nil {
+		return t, err
 	}
 	for _, e := range []struct {
 		set *data.Set

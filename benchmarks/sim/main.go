@@ -139,7 +139,7 @@ func run(p round.Params, workers, rounds int, dataDir string, asJSON bool, evalE
 		ws[i] = &worker{id: fmt.Sprintf("w%03d", i), w: w, shard: trainSet.Subset(idx)}
 	}
 	rep := report{Codec: p.Codec, ErrorFeedback: efName, Density: p.Density, Workers: workers, H: p.InnerSteps, Rounds: rounds, Params: n}
-	initial, err := round.CheckpointFile(p.Model, global.Params())
+	initial, err := round.CheckpointFile(p.Model, train.Snapshot(global))
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func run(p round.Params, workers, rounds int, dataDir string, asJSON bool, evalE
 	if err != nil {
 		return err
 	}
-	st := round.Genesis(&record.SwarmManifest{InitialModel: initCID, Seed: 1}, global.Params())
+	st := round.Genesis(&record.SwarmManifest{InitialModel: initCID, Seed: 1}, train.Snapshot(global))
 	for r := 0; r < rounds; r++ {
 		var in []round.Contribution
 		bytesRound := 0
@@ -175,7 +175,7 @@ func run(p round.Params, workers, rounds int, dataDir string, asJSON bool, evalE
 		if (r+1)%evalEvery != 0 && r != rounds-1 {
 			continue
 		}
-		if err := global.SetParams(st.Params); err != nil {
+		if err := global.WriteParams(st.Params); err != nil {
 			return err
 		}
 		tl, ta, err := global.Evaluate(testSet)

@@ -53,11 +53,12 @@ func stepFLOPs(spec train.ModelSpec) float64 {
 func BenchmarkStep(b *testing.B) {
 	for _, mdl := range models {
 		b.Run(mdl.name, func(b *testing.B) {
-			m, err := train.New(mdl.spec, batch, 1)
+			mm, err := train.New(mdl.spec, batch, 1)
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer m.Close()
+			defer mm.Close()
+			m := mm.(train.Classifier)
 			opt, _ := train.NewOptimizer(train.OptimizerSpec{Name: "adam", LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, m.NumParams())
 			r := data.Rand(1)
 			x := make([]float32, batch*784)

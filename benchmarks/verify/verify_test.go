@@ -120,7 +120,7 @@ func BenchmarkTier2(b *testing.B) {
 	defer m.Close()
 	const shard = 2000
 	random, held := verify.Tier2Sets(5, trainSet, testSet, shard)
-	checker, err := verify.NewTier2Checker(m, m.Params(), random, held)
+	checker, err := verify.NewTier2Checker(m, train.Snapshot(m), random, held)
 	if err != nil {
 		b.Fatal(err)
 	}

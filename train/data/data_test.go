@@ -18,14 +18,18 @@ func TestLoadMNIST(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr.N != 60000 || te.N != 10000 || tr.Dim() != 784 || len(tr.X) != 60000*784 {
-		t.Fatalf("sizes: train %d test %d dim %d", tr.N, te.N, tr.Dim())
+	if tr.N != 60000 || te.N != 10000 || tr.Dim() != 784 || len(tr.Pix) != 60000*784 || tr.X != nil {
+		t.Fatalf("sizes: train %d test %d dim %d (held as %d bytes)", tr.N, te.N, tr.Dim(), len(tr.Pix))
 	}
 	var sum float64
-	for _, v := range tr.X {
-		sum += float64(v)
+	row := make([]float32, 784)
+	for i := 0; i < tr.N; i++ {
+		tr.Fill(row, i)
+		for _, v := range row {
+			sum += float64(v)
+		}
 	}
-	if mean := sum / float64(len(tr.X)); mean > 0.01 || mean < -0.01 {
+	if mean := sum / float64(len(tr.Pix)); mean > 0.01 || mean < -0.01 {
 		t.Fatalf("normalised training mean %v, want ~0", mean)
 	}
 	if tr.Y[0] != 5 || te.Y[0] != 7 { // MNIST's first labels

@@ -3,7 +3,6 @@ package data
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,8 @@ const (
 	mnistMean = 0.1307
 	mnistStd  = 0.3081
 )
+
+func init() { register("mnist", mnistKind{}) }
 
 // File is one file of a dataset and the SHA-256 of its bytes.
 type File struct {
@@ -61,7 +62,7 @@ type MissingError struct {
 }
 
 func (e *MissingError) Error() string {
-	return fmt.Sprintf("MNIST not found: no %s in %s; fetch it with: swarmtrain data get mnist --dir %s",
+	return fmt.Sprintf("dataset not found: no %s in %s; for MNIST fetch it with: swarmtrain data get mnist --dir %s",
 		e.File, e.Dir, e.Dir)
 }
 
@@ -71,7 +72,7 @@ type HashError struct {
 }
 
 func (e *HashError) Error() string {
-	return fmt.Sprintf("%s: SHA-256 is %s, expected %s (corrupt or partial download: delete it and run swarmtrain data get mnist)",
+	return fmt.Sprintf("%s: SHA-256 is %s, MNIST's is %s (data.kind: mnist): a corrupt or partial download (fetch it again: swarmtrain data get mnist), or other IDX files (set data.kind: idx and data.hash from swarmtrain data hash DIR)",
 		e.Path, e.Got, e.Want)
 }
 
@@ -92,73 +93,44 @@ func VerifyFile(path, want string) error {
 	return nil
 }
 
-// locate finds name.gz or name in dir, verifies it, and returns its path.
-func locate(dir, gzName string) (string, error) {
-	p := filepath.Join(dir, gzName)
-	want := ""
+// mnistKind is MNIST: the idx files with their published hashes (checked
+// file by file), the download mirrors, and the normalisation every MNIST
+// reference uses.
+type mnistKind struct{}
+
+func (mnistKind) Files(dir string) ([]string, error) {
+	var out []string
 	for _, f := range MNISTFiles() {
-		if f.Name == gzName {
-			want = f.SHA256
+		raw := f.Name[:len(f.Name)-len(".gz")]
+		p, err := findFile(dir, raw)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if _, err := os.Stat(p); err != nil {
-		raw := gzName[:len(gzName)-len(".gz")]
-		rp := filepath.Join(dir, raw)
-		if _, err2 := os.Stat(rp); err2 != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return "", &MissingError{Dir: dir, File: gzName}
-			}
-			return "", err
+		want := f.SHA256
+		if filepath.Base(p) == raw {
+			want = mnistRawSums()[raw]
 		}
-		p, want = rp, mnistRawSums()[raw]
+		if err := VerifyFile(p, want); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
-	return p, VerifyFile(p, want)
+	return out, nil
 }
 
-// LoadMNIST reads, verifies and normalises the MNIST training and test sets
-// from dir. A missing file gives a *MissingError, a corrupt one a *HashError.
-func LoadMNIST(dir string) (trainSet, testSet *Set, err error) {
-	if trainSet, err = loadPair(dir, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"); err != nil {
+func (mnistKind) Load(files []string, spec Spec) (trainSet, testSet *Set, err error) {
+	spec.Classes = 10
+	if trainSet, testSet, err = (idxKind{}).Load(files, spec); err != nil {
 		return nil, nil, err
 	}
-	if testSet, err = loadPair(dir, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"); err != nil {
-		return nil, nil, err
+	for _, s := range []*Set{trainSet, testSet} {
+		s.Mean, s.Std = mnistMean, mnistStd
 	}
 	return trainSet, testSet, nil
 }
 
-func loadPair(dir, images, labels string) (*Set, error) {
-	ip, err := locate(dir, images)
-	if err != nil {
-		return nil, err
-	}
-	lp, err := locate(dir, labels)
-	if err != nil {
-		return nil, err
-	}
-	im, err := readIDX(ip)
-	if err != nil {
-		return nil, err
-	}
-	lb, err := readIDX(lp)
-	if err != nil {
-		return nil, err
-	}
-	if len(im.dims) != 3 {
-		return nil, fmt.Errorf("%s: want 3 dimensions (n, rows, cols), got %v", ip, im.dims)
-	}
-	if len(lb.dims) != 1 || lb.dims[0] != im.dims[0] {
-		return nil, fmt.Errorf("%s: %v labels for %d images in %s", lp, lb.dims, im.dims[0], ip)
-	}
-	s := &Set{N: im.dims[0], Rows: im.dims[1], Cols: im.dims[2], Y: lb.data}
-	s.X = make([]float32, len(im.data))
-	for i, b := range im.data {
-		s.X[i] = (float32(b)/255 - mnistMean) / mnistStd
-	}
-	for i, y := range s.Y {
-		if y > 9 {
-			return nil, fmt.Errorf("%s: label %d of sample %d is not a digit", lp, y, i)
-		}
-	}
-	return s, nil
+// LoadMNIST reads and verifies the MNIST training and test sets from dir.
+// A missing file gives a *MissingError, a corrupt one a *HashError.
+func LoadMNIST(dir string) (trainSet, testSet *Set, err error) {
+	return Load(Spec{Kind: "mnist"}, dir)
 }
