@@ -42,7 +42,7 @@ type graphModel struct {
 	grads   []float32
 	shapes  []tensor.Shape // each parameter tensor's shape, in flat order
 
-	trainG *G.ExprGraph
+	trainG  *G.ExprGraph
 	trainVM G.VM
 	x, y    *tensor.Dense // input batch and one-hot labels, bound once
 	loss    *G.Node
@@ -161,14 +161,14 @@ func newGraphModel(spec ModelSpec, k graphKind, batch int, seed uint64, cfg mode
 	return m, nil
 }
 
-func (m *graphModel) Spec() ModelSpec           { return m.spec }
-func (m *graphModel) NumParams() int            { return len(m.params) }
-func (m *graphModel) Params() []float32         { return m.params }
-func (m *graphModel) ReadParams(dst []float32)  { copy(dst, m.params) }
-func (m *graphModel) Grads() []float32          { return m.grads }
-func (m *graphModel) BatchSize() int            { return m.batch }
+func (m *graphModel) Spec() ModelSpec                { return m.spec }
+func (m *graphModel) NumParams() int                 { return len(m.params) }
+func (m *graphModel) Params() []float32              { return m.params }
+func (m *graphModel) ReadParams(dst []float32)       { copy(dst, m.params) }
+func (m *graphModel) Grads() []float32               { return m.grads }
+func (m *graphModel) BatchSize() int                 { return m.batch }
 func (m *graphModel) Step(b *Batch) (float32, error) { return m.Grad(b.X, b.Y) }
-func (m *graphModel) Close() error              { m.trainVM.Close(); m.evalVM.Close(); return nil }
+func (m *graphModel) Close() error                   { m.trainVM.Close(); m.evalVM.Close(); return nil }
 
 func (m *graphModel) Local(ctx context.Context, opt Optimizer, b *Batcher, steps int, before func(int)) (Stats, error) {
 	return hostLocal(ctx, m, opt, b, steps, before)
