@@ -66,9 +66,9 @@ func lookup(kind string) (Kind, error) {
 // HashMismatchError says that the files in a directory are not the dataset
 // the config pins.
 type HashMismatchError struct {
-	Dir        string
-	Files      []string
-	Got, Want  string
+	Dir       string
+	Files     []string
+	Got, Want string
 }
 
 func (e *HashMismatchError) Error() string {
