@@ -40,11 +40,33 @@ type Model struct {
 	Hidden   []int  `yaml:"hidden,omitempty" json:"hidden,omitempty"`
 	Channels []int  `yaml:"channels,omitempty" json:"channels,omitempty"`
 	Dense    int    `yaml:"dense,omitempty" json:"dense,omitempty"`
+	// A transformer's blocks, width, attention heads and context length.
+	Layers  int `yaml:"layers,omitempty" json:"layers,omitempty"`
+	Width   int `yaml:"width,omitempty" json:"width,omitempty"`
+	Heads   int `yaml:"heads,omitempty" json:"heads,omitempty"`
+	Context int `yaml:"context,omitempty" json:"context,omitempty"`
 }
 
-// Data says which dataset and where it is on this machine.
+// Data says which dataset and where it is on this machine. `swarmtrain
+// data hash DIR --kind K` prints the kind, hash, shape and classes of a
+// user's files as a data section.
 type Data struct {
+	// Name names the dataset (its default directory is
+	// $SWARMTRAIN_DATA/<name>).
 	Name string `yaml:"name" json:"name"`
+	// Kind is how its files are read: mnist, idx or text (default: mnist
+	// when the name is mnist).
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"`
+	// Hash pins the files' content (train/data.ContentHash): every peer
+	// must train on the same bytes for shards and tier 2 to mean anything.
+	Hash string `yaml:"hash,omitempty" json:"hash,omitempty"`
+	// Shape is an image's rows and cols (idx), Classes the number of
+	// labels (idx) or the vocabulary size (text); the model's input and
+	// output follow from them.
+	Shape   []int `yaml:"shape,omitempty" json:"shape,omitempty"`
+	Classes int   `yaml:"classes,omitempty" json:"classes,omitempty"`
+	// HeldOut is the fraction at the end of a text held out (default 0.1).
+	HeldOut float64 `yaml:"held_out,omitempty" json:"held_out,omitempty"`
 	// Dir holds the dataset's files. It is local to each machine, so it is
 	// not part of the swarm's identity (Canonical leaves it out).
 	Dir string `yaml:"dir,omitempty" json:"-"`
@@ -54,6 +76,10 @@ type Data struct {
 // inner and outer optimizers.
 type Train struct {
 	Epochs int `yaml:"epochs" json:"epochs"`
+	// StepsPerEpoch makes the baseline's epoch that many steps instead of a
+	// pass over the training set (a text has millions of windows: an epoch
+	// is then the stretch between evaluations). 0: a pass.
+	StepsPerEpoch int `yaml:"steps_per_epoch,omitempty" json:"steps_per_epoch,omitempty"`
 	// LRSchedule shapes the baseline's learning rate over its epochs:
 	// constant or cosine.
 	LRSchedule     string    `yaml:"lr_schedule" json:"lr_schedule"`
@@ -283,6 +309,15 @@ func yamlError(source string, doc []byte, err error) error {
 		lines = append(lines, fmt.Sprintf("%s:%s: %s", source, m[1], msg))
 	}
 	return errors.New(strings.Join(lines, "; "))
+}
+
+// DataKind is the dataset's kind: data.kind, or mnist for the dataset
+// named mnist.
+func (s *Swarm) DataKind() string {
+	if s.Data.Kind == "" && s.Data.Name == "mnist" {
+		return "mnist"
+	}
+	return s.Data.Kind
 }
 
 // DataDir returns the dataset directory: data.dir if set, else

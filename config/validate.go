@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 
 	ma "github.com/multiformats/go-multiaddr"
@@ -11,8 +12,8 @@ import (
 // Names the rest of swarmtrain understands; kept here so a config is
 // rejected at load time rather than rounds later.
 var (
-	modelKinds   = []string{"mlp", "cnn"}
-	datasets     = []string{"mnist"}
+	modelKinds   = []string{"mlp", "cnn", "transformer"}
+	datasets     = []string{"mnist", "idx", "text"}
 	innerOpts    = []string{"sgd", "momentum", "adam"}
 	outerOpts    = []string{"nesterov", "sgd"}
 	codecs       = []string{"dense", "fp16", "int8", "topk", "topk+int8", "topk+fp16", "topk+int2"}
@@ -69,7 +70,7 @@ func (s *Swarm) Validate() error {
 		},
 		func() error { return oneOf("model.kind", s.Model.Kind, modelKinds) },
 		s.validateModel,
-		func() error { return oneOf("data.name", s.Data.Name, datasets) },
+		s.validateData,
 		s.validateTrain,
 		func() error { return validateOptimizer("train.inner_optimizer", s.Train.InnerOptimizer, innerOpts) },
 		func() error { return validateOptimizer("train.outer_optimizer", s.Train.OuterOptimizer, outerOpts) },
@@ -110,6 +111,80 @@ func (s *Swarm) validateModel() error {
 		if m.Dense <= 0 {
 			return fieldError("model.dense", "must be > 0, got %d", m.Dense)
 		}
+	case "transformer":
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"model.layers", m.Layers}, {"model.width", m.Width}, {"model.heads", m.Heads}, {"model.context", m.Context}} {
+			if f.v <= 0 {
+				return fieldError(f.name, "must be > 0, got %d", f.v)
+			}
+		}
+		if m.Width%m.Heads != 0 {
+			return fieldError("model.heads", "%d heads do not divide model.width %d", m.Heads, m.Width)
+		}
+	}
+	return nil
+}
+
+var dataNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// validateData checks the dataset section and that the model can read the
+// dataset (images for mlp and cnn, text for the transformer).
+func (s *Swarm) validateData() error {
+	d := s.Data
+	if !dataNameRE.MatchString(d.Name) {
+		return fieldError("data.name", "%q is not a dataset name (letters, digits, '.', '_', '-')", d.Name)
+	}
+	kind := s.DataKind()
+	if kind == "" {
+		return fieldError("data.kind", "required for dataset %q (want one of %v; swarmtrain data hash DIR --kind K prints the whole data section)", d.Name, datasets[1:])
+	}
+	if err := oneOf("data.kind", kind, datasets); err != nil {
+		return err
+	}
+	if d.Hash != "" && !hashRE.MatchString(d.Hash) {
+		return fieldError("data.hash", "want 64 lower-case hex digits (swarmtrain data hash DIR prints it), got %q", d.Hash)
+	}
+	if kind != "mnist" && d.Hash == "" {
+		return fieldError("data.hash", "required for a %s dataset: every peer must hold the same bytes (swarmtrain data hash DIR --kind %s prints it)", kind, kind)
+	}
+	if d.Classes != 0 && (d.Classes < 2 || d.Classes > 256) {
+		return fieldError("data.classes", "must be in 2..256, got %d", d.Classes)
+	}
+	switch kind {
+	case "mnist":
+		if (d.Shape != nil && !slices.Equal(d.Shape, []int{28, 28})) || (d.Classes != 0 && d.Classes != 10) {
+			return fieldError("data.shape", "MNIST is 28x28 with 10 classes; for other IDX files set data.kind: idx")
+		}
+	case "idx":
+		if len(d.Shape) != 2 || d.Shape[0] <= 0 || d.Shape[1] <= 0 {
+			return fieldError("data.shape", "an idx dataset needs [rows, cols], got %v", d.Shape)
+		}
+		if d.Classes == 0 {
+			return fieldError("data.classes", "required for an idx dataset (the number of labels)")
+		}
+	case "text":
+		if d.Shape != nil {
+			return fieldError("data.shape", "a text dataset has no image shape")
+		}
+		if d.Classes == 0 {
+			return fieldError("data.classes", "required for a text dataset (its vocabulary size, which swarmtrain data hash prints)")
+		}
+	}
+	if d.HeldOut < 0 || d.HeldOut >= 1 || (d.HeldOut != 0 && kind != "text") {
+		return fieldError("data.held_out", "a text dataset's held-out fraction, in (0, 1), got %v", d.HeldOut)
+	}
+	isText, isLM := kind == "text", s.Model.Kind == "transformer"
+	if isText != isLM {
+		if isText {
+			return fieldError("model.kind", "%s reads images; a text dataset needs a transformer", s.Model.Kind)
+		}
+		return fieldError("model.kind", "a transformer reads text; data.kind is %s", kind)
+	}
+	if s.Model.Kind == "cnn" && kind == "idx" && (d.Shape[0]%4 != 0 || d.Shape[1]%4 != 0) {
+		return fieldError("data.shape", "a cnn pools twice by 2, so rows and cols must be multiples of 4, got %v", d.Shape)
 	}
 	return nil
 }
@@ -126,6 +201,9 @@ func (s *Swarm) validateTrain() error {
 	}
 	if err := oneOf("train.lr_schedule", t.LRSchedule, []string{"constant", "cosine"}); err != nil {
 		return err
+	}
+	if t.StepsPerEpoch < 0 {
+		return fieldError("train.steps_per_epoch", "must be >= 0, got %d", t.StepsPerEpoch)
 	}
 	if t.ShardSize < t.BatchSize {
 		return fieldError("train.shard_size", "must be at least train.batch_size (%d), got %d", t.BatchSize, t.ShardSize)

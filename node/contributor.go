@@ -30,6 +30,9 @@ type ContributorConfig struct {
 	DataDir   string
 	Listen    []string
 	Train     *data.Set // this machine's copy of the training set
+	// LoadTrain, when Train is nil, loads it once the swarm manifest has
+	// said which dataset the swarm trains on (and which hash it pins).
+	LoadTrain func(*config.Swarm) (*data.Set, error)
 	Device    train.Device
 	Log       *slog.Logger
 	// Event is told of what the contributor does: Joined, Worked, Applied,
@@ -229,6 +232,14 @@ func (k *Contributor) join() error {
 		}
 	}
 	k.p = round.ParamsOf(k.sc)
+	if k.cfg.Train == nil && k.cfg.LoadTrain != nil {
+		if k.cfg.Train, err = k.cfg.LoadTrain(k.sc); err != nil {
+			return err
+		}
+	}
+	if k.cfg.Train == nil {
+		return fmt.Errorf("no training set: the contributor needs this machine's copy of the swarm's dataset")
+	}
 	if k.model, err = train.New(k.p.Model, k.sc.Train.BatchSize, k.sc.Seed, train.WithDevice(k.cfg.Device)); err != nil {
 		return err
 	}

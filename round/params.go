@@ -6,6 +6,7 @@ import (
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/gradient"
 	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -50,7 +51,7 @@ const (
 func ParamsOf(sc *config.Swarm) Params {
 	o := sc.Train.OuterOptimizer
 	return Params{
-		Model:         train.ModelSpec{Kind: sc.Model.Kind, Hidden: sc.Model.Hidden, Channels: sc.Model.Channels, Dense: sc.Model.Dense},
+		Model:         ModelSpec(sc),
 		BatchSize:     sc.Train.BatchSize,
 		InnerSteps:    sc.Train.InnerSteps,
 		ShardSize:     sc.Train.ShardSize,
@@ -67,6 +68,24 @@ func ParamsOf(sc *config.Swarm) Params {
 		Scoring:       verify.DefaultScoreParams(),
 		Tier2Sample:   sc.Verify.Tier2Sample,
 	}
+}
+
+// ModelSpec is the model a swarm config describes; its input shape and
+// output size come from the dataset section.
+func ModelSpec(sc *config.Swarm) train.ModelSpec {
+	m := sc.Model
+	return train.ModelSpec{Kind: m.Kind, Hidden: m.Hidden, Channels: m.Channels, Dense: m.Dense,
+		Layers: m.Layers, Width: m.Width, Heads: m.Heads, Context: m.Context,
+		Input: sc.Data.Shape, Classes: sc.Data.Classes}
+}
+
+// DataSpec is the dataset a swarm config pins, as train/data loads it.
+func DataSpec(sc *config.Swarm) data.Spec {
+	s := data.Spec{Kind: sc.DataKind(), Hash: sc.Data.Hash, Classes: sc.Data.Classes, Context: sc.Model.Context, HeldOut: sc.Data.HeldOut}
+	if len(sc.Data.Shape) == 2 {
+		s.Rows, s.Cols = sc.Data.Shape[0], sc.Data.Shape[1]
+	}
+	return s
 }
 
 // Weight is what one accepted update weighs in the aggregate. It is derived

@@ -2,6 +2,7 @@ package round
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/swarmtrain/swarmtrain/config"
@@ -20,7 +21,13 @@ func TestEveryConfigNameRuns(t *testing.T) {
 	set := data.Synthetic(256, 3)
 	var cases []func(*config.Swarm)
 	for _, v := range ch.ModelKinds {
-		cases = append(cases, func(sc *config.Swarm) { sc.Model.Kind = v })
+		cases = append(cases, func(sc *config.Swarm) {
+			sc.Model.Kind = v
+			if v == "transformer" { // a language model needs a text dataset
+				sc.Model.Layers, sc.Model.Width, sc.Model.Heads, sc.Model.Context = 1, 8, 2, 4
+				sc.Data = config.Data{Name: "t", Kind: "text", Hash: strings.Repeat("0", 64), Classes: 7}
+			}
+		})
 	}
 	for _, v := range ch.InnerOptimizers {
 		cases = append(cases, func(sc *config.Swarm) { sc.Train.InnerOptimizer.Name = v })
@@ -55,7 +62,11 @@ func TestEveryConfigNameRuns(t *testing.T) {
 			t.Fatalf("case %d: %v", i, err)
 		}
 		st := Genesis(&record.SwarmManifest{Seed: 1}, train.Snapshot(model))
-		payload, _, _, err := w.Work(context.Background(), st.Params, set, 1)
+		shard := set
+		if sc.Model.Kind == "transformer" {
+			shard = textSet(7, 4, 400)
+		}
+		payload, _, _, err := w.Work(context.Background(), st.Params, shard, 1)
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
@@ -68,4 +79,15 @@ func TestEveryConfigNameRuns(t *testing.T) {
 			t.Fatalf("case %d: %d accepted, %v (%+v)", i, out.Accepted, err, out.Record.Entries)
 		}
 	}
+}
+
+// textSet is a random text of n tokens from a vocabulary of v, in windows
+// of ctx.
+func textSet(v, ctx, n int) *data.Set {
+	r := data.Rand(9)
+	tok := make([]uint8, n)
+	for i := range tok {
+		tok[i] = uint8(r.IntN(v))
+	}
+	return &data.Set{Tokens: tok, Context: ctx, Stride: ctx, N: (n - 1) / ctx, Classes: v}
 }

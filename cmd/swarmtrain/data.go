@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,7 +82,44 @@ func newDataCmd(e *env) *cobra.Command {
 	verify.Flags().StringVar(&vdir, "dataset-dir", "", "where the files are (default $SWARMTRAIN_DATA/mnist or ~/.cache/swarmtrain/data/mnist)")
 	verify.Flags().StringVar(&vdir, "dir", "", "deprecated: use --dataset-dir")
 	_ = verify.Flags().MarkDeprecated("dir", "use --dataset-dir")
-	cmd.AddCommand(get, verify)
+	var hashKind string
+	hash := &cobra.Command{
+		Use:   "hash DIR",
+		Short: "Print the data section that pins the dataset in DIR (kind, content hash, shape, classes)",
+		Long: `hash reads the dataset in DIR as --kind says (idx: train-images-idx3-ubyte,
+train-labels-idx1-ubyte, t10k- or test- images and labels, gzipped or not; text:
+one .txt or .txt.gz file; mnist), and prints the data section a swarm config
+needs: every peer must hold files with this content hash.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			kind := hashKind
+			if kind == "" {
+				kind = "idx"
+				if spec, _, err := data.Describe("text", dir); err == nil && spec.Hash != "" {
+					kind = "text"
+				}
+			}
+			spec, tr, err := data.Describe(kind, dir)
+			if err != nil {
+				return err
+			}
+			name := filepath.Base(filepath.Clean(dir))
+			fmt.Fprintf(e.stdout, "data:\n  name: %s\n  kind: %s\n  hash: %s\n", name, kind, spec.Hash)
+			if !tr.IsText() {
+				fmt.Fprintf(e.stdout, "  shape: [%d, %d]\n", spec.Rows, spec.Cols)
+			}
+			fmt.Fprintf(e.stdout, "  classes: %d\n", spec.Classes)
+			if tr.IsText() {
+				fmt.Fprintf(e.stdout, "# %d training characters, vocabulary of %d (with the unknown character)\n", len(tr.Tokens), spec.Classes)
+			} else {
+				fmt.Fprintf(e.stdout, "# %d training images of %dx%d, normalised with mean %.4f std %.4f\n", tr.N, tr.Rows, tr.Cols, tr.Mean, tr.Std)
+			}
+			return nil
+		},
+	}
+	hash.Flags().StringVar(&hashKind, "kind", "", "dataset kind: idx, text or mnist (default: text when DIR holds one .txt or .txt.gz file, else idx)")
+	cmd.AddCommand(get, verify, hash)
 	return cmd
 }
 

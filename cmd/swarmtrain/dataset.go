@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/swarmtrain/swarmtrain/config"
+	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
@@ -18,7 +19,7 @@ import (
 // --data-dir on train (which meant the dataset there, and the node's
 // directory everywhere else) and --dir on data get and data verify.
 
-const datasetHelp = "MNIST directory (default: data.dir in the config, else $SWARMTRAIN_DATA/mnist, else ~/.cache/swarmtrain/data/mnist)"
+const datasetHelp = "the dataset's directory (default: data.dir in the config, else $SWARMTRAIN_DATA/<data.name>, else ~/.cache/swarmtrain/data/<data.name>)"
 
 // addDatasetFlag adds --dataset-dir to fs, bound to dir, with deprecated
 // aliases bound to the same variable.
@@ -42,6 +43,21 @@ func datasetDir(cfg *config.Swarm, flagDir, cfgPath string) (dir, why string) {
 		return cfg.DataDir(), "$SWARMTRAIN_DATA/" + cfg.Data.Name
 	}
 	return cfg.DataDir(), "the default"
+}
+
+// loadDataset loads the dataset cfg pins from dir, checking its hash; when
+// it is missing the one-line error says where it looked and why there.
+func loadDataset(cfg *config.Swarm, dir, why string) (trainSet, testSet *data.Set, err error) {
+	if cfg.DataKind() == "mnist" {
+		return loadMNIST(dir, why)
+	}
+	trainSet, testSet, err = data.Load(round.DataSpec(cfg), dir)
+	var missing *data.MissingError
+	if errors.As(err, &missing) {
+		return nil, nil, fmt.Errorf("dataset %s (data.kind %s) not found: no %s in %s (%s); point at it with --dataset-dir DIR, data.dir in the config, or SWARMTRAIN_DATA=DIR (a folder holding %s/)",
+			cfg.Data.Name, cfg.DataKind(), missing.File, dir, why, cfg.Data.Name)
+	}
+	return trainSet, testSet, err
 }
 
 // loadMNIST loads MNIST from dir; when it is missing the one-line error

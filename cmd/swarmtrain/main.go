@@ -100,7 +100,7 @@ own directory (identity, blocks, ledger); --dataset-dir is where MNIST is.`,
 		},
 	}
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
-	root.AddCommand(newVersionCmd(e), newTrainCmd(e), newDataCmd(e), newStartCmd(e), newJoinCmd(e), newScoresCmd(e), newLedgerCmd(e), newExportCmd(e), newDemoCmd(e))
+	root.AddCommand(newVersionCmd(e), newTrainCmd(e), newDataCmd(e), newStartCmd(e), newJoinCmd(e), newScoresCmd(e), newLedgerCmd(e), newExportCmd(e), newGenerateCmd(e), newDemoCmd(e))
 	return root
 }
 

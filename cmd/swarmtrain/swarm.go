@@ -22,6 +22,7 @@ import (
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -52,7 +53,8 @@ done {swarm, rounds, record, model}; stopped {error}.`,
 			if len(listen) > 0 {
 				cfg.Network.Listen = listen
 			}
-			trainSet, testSet, err := loadMNIST(datasetDir(cfg, datasetFlag, cfgPath))
+			dsDir, why := datasetDir(cfg, datasetFlag, cfgPath)
+			trainSet, testSet, err := loadDataset(cfg, dsDir, why)
 			if err != nil {
 				return err
 			}
@@ -256,10 +258,12 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 					return fmt.Errorf("--bootstrap %s is not a peer multiaddr (%v): give the address start printed, /ip4/HOST/tcp/PORT/p2p/PEER-ID", a, err)
 				}
 			}
-			cfg := config.Default()
-			trainSet, _, err := loadMNIST(datasetDir(cfg, datasetFlag, ""))
-			if err != nil {
-				return err
+			// The dataset is the swarm's: it is loaded once the manifest
+			// says which one (LoadTrain), and its hash checked against it.
+			loadTrain := func(sc *config.Swarm) (*data.Set, error) {
+				dir, why := datasetDir(sc, datasetFlag, "")
+				trainSet, _, err := loadDataset(sc, dir, why)
+				return trainSet, err
 			}
 			if err := probeSwarm(cmd.Context(), e, swarmID, bootstrap); err != nil {
 				if interrupted(cmd) {
@@ -280,7 +284,7 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 			var mu sync.Mutex
 			applied, first, last := 0, int64(-1), int64(-1)
 			err = node.RunContributor(cmd.Context(), node.ContributorConfig{
-				SwarmID: swarmID, Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Train: trainSet, Device: dev, Log: e.log,
+				SwarmID: swarmID, Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, LoadTrain: loadTrain, Device: dev, Log: e.log,
 				Event: func(ev node.Event) {
 					eventLine(e.stdout, ev)
 					if a, ok := ev.(node.Applied); ok {

@@ -24,7 +24,8 @@ const DefaultHeldOut = 0.1
 // training split never shows.
 const Unknown = '\uFFFD'
 
-// textKind is a UTF-8 corpus, one .txt or .txt.gz file in the directory,
+// textKind is a UTF-8 corpus, one .txt or .txt.gz file in the directory
+// (besides checksum, readme and licence files),
 // modelled character by character. The vocabulary is the training split's
 // distinct characters, sorted, after Unknown — so it follows from the
 // hashed bytes and every peer derives the same one. The last HeldOut of the
@@ -41,7 +42,11 @@ func (textKind) Files(dir string) ([]string, error) {
 	}
 	var found []string
 	for _, e := range entries {
-		if n := e.Name(); !e.IsDir() && (strings.HasSuffix(n, ".txt") || strings.HasSuffix(n, ".txt.gz")) {
+		n := e.Name()
+		if e.IsDir() || isSideFile(n) {
+			continue
+		}
+		if strings.HasSuffix(n, ".txt") || strings.HasSuffix(n, ".txt.gz") {
 			found = append(found, filepath.Join(dir, n))
 		}
 	}
@@ -52,6 +57,18 @@ func (textKind) Files(dir string) ([]string, error) {
 		return found, nil
 	}
 	return nil, fmt.Errorf("data.dir: %s holds %d text files (%v); a text dataset is one .txt or .txt.gz file", dir, len(found), found)
+}
+
+// isSideFile tells the files that travel with a corpus but are not it:
+// checksums, readme, licence.
+func isSideFile(name string) bool {
+	u := strings.ToUpper(name)
+	for _, p := range []string{"SHA256SUMS", "SHA1SUMS", "MD5SUMS", "README", "LICENSE", "LICENCE"} {
+		if strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (textKind) Load(files []string, spec Spec) (trainSet, testSet *Set, err error) {
