@@ -135,7 +135,18 @@ type FitOption func(*fitConfig)
 type fitConfig struct {
 	cosine        bool
 	stepsPerEpoch int
+	deadline      time.Time
+	evalSamples   int
 }
+
+// WithDeadline ends Fit after the first epoch that finishes past t (a
+// time budget; the schedule still spans every epoch).
+func WithDeadline(t time.Time) FitOption { return func(c *fitConfig) { c.deadline = t } }
+
+// WithEvalSamples evaluates each epoch on the test set's first n samples
+// only (a text's held-out part is large; the caller evaluates it whole at
+// the end).
+func WithEvalSamples(n int) FitOption { return func(c *fitConfig) { c.evalSamples = n } }
 
 // WithStepsPerEpoch makes an epoch n steps instead of one pass over the
 // training set (a text corpus has millions of windows: an "epoch" is then
@@ -199,7 +210,7 @@ func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Se
 			}
 		}
 		sps := float64(steps*m.BatchSize()) / time.Since(epochStart).Seconds()
-		tl, ta, err := m.Evaluate(testSet)
+		tl, ta, err := m.Evaluate(testSet.Head(fc.evalSamples))
 		if err != nil {
 			return out, err
 		}
@@ -207,6 +218,9 @@ func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Se
 		out = append(out, es)
 		if progress != nil {
 			progress(es)
+		}
+		if !fc.deadline.IsZero() && time.Now().After(fc.deadline) {
+			break
 		}
 	}
 	return out, nil

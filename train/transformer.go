@@ -97,7 +97,7 @@ func (k transformerKind) build(s ModelSpec, batch int, seed uint64, _ modelConfi
 		a.m1, a.r1, a.m2, a.r2 = make([]float32, N), make([]float32, N), make([]float32, N), make([]float32, N)
 		a.qkv = make([]float32, N*3*m.D)
 		a.p = make([]float32, m.B*m.H*m.T*m.T)
-		a.u, a.gl = make([]float32, N*m.F), make([]float32, N*m.F)
+		a.u, a.gl, a.th = make([]float32, N*m.F), make([]float32, N*m.F), make([]float32, N*m.F)
 	}
 	m.xf, m.lnf, m.mf, m.rf = make([]float32, N*m.D), make([]float32, N*m.D), make([]float32, N), make([]float32, N)
 	m.logits = make([]float32, N*m.V)
@@ -123,7 +123,7 @@ type tfBlock struct {
 
 // tfActs are one block's saved activations for the backward pass.
 type tfActs struct {
-	x, ln1, m1, r1, qkv, p, att, x2, ln2, m2, r2, u, gl []float32
+	x, ln1, m1, r1, qkv, p, att, x2, ln2, m2, r2, u, gl, th []float32
 }
 
 // transformer is the transformer's CPU engine: parameters, gradients and
@@ -247,7 +247,7 @@ func (m *transformer) forward(tokens []uint8, rows int, train bool) (float64, in
 		linear(a.u, a.ln2, w.fcW, w.fcB, N, D, F)
 		parallel(N*F, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
-				a.gl[i] = gelu(a.u[i])
+				a.gl[i], a.th[i] = gelu(a.u[i])
 			}
 		})
 		next := m.xf
@@ -325,7 +325,7 @@ func (m *transformer) backward(tokens []uint8) {
 		linearBack(m.du, gw.mlpW, gw.mlpB, m.dx, a.gl, w.mlpW, N, F, D, false)
 		parallel(N*F, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
-				m.du[i] *= geluGrad(a.u[i])
+				m.du[i] *= geluGrad(a.u[i], a.th[i])
 			}
 		})
 		linearBack(m.dh, gw.fcW, gw.fcB, m.du, a.ln2, w.fcW, N, D, F, false)
@@ -553,14 +553,16 @@ func softmaxRow(row []float32, n int, scale float32) {
 
 const geluC = 0.7978845608028654 // √(2/π)
 
-// gelu is GELU's tanh form (GPT-2's).
-func gelu(u float32) float32 {
-	x := float64(u)
-	return float32(0.5 * x * (1 + math.Tanh(geluC*(x+0.044715*x*x*x))))
-}
-
-func geluGrad(u float32) float32 {
+// gelu is GELU's tanh form (GPT-2's); it also returns the tanh, which the
+// backward pass reuses (tanh was a fifth of a step computed twice).
+func gelu(u float32) (float32, float32) {
 	x := float64(u)
 	t := math.Tanh(geluC * (x + 0.044715*x*x*x))
+	return float32(0.5 * x * (1 + t)), float32(t)
+}
+
+// geluGrad is gelu's derivative at u, given the tanh gelu returned.
+func geluGrad(u, th float32) float32 {
+	x, t := float64(u), float64(th)
 	return float32(0.5*(1+t) + 0.5*x*(1-t*t)*geluC*(1+3*0.044715*x*x))
 }

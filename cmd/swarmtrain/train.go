@@ -14,7 +14,8 @@ import (
 
 func newTrainCmd(e *env) *cobra.Command {
 	var cfgPath, datasetFlag, device, savePath string
-	var epochs, limit int
+	var epochs, limit, evalSamples int
+	var timeLimit time.Duration
 	cmd := &cobra.Command{
 		Use:   "train --config FILE",
 		Short: "Train in one process: the baseline swarm runs are judged against",
@@ -66,6 +67,12 @@ safetensors checkpoint (generate reads it).`,
 			if cfg.Train.StepsPerEpoch > 0 {
 				fitOpts = append(fitOpts, train.WithStepsPerEpoch(cfg.Train.StepsPerEpoch))
 			}
+			if timeLimit > 0 {
+				fitOpts = append(fitOpts, train.WithDeadline(time.Now().Add(timeLimit)))
+			}
+			if evalSamples > 0 {
+				fitOpts = append(fitOpts, train.WithEvalSamples(evalSamples))
+			}
 			spec := m.Spec()
 			tty := isTerminal(e.stdout)
 			_, err = train.Fit(cmd.Context(), m, opt, trainSet, testSet, cfg.Train.Epochs, cfg.Seed, func(s train.EpochStats) {
@@ -87,8 +94,23 @@ safetensors checkpoint (generate reads it).`,
 				fmt.Fprintf(e.stdout, "epoch %d  loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f samples/s  %s\n",
 					s.Epoch, s.Loss, s.TestLoss, 100*s.TestAccuracy, s.SamplesPerSec, s.Elapsed.Round(time.Second))
 			}, fitOpts...)
-			if err != nil || savePath == "" {
+			if err != nil {
 				return err
+			}
+			if evalSamples > 0 && evalSamples < testSet.N {
+				tl, ta, err := m.Evaluate(testSet)
+				if err != nil {
+					return err
+				}
+				mt := train.MetricsOf(spec, tl, ta)
+				if spec.Text() {
+					fmt.Fprintf(e.stdout, "final: whole held-out set (%d windows): %.3f bits/char  perplexity %.2f  next-char accuracy %.2f%%\n", testSet.N, mt.BPC, mt.Perplexity, 100*ta)
+				} else {
+					fmt.Fprintf(e.stdout, "final: whole test set (%d samples): loss %.4f  accuracy %.2f%%\n", testSet.N, tl, 100*ta)
+				}
+			}
+			if savePath == "" {
+				return nil
 			}
 			file, err := round.CheckpointFile(spec, train.Snapshot(m))
 			if err != nil {
@@ -106,6 +128,8 @@ safetensors checkpoint (generate reads it).`,
 	addDatasetFlag(cmd.Flags(), &datasetFlag, "data-dir")
 	cmd.Flags().StringVar(&device, "device", "cpu", "where steps run: cpu, cuda or cuda:N")
 	cmd.Flags().IntVar(&epochs, "epochs", 0, "override train.epochs")
+	cmd.Flags().DurationVar(&timeLimit, "time-limit", 0, "stop after the first epoch that ends past this much time (e.g. 20m)")
+	cmd.Flags().IntVar(&evalSamples, "eval-samples", 0, "evaluate each epoch on the first N test samples only, and on all of them at the end")
 	cmd.Flags().StringVar(&savePath, "save", "", "write the trained model to this safetensors file")
 	cmd.Flags().IntVar(&limit, "limit", 0, "use only the first N training and test images (quick checks)")
 	cmd.MarkFlagRequired("config")

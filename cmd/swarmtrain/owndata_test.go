@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmtrain/swarmtrain/train/data"
+)
+
+// Own data: an IDX set that is not MNIST (12x16 images, 3 classes) trains
+// through the public CLI with nothing but a config, as a user would.
+const ownRows, ownCols, ownClasses = 12, 16, 3
+
+// writeOwnIDX writes a learnable 12x16, 3-class IDX dataset into dir: each
+// class a fixed pattern of bright pixels, each image its class's pattern
+// with every pixel redrawn at random with probability 0.3.
+func writeOwnIDX(t *testing.T, dir string, nTrain, nTest int) {
+	t.Helper()
+	r := data.Rand(11)
+	d := ownRows * ownCols
+	protos := make([][]byte, ownClasses)
+	for c := range protos {
+		protos[c] = make([]byte, d)
+		for j := range protos[c] {
+			if r.Float64() < 0.3 {
+				protos[c][j] = 230
+			}
+		}
+	}
+	write := func(name string, dims []int, b []byte) {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write([]byte{0, 0, 8, byte(len(dims))})
+		for _, n := range dims {
+			binary.Write(zw, binary.BigEndian, uint32(n))
+		}
+		zw.Write(b)
+		zw.Close()
+		if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, split := range []struct {
+		prefix string
+		n      int
+	}{{"train", nTrain}, {"test", nTest}} {
+		img, lab := make([]byte, split.n*d), make([]byte, split.n)
+		for i := 0; i < split.n; i++ {
+			c := r.IntN(ownClasses)
+			lab[i] = byte(c)
+			for j := 0; j < d; j++ {
+				v := protos[c][j]
+				if r.Float64() < 0.3 {
+					v = byte(r.IntN(256))
+				}
+				img[i*d+j] = v
+			}
+		}
+		write(split.prefix+"-images-idx3-ubyte.gz", []int{split.n, ownRows, ownCols}, img)
+		write(split.prefix+"-labels-idx1-ubyte.gz", []int{split.n}, lab)
+	}
+}
+
+// ownConfig runs data hash on dir through the CLI and returns a config
+// with its data section.
+func ownConfig(t *testing.T, dir, model, extra string) string {
+	t.Helper()
+	code, out, stderr := swarmtrain(t, "data", "hash", dir)
+	if code != 0 {
+		t.Fatalf("data hash: exit %d: %s", code, stderr)
+	}
+	want := fmt.Sprintf("  kind: idx\n  hash: [0-9a-f]{64}\n  shape: \\[%d, %d\\]\n  classes: %d\n", ownRows, ownCols, ownClasses)
+	if !regexp.MustCompile(want).MatchString(out) {
+		t.Fatalf("data hash printed:\n%s", out)
+	}
+	section := strings.SplitN(out, "#", 2)[0]
+	return writeFile(t, "own.yaml", fmt.Sprintf("name: own\nmodel: %s\n%s  dir: %s\n%s", model, section, dir, extra))
+}
+
+var ownAccRE = regexp.MustCompile(`(?m)^epoch \d+ .* test accuracy (\S+)%`)
+
+func TestOwnIDXTrainsThroughTheCLI(t *testing.T) {
+	dir := t.TempDir()
+	writeOwnIDX(t, dir, 1200, 300)
+	for _, tc := range []struct{ model, train string }{
+		{"{kind: mlp, hidden: [32]}", "train: {epochs: 2, batch_size: 32}\n"},
+		{"{kind: cnn, channels: [4, 8], dense: 16}", "train: {epochs: 6, batch_size: 32}\n"},
+	} {
+		model := tc.model
+		cfg := ownConfig(t, dir, model, tc.train)
+		code, out, stderr := swarmtrain(t, "train", "--config", cfg)
+		if code != 0 {
+			t.Fatalf("%s: train: exit %d: %s", model, code, stderr)
+		}
+		m := ownAccRE.FindAllStringSubmatch(out, -1)
+		if len(m) == 0 {
+			t.Fatalf("%s: no accuracy in:\n%s", model, out)
+		}
+		acc, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
+		if acc < 90 {
+			t.Errorf("%s: %.2f %% on 3 learnable classes, want >= 90:\n%s", model, acc, out)
+		}
+		t.Logf("%s: %.2f %%", model, acc)
+	}
+}
+
+// TestOwnIDXHashMismatchIsRefused: files other than the pinned ones are
+// refused in one line naming the field, the files and both hashes.
+func TestOwnIDXHashMismatchIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeOwnIDX(t, dir, 200, 50)
+	cfg := ownConfig(t, dir, "{kind: mlp, hidden: [8]}", "")
+	b, _ := os.ReadFile(cfg)
+	want := regexp.MustCompile(`hash: ([0-9a-f]{64})`).FindSubmatch(b)[1]
+	other := strings.Repeat("ab", 32)
+	os.WriteFile(cfg, bytes.Replace(b, want, []byte(other), 1), 0o644)
+	code, _, stderr := swarmtrain(t, "train", "--config", cfg)
+	oneLine(t, code, stderr, "data.hash: the dataset in "+dir+" (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, test-images-idx3-ubyte.gz, test-labels-idx1-ubyte.gz) hashes to "+string(want)+", the config pins "+other)
+}
+
+// TestOwnIDXSwarm: a coordinator and two contributors, separate processes
+// given only the config and the dataset directory, train the own set; the
+// contributors learn which dataset from the swarm manifest.
+func TestOwnIDXSwarm(t *testing.T) {
+	if raceEnabled {
+		t.Skip("separate processes the race detector does not reach: skipped with -race")
+	}
+	dir := t.TempDir()
+	writeOwnIDX(t, dir, 1200, 300)
+	tmp := t.TempDir()
+	bin := builtBinary(t)
+	cfg := ownConfig(t, dir, "{kind: mlp, hidden: [32]}", `train: {rounds: 8, inner_steps: 10, batch_size: 32, shard_size: 400}
+compression: {codec: topk+int8, density: 0.1}
+round: {deadline: 20s, quorum: 2, min_contributions: 1}
+network: {listen: ["/ip4/127.0.0.1/tcp/0"]}
+api: {listen: ""}
+`)
+	coord := spawn(t, bin, filepath.Join(tmp, "start.log"), "start", "--config", cfg, "--data-dir", filepath.Join(tmp, "coord"), "--exit-when-done")
+	join := coord.waitLine(t, regexp.MustCompile(`^\s+\S*swarmtrain join (\S+) --bootstrap (\S+)`), time.Minute)
+	for i := 1; i <= 2; i++ {
+		spawn(t, bin, filepath.Join(tmp, fmt.Sprintf("c%d.log", i)), "join", join[1], "--bootstrap", join[2],
+			"--data-dir", filepath.Join(tmp, fmt.Sprintf("c%d", i)), "--dataset-dir", dir)
+	}
+	last := coord.waitLine(t, sealedRE(7), 3*time.Minute)
+	acc, _ := strconv.ParseFloat(last[2], 64)
+	if n, _ := strconv.Atoi(last[1]); n < 1 || acc < 80 {
+		t.Fatalf("round 7: %s accepted, %.2f %% test accuracy, want >= 80:\n%s", last[1], acc, coord.output())
+	}
+	t.Logf("own IDX swarm, round 7: %.2f %%", acc)
+	if err := coord.wait(t, time.Minute); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+}
