@@ -73,11 +73,55 @@ func main() {
 	dataDir := flag.String("data", defaultData(), "MNIST directory")
 	asJSON := flag.Bool("json", false, "print a JSON report")
 	evalEvery := flag.Int("eval-every", 1, "evaluate on the test set every this many rounds (and after the last)")
+	cfgPath := flag.String("config", "", "take the model, dataset and settings from this swarm config (flags given explicitly override it); -data is then the dataset's directory")
+	evalSamples := flag.Int("eval-samples", 0, "evaluate on the first N test samples only (0: all)")
 	flag.Parse()
 	sc := config.Default()
-	sc.Model.Hidden = []int{*hidden}
+	if *cfgPath != "" {
+		var err error
+		if sc, err = config.Load(*cfgPath); err != nil {
+			fmt.Fprintln(os.Stderr, "sim:", err)
+			os.Exit(2)
+		}
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["h"] {
+			*h = sc.Train.InnerSteps
+		}
+		if !set["rounds"] {
+			*rounds = sc.Train.Rounds
+		}
+		if !set["batch"] {
+			*batch = sc.Train.BatchSize
+		}
+		if !set["lr"] {
+			*lr = sc.Train.InnerOptimizer.LR
+		}
+		if !set["codec"] {
+			*codecName = sc.Compression.Codec
+		}
+		if !set["density"] {
+			*density = sc.Compression.Density
+		}
+		if !set["outer-lr"] {
+			*outerLR = sc.Train.OuterOptimizer.LR
+		}
+		if !set["outer-momentum"] {
+			*outerMom = sc.Train.OuterOptimizer.Momentum
+		}
+		*hidden = 0
+	}
+	if *hidden > 0 {
+		sc.Model.Hidden = []int{*hidden}
+	}
 	sc.Train.InnerSteps, sc.Train.BatchSize, sc.Train.Rounds = *h, *batch, *rounds
-	sc.Train.InnerOptimizer = config.Optimizer{Name: *inner, LR: *lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+	if *cfgPath == "" || sc.Train.InnerOptimizer.Name != *inner || flagSet("lr") {
+		b2 := 0.999
+		if *cfgPath != "" && sc.Train.InnerOptimizer.Beta2 != 0 {
+			b2 = sc.Train.InnerOptimizer.Beta2
+		}
+		sc.Train.InnerOptimizer = config.Optimizer{Name: *inner, LR: *lr, Beta1: 0.9, Beta2: b2, Eps: 1e-8}
+	}
 	sc.Train.OuterOptimizer = config.Optimizer{Name: "nesterov", LR: *outerLR, Momentum: *outerMom}
 	sc.Compression.Codec, sc.Compression.Density = *codecName, *density
 	switch *efMode {
@@ -90,10 +134,16 @@ func main() {
 		os.Exit(2)
 	}
 	sc.Verify.Aggregation, sc.Verify.TrimFraction = *rule, 0.2
-	if err := run(round.ParamsOf(sc), *workers, *rounds, *dataDir, *asJSON, *evalEvery, *efMode); err != nil {
+	if err := run(sc, *workers, *rounds, *dataDir, *asJSON, *evalEvery, *evalSamples, *efMode); err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
+}
+
+func flagSet(name string) bool {
+	found := false
+	flag.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 func defaultData() string {
@@ -103,13 +153,15 @@ func defaultData() string {
 	return "../shared/data/mnist"
 }
 
-func run(p round.Params, workers, rounds int, dataDir string, asJSON bool, evalEvery int, efName string) error {
+func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, evalEvery, evalSamples int, efName string) error {
 	start := time.Now()
 	ctx := context.Background()
-	trainSet, testSet, err := data.LoadMNIST(dataDir)
+	p := round.ParamsOf(sc)
+	trainSet, testSet, err := data.Load(round.DataSpec(sc), dataDir)
 	if err != nil {
 		return err
 	}
+	testSet = testSet.Head(evalSamples)
 	global, err := train.New(p.Model, p.BatchSize, 1)
 	if err != nil {
 		return err
@@ -185,7 +237,11 @@ func run(p round.Params, workers, rounds int, dataDir string, asJSON bool, evalE
 		rr := roundReport{Round: r, TestAccuracy: ta, TestLoss: tl, TrainLoss: out.MeanLoss, BytesPerWorker: bytesRound, Rejected: out.Rejected}
 		rep.PerRound = append(rep.PerRound, rr)
 		if !asJSON {
-			fmt.Printf("round %3d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %d bytes/worker\n", r, out.MeanLoss, tl, 100*ta, bytesRound)
+			if p.Model.Text() {
+				fmt.Printf("round %3d  train loss %.4f  held-out %.3f bits/char  %d bytes/worker  %s\n", r, out.MeanLoss, train.MetricsOf(p.Model, tl, ta).BPC, bytesRound, time.Since(start).Round(time.Second))
+			} else {
+				fmt.Printf("round %3d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %d bytes/worker\n", r, out.MeanLoss, tl, 100*ta, bytesRound)
+			}
 		}
 	}
 	rep.BytesPerWorker /= workers

@@ -67,12 +67,12 @@ func TestTrainSaysWhereMNISTIsMissing(t *testing.T) {
 	empty := t.TempDir()
 	code, _, stderr := swarmtrain(t, "train", "--config", "../../examples/mnist-mlp.yaml", "--dataset-dir", empty)
 	oneLine(t, code, stderr, "MNIST not found: no train-images-idx3-ubyte.gz in "+empty+" (--dataset-dir); point at a copy with --dataset-dir DIR or SWARMTRAIN_DATA=DIR (a folder holding mnist/), or fetch it: swarmtrain data get mnist --dataset-dir "+empty+" (--mirror URL names a mirror you can reach)")
-	// Where SWARMTRAIN_DATA sent it, the message says so.
+	// Where SWARMTRAIN_DATA sent it, the message says so. (join loads the
+	// dataset the swarm manifest names, so it reaches the swarm first.)
 	t.Setenv("SWARMTRAIN_DATA", empty)
 	for _, cmd := range [][]string{
 		{"train", "--config", "../../examples/mnist-mlp.yaml"},
 		{"start", "--config", "../../examples/mnist-mlp.yaml", "--data-dir", filepath.Join(empty, "coord")},
-		{"join", "bafyreiejacv7xyvok2kwfgzmwznusi4poljptfl6jt5ceyjwn3uecvgahm", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM"},
 		{"demo"},
 		{"data", "verify", "mnist"},
 	} {
