@@ -277,6 +277,9 @@ func (s *Swarm) validateVerify() error {
 	if v.TrimFraction < 0 || v.TrimFraction >= 0.5 {
 		return fieldError("verify.trim_fraction", "must be in [0, 0.5), got %v", v.TrimFraction)
 	}
+	if v.ReferenceFraction < 0 || v.ReferenceFraction > 10 {
+		return fieldError("verify.reference_fraction", "must be in [0, 10], got %v", v.ReferenceFraction)
+	}
 	if v.Tier2Sample < 0 {
 		return fieldError("verify.tier2_sample", "must be >= 0, got %d", v.Tier2Sample)
 	}

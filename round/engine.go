@@ -137,7 +137,7 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 	}
 	for i, c := range in {
 		if t, ok := evidence[c.Record.Peer]; ok {
-			verdicts[i].Reason = verify.Tier2Reason(t) // keeps Norm: the record shows what was checked
+			verdicts[i].Reason = verify.Tier2ReasonAt(t, p.Scoring.ReferenceFraction) // keeps Norm: the record shows what was checked
 		}
 	}
 	out := Outcome{}

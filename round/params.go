@@ -50,6 +50,8 @@ const (
 // ParamsOf derives a swarm's round parameters from its config.
 func ParamsOf(sc *config.Swarm) Params {
 	o := sc.Train.OuterOptimizer
+	scoring := verify.DefaultScoreParams()
+	scoring.ReferenceFraction = sc.Verify.ReferenceFraction
 	return Params{
 		Model:         ModelSpec(sc),
 		BatchSize:     sc.Train.BatchSize,
@@ -65,7 +67,7 @@ func ParamsOf(sc *config.Swarm) Params {
 		OuterLR:       o.LR,
 		OuterMomentum: o.Momentum,
 		Tier1:         verify.DefaultTier1Params(),
-		Scoring:       verify.DefaultScoreParams(),
+		Scoring:       scoring,
 		Tier2Sample:   sc.Verify.Tier2Sample,
 	}
 }

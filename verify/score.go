@@ -43,6 +43,9 @@ type ScoreParams struct {
 	// Unproven is what a rejection that may be honest bad luck earns. In
 	// [Fault, Passed].
 	Unproven float64
+	// ReferenceFraction is tier 2's bar (HelpsAt); 0 means the default
+	// ReferenceFraction. A swarm sets it in verify.reference_fraction.
+	ReferenceFraction float64
 }
 
 // DefaultScoreParams are the parameters every swarmtrain node scores with;
@@ -70,9 +73,9 @@ func (p ScoreParams) validate() error {
 func (p ScoreParams) Value(e record.Entry) float64 {
 	switch {
 	case e.Tier2 != nil && e.Verdict == record.VerdictAccepted:
-		return max(Quality(*e.Tier2), p.Passed)
+		return max(QualityAt(*e.Tier2, p.ReferenceFraction), p.Passed)
 	case e.Tier2 != nil:
-		return Quality(*e.Tier2)
+		return QualityAt(*e.Tier2, p.ReferenceFraction)
 	case e.Verdict != record.VerdictAccepted && Proven(e.Reason):
 		return p.Fault
 	case e.Verdict != record.VerdictAccepted:
