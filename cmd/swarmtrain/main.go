@@ -87,7 +87,7 @@ bitswap, and every contribution is checked, scored and recorded in a signed,
 hash-linked ledger.
 
 Two directories, two flags, the same on every command: --data-dir is a node's
-own directory (identity, blocks, ledger); --dataset-dir is where MNIST is.`,
+own directory (identity, blocks, ledger); --dataset-dir is where the dataset is.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
