@@ -115,9 +115,10 @@ func (s *Swarm) validateModel() error {
 		for _, f := range []struct {
 			name string
 			v    int
-		}{{"model.layers", m.Layers}, {"model.width", m.Width}, {"model.heads", m.Heads}, {"model.context", m.Context}} {
-			if f.v <= 0 {
-				return fieldError(f.name, "must be > 0, got %d", f.v)
+			max  int
+		}{{"model.layers", m.Layers, 256}, {"model.width", m.Width, 1 << 14}, {"model.heads", m.Heads, 256}, {"model.context", m.Context, 1 << 14}} {
+			if f.v <= 0 || f.v > f.max {
+				return fieldError(f.name, "must be in 1..%d, got %d", f.max, f.v)
 			}
 		}
 		if m.Width%m.Heads != 0 {

@@ -190,6 +190,9 @@ func WithEvalBatch(n int) Option { return func(c *modelConfig) { c.evalBatch = n
 // evaluation graph's activations small (a few MB for the cnn).
 const defaultEvalBatch = 500
 
+// maxParams bounds a model's parameter vector (1 GiB of float32).
+const maxParams = 1 << 28
+
 // New builds the model spec describes with a fixed training batch size and
 // weights initialised deterministically from seed.
 func New(spec ModelSpec, batchSize int, seed uint64, opts ...Option) (Model, error) {
@@ -208,6 +211,11 @@ func New(spec ModelSpec, batchSize int, seed uint64, opts ...Option) (Model, err
 	}
 	if cfg.device.Kind == "cuda" {
 		return nil, fmt.Errorf("device cuda: not available in this build")
+	}
+	// A swarm manifest comes from the network: its model must not make a
+	// peer allocate without limit.
+	if n, _ := NumParams(spec); n > maxParams {
+		return nil, fmt.Errorf("model: %d parameters, at most %d", n, maxParams)
 	}
 	return kinds[spec.Kind].build(spec, batchSize, seed, cfg)
 }

@@ -79,7 +79,17 @@ func (transformerKind) params(s ModelSpec) []param {
 	)
 }
 
+// maxActivationFloats bounds what one batch's saved activations may take
+// (2 GiB): a swarm manifest comes from the network, and its model must not
+// make a contributor allocate without limit.
+const maxActivationFloats = 1 << 29
+
 func (k transformerKind) build(s ModelSpec, batch int, seed uint64, _ modelConfig) (Model, error) {
+	perLayer := float64(batch) * float64(s.Context) * (16*float64(s.Width) + 2*float64(s.Heads)*float64(s.Context))
+	if acts := perLayer * float64(s.Layers); acts > maxActivationFloats {
+		return nil, fmt.Errorf("model: a batch of %d windows would keep %.1f GiB of activations (at most %d GiB): lower train.batch_size, model.context, model.width or model.layers",
+			batch, acts*4/(1<<30), maxActivationFloats*4/(1<<30))
+	}
 	ps := k.params(s)
 	n := 0
 	for _, p := range ps {

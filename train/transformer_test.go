@@ -139,3 +139,17 @@ func TestTransformerLearnsARepeatingText(t *testing.T) {
 		t.Errorf("generated %q, want %q", out, "brown fox jumps over")
 	}
 }
+
+// TestHugeModelsAreRefused: a manifest's model comes from the network; an
+// absurd one is an error, not an allocation that kills the peer.
+func TestHugeModelsAreRefused(t *testing.T) {
+	for _, s := range []ModelSpec{
+		{Kind: "transformer", Layers: 4, Width: 128, Heads: 4, Context: 1 << 14, Classes: 86},
+		{Kind: "transformer", Layers: 256, Width: 1 << 14, Heads: 4, Context: 64, Classes: 86},
+		{Kind: "mlp", Hidden: []int{1 << 20, 1 << 20}},
+	} {
+		if _, err := New(s, 64, 1); err == nil {
+			t.Errorf("%+v: built", s)
+		}
+	}
+}
