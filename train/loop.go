@@ -139,8 +139,9 @@ type fitConfig struct {
 	evalSamples   int
 }
 
-// WithDeadline ends Fit after the first epoch that finishes past t (a
-// time budget; the schedule still spans every epoch).
+// WithDeadline ends Fit once t has passed, at the end of a stretch of
+// progressEvery steps, with an evaluation (a time budget; the schedule
+// still spans every epoch).
 func WithDeadline(t time.Time) FitOption { return func(c *fitConfig) { c.deadline = t } }
 
 // WithEvalSamples evaluates each epoch on the test set's first n samples
@@ -185,6 +186,7 @@ func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Se
 	for e := 1; e <= epochs; e++ {
 		epochStart := time.Now()
 		var sum float64
+		done := steps // steps run this epoch: fewer when the deadline cuts it
 		// Steps run in chunks of progressEvery inside the model's Local (a
 		// device engine keeps its parameters between them); the learning
 		// rate is set before each step.
@@ -204,17 +206,21 @@ func Fit(ctx context.Context, m Model, opt Optimizer, trainSet, testSet *data.Se
 			}
 			sum += st.SumLoss
 			s += n
+			if !fc.deadline.IsZero() && s < steps && time.Now().After(fc.deadline) {
+				done = s // out of time: evaluate what there is
+				break
+			}
 			if progress != nil && s%progressEvery == 0 && s < steps {
 				progress(EpochStats{Epoch: e, Step: s, Steps: steps, Loss: sum / float64(s),
 					SamplesPerSec: float64(s*m.BatchSize()) / time.Since(epochStart).Seconds(), Elapsed: time.Since(start)})
 			}
 		}
-		sps := float64(steps*m.BatchSize()) / time.Since(epochStart).Seconds()
+		sps := float64(done*m.BatchSize()) / time.Since(epochStart).Seconds()
 		tl, ta, err := m.Evaluate(testSet.Head(fc.evalSamples))
 		if err != nil {
 			return out, err
 		}
-		es := EpochStats{Epoch: e, Step: steps, Steps: steps, Done: true, Loss: sum / float64(steps), TestLoss: tl, TestAccuracy: ta, SamplesPerSec: sps, Elapsed: time.Since(start)}
+		es := EpochStats{Epoch: e, Step: done, Steps: steps, Done: true, Loss: sum / float64(done), TestLoss: tl, TestAccuracy: ta, SamplesPerSec: sps, Elapsed: time.Since(start)}
 		out = append(out, es)
 		if progress != nil {
 			progress(es)

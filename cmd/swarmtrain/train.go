@@ -128,7 +128,7 @@ safetensors checkpoint (generate reads it).`,
 	addDatasetFlag(cmd.Flags(), &datasetFlag, "data-dir")
 	cmd.Flags().StringVar(&device, "device", "cpu", "where steps run: cpu, cuda or cuda:N")
 	cmd.Flags().IntVar(&epochs, "epochs", 0, "override train.epochs")
-	cmd.Flags().DurationVar(&timeLimit, "time-limit", 0, "stop after the first epoch that ends past this much time (e.g. 20m)")
+	cmd.Flags().DurationVar(&timeLimit, "time-limit", 0, "stop after this much training time (e.g. 20m), checked every 100 steps, and evaluate")
 	cmd.Flags().IntVar(&evalSamples, "eval-samples", 0, "evaluate each epoch on the first N test samples only, and on all of them at the end")
 	cmd.Flags().StringVar(&savePath, "save", "", "write the trained model to this safetensors file")
 	cmd.Flags().IntVar(&limit, "limit", 0, "use only the first N training and test images (quick checks)")
