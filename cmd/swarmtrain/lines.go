@@ -3,15 +3,21 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/swarmtrain/swarmtrain/node"
 )
 
-// roundLine is the coordinator's line for a sealed round.
-func roundLine(w io.Writer, s node.RoundSummary) {
-	fmt.Fprintf(w, "round %3d  accepted %d  rejected %d  train loss %.4f  test accuracy %.2f%%  bytes in %d  seal %s (%s)  model %s\n",
-		s.Round, s.Accepted, s.Rejected, s.MeanLoss, 100*s.TestAccuracy, s.BytesIn, s.SealTime.Round(time.Millisecond), s.SealedBy, s.Model)
+// roundLine is the coordinator's line for a sealed round; a language
+// model's says held-out bits per character instead of test accuracy.
+func roundLine(w io.Writer, s node.RoundSummary, text bool) {
+	metric := fmt.Sprintf("test accuracy %.2f%%", 100*s.TestAccuracy)
+	if text {
+		metric = fmt.Sprintf("held-out %.3f bits/char", s.TestLoss/math.Ln2)
+	}
+	fmt.Fprintf(w, "round %3d  accepted %d  rejected %d  train loss %.4f  %s  bytes in %d  seal %s (%s)  model %s\n",
+		s.Round, s.Accepted, s.Rejected, s.MeanLoss, metric, s.BytesIn, s.SealTime.Round(time.Millisecond), s.SealedBy, s.Model)
 }
 
 // eventLine formats what a node reports for people.

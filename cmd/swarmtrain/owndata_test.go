@@ -198,3 +198,48 @@ func TestOwnTextTrainsAndGenerates(t *testing.T) {
 	code, _, stderr = swarmtrain(t, "generate", "--model", model, "--config", "../../examples/mnist-mlp.yaml", "--prompt", "x")
 	oneLine(t, code, stderr, "model.kind is mlp; generate needs a transformer")
 }
+
+// TestOwnTextSwarm: a text swarm through the CLI — the contributors learn
+// from the manifest that the dataset is text, load their copy, and the
+// coordinator's tier 2 and round figures work on token windows.
+func TestOwnTextSwarm(t *testing.T) {
+	if raceEnabled {
+		t.Skip("separate processes the race detector does not reach: skipped with -race")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "corpus.txt"), []byte(strings.Repeat("the cat sat on the mat. ", 400)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := swarmtrain(t, "data", "hash", dir)
+	if code != 0 {
+		t.Fatalf("data hash: %s", stderr)
+	}
+	section := strings.SplitN(out, "#", 2)[0]
+	tmp := t.TempDir()
+	bin := builtBinary(t)
+	cfg := writeFile(t, "text.yaml", fmt.Sprintf(`name: text-swarm
+model: {kind: transformer, layers: 1, width: 32, heads: 2, context: 16}
+%s  dir: %s
+train: {rounds: 5, inner_steps: 20, batch_size: 16, shard_size: 200, inner_optimizer: {name: adam, lr: 0.003, beta1: 0.9, beta2: 0.99, eps: 1.0e-8}}
+compression: {codec: topk+int8, density: 0.2}
+round: {deadline: 30s, quorum: 2, min_contributions: 1}
+verify: {tier2_sample: 2}
+network: {listen: ["/ip4/127.0.0.1/tcp/0"]}
+api: {listen: ""}
+`, section, dir))
+	coord := spawn(t, bin, filepath.Join(tmp, "start.log"), "start", "--config", cfg, "--data-dir", filepath.Join(tmp, "coord"), "--exit-when-done")
+	join := coord.waitLine(t, regexp.MustCompile(`^\s+\S*swarmtrain join (\S+) --bootstrap (\S+)`), time.Minute)
+	for i := 1; i <= 2; i++ {
+		spawn(t, bin, filepath.Join(tmp, fmt.Sprintf("c%d.log", i)), "join", join[1], "--bootstrap", join[2],
+			"--data-dir", filepath.Join(tmp, fmt.Sprintf("c%d", i)), "--dataset-dir", dir)
+	}
+	last := coord.waitLine(t, regexp.MustCompile(`^round\s+4\s+accepted (\d+)\s+rejected \d+\s+train loss \S+\s+held-out (\S+) bits/char`), 3*time.Minute)
+	bpc, _ := strconv.ParseFloat(last[2], 64)
+	if n, _ := strconv.Atoi(last[1]); n < 1 || bpc > 2.5 {
+		t.Fatalf("round 4: %s accepted, %.3f bits/char, want < 2.5 (uniform: 3.58):\n%s", last[1], bpc, coord.output())
+	}
+	t.Logf("text swarm, round 4: %.3f bits/char", bpc)
+	if err := coord.wait(t, time.Minute); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+}
