@@ -6,6 +6,7 @@
 const POLL_MS = 2000;
 const SVG_TAGS = new Set(["svg", "circle", "polyline", "line", "text", "title", "g"]);
 let picked = null; // the round the ledger browser shows
+let polls = 0; // polls that rendered, in body's data-polls (tests wait on it)
 
 function h(tag, attrs, ...kids) {
   const el = SVG_TAGS.has(tag) ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
@@ -156,12 +157,14 @@ async function pickRound(n) {
   try {
     const { cid, record: rec } = await getJSON(`/v1/rounds/${n}`);
     const dl = h("dl", {},
-      h("dt", {}, "record"), h("dd", { class: "mono" }, cid),
+      h("dt", {}, "record"), h("dd", { class: "mono" }, cid, " ", h("a", { href: `/v1/rounds/${n}` }, "JSON")),
       h("dt", {}, "previous"), h("dd", { class: "mono" }, rec.prev ? h("a", { href: "#", onclick: (e) => { e.preventDefault(); pickRound(n - 1); } }, cidOf(rec.prev)) : "none (round 0)"),
       h("dt", {}, "base model"), h("dd", { class: "mono" }, h("a", { href: modelFile(cidOf(rec.base)) }, cidOf(rec.base))),
       h("dt", {}, "model"), h("dd", { class: "mono" }, h("a", { href: modelFile(cidOf(rec.model)) }, cidOf(rec.model))),
       h("dt", {}, "sealed"), h("dd", {}, new Date(rec.sealed).toISOString()),
-      h("dt", {}, "tier-2 sample"), h("dd", {}, rec.sample_size != null ? `${rec.sample_size} peers, seed ${rec.sample_seed}` : "none"));
+      // Not the sample seed: an int64 loses digits as a JavaScript number
+      // (the record's JSON link has it exactly).
+      h("dt", {}, "tier-2 sample"), h("dd", {}, rec.sample_size != null ? `${rec.sample_size} peers` : "none"));
     const entries = (rec.entries || []).map((e) =>
       h("tr", { "data-peer": e.peer, "data-verdict": e.verdict },
         h("td", { class: "peer", title: e.peer }, short(e.peer)),
@@ -194,6 +197,7 @@ async function poll() {
     renderPeers(peers.peers);
     renderLedger(rs);
     document.body.dataset.rounds = rs.rounds.length;
+    document.body.dataset.polls = ++polls;
     status.className = "";
     status.textContent = `live · updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
