@@ -15,10 +15,17 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
+	"github.com/swarmtrain/swarmtrain/node/p2p"
+	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
@@ -350,4 +357,55 @@ func TestConnKind(t *testing.T) {
 			t.Errorf("%s: %s, want %s", addr, got, want)
 		}
 	}
+}
+
+// TestPeersConnectionKind: /v1/peers tells a relayed connection from a
+// direct one on real libp2p hosts: the coordinator reaches a peer behind
+// a circuit relay only through /p2p-circuit, and the relay itself directly.
+func TestPeersConnectionKind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	newHost := func() host.Host {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	relayHost, behind, coordHost := newHost(), newHost(), newHost()
+	r, err := relay.New(relayHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	relayInfo := peer.AddrInfo{ID: relayHost.ID(), Addrs: relayHost.Addrs()}
+	if err := behind.Connect(ctx, relayInfo); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Reserve(ctx, behind, relayInfo); err != nil {
+		t.Fatal(err)
+	}
+	circuit := ma.StringCast(fmt.Sprintf("/p2p/%s/p2p-circuit", relayHost.ID()))
+	if err := coordHost.Connect(ctx, relayInfo); err != nil {
+		t.Fatal(err)
+	}
+	if err := coordHost.Connect(ctx, peer.AddrInfo{ID: behind.ID(), Addrs: []ma.Multiaddr{relayHost.Addrs()[0].Encapsulate(circuit)}}); err != nil {
+		t.Fatal(err)
+	}
+	c := &Coordinator{base: &base{net: &p2p.Node{Host: coordHost}}, scores: map[string]record.PeerScore{
+		behind.ID().String(): {Peer: behind.ID().String(), Score: 0.25, Accepted: 1},
+	}}
+	got := map[string]PeerInfo{}
+	for _, p := range c.peers() {
+		got[p.Peer] = p
+	}
+	if p := got[relayHost.ID().String()]; p.Connection != ConnDirect || p.Score != nil {
+		t.Errorf("the relay: %+v, want direct and no score", p)
+	}
+	p := got[behind.ID().String()]
+	if p.Connection != ConnRelayed || len(p.Connections) != 1 || p.Connections[0].Kind != ConnRelayed || p.Score == nil || p.Score.Score != 0.25 {
+		t.Errorf("the peer behind the relay: %+v, want one relayed connection and its score", p)
+	}
+	t.Logf("relayed: %s", p.Connections[0].Addr)
 }
