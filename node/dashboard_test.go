@@ -409,3 +409,17 @@ func TestPeersConnectionKind(t *testing.T) {
 	}
 	t.Logf("relayed: %s", p.Connections[0].Addr)
 }
+
+// TestRestoredRounds: a round sealed before a restart shows its record's
+// counts and says it was restored (its losses and bytes were never in the
+// record, so none are made up).
+func TestRestoredRounds(t *testing.T) {
+	m := fakeModelCID()
+	rec := &record.RoundRecord{Round: 4, Model: m, Entries: []record.Entry{
+		{Verdict: record.VerdictAccepted}, {Verdict: record.VerdictAccepted}, {Verdict: record.VerdictRejected, Reason: verify.ReasonNorm}}}
+	p := restoredPoint(rec, m)
+	want := RoundPoint{RoundSummary: RoundSummary{Round: 4, Record: m.String(), Model: m.String(), Accepted: 2, Rejected: 1}, Restored: true}
+	if p != want {
+		t.Errorf("restored point %+v, want %+v", p, want)
+	}
+}
