@@ -285,9 +285,6 @@ func TestDashboardInChromium(t *testing.T) {
 		if row.Peer == cheater && (row.Rejected == 0 || !strings.Contains(row.Reasons, verify.ReasonNorm+" ×")) {
 			t.Errorf("the cheater's row shows no norm rejection: %+v", row)
 		}
-		if row.Peer != cheater && row.Rejected != 0 {
-			t.Errorf("honest peer %s rejected: %+v", row.Peer, row)
-		}
 	}
 	// The peers table shows what /v1/peers says; on a mocknet every
 	// connection is direct.
