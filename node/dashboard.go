@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ipfs/boxo/blockservice"
@@ -31,7 +32,7 @@ var dashboardFiles embed.FS
 //
 //	GET /                      the dashboard
 //	GET /assets/{file}         its script and style sheet
-//	GET /v1/rounds             every sealed round: counts, losses, accuracy, bytes against dense
+//	GET /v1/rounds[?from=N]    every sealed round (from round N): counts, losses, accuracy, bytes against dense
 //	GET /v1/peers              connected and scored peers, with connection kind and score
 //	GET /v1/models/{cid}       a model of the ledger: its round and record
 //	GET /v1/models/{cid}/file  its safetensors checkpoint
@@ -46,8 +47,21 @@ func (c *Coordinator) serveDashboard(mux *http.ServeMux) {
 	})
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
 	mux.HandleFunc("GET /v1/rounds", func(w http.ResponseWriter, r *http.Request) {
+		// from lets a page that holds rounds 0..N-1 ask only for the new
+		// ones: a long swarm's whole history every 2 s would grow without end.
+		from := int64(0)
+		if s := r.URL.Query().Get("from"); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 0 {
+				http.Error(w, fmt.Sprintf("from=%q: want a round number, 0 or more", s), http.StatusBadRequest)
+				return
+			}
+			from = n
+		}
 		c.mu.Lock()
-		out := RoundsResponse{Swarm: c.swarmID, Params: c.dense / 4, DenseBytes: c.dense, Rounds: slices.Clone(c.history)}
+		// history is in round order.
+		i, _ := slices.BinarySearchFunc(c.history, from, func(p RoundPoint, r int64) int { return cmp.Compare(p.Round, r) })
+		out := RoundsResponse{Swarm: c.swarmID, Params: c.dense / 4, DenseBytes: c.dense, Rounds: slices.Clone(c.history[i:])}
 		c.mu.Unlock()
 		if c.manifest != nil {
 			out.InitialModel = c.manifest.InitialModel.String()

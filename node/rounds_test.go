@@ -71,7 +71,7 @@ func TestRoundsOnMocknet(t *testing.T) {
 	// checkAPI reads every endpoint while the coordinator still runs.
 	checkAPI := func() {
 		for _, path := range []string{"/v1/swarm", "/v1/rounds/latest", "/v1/rounds/0", "/v1/scores", "/metrics", "/v1/rounds/99",
-			"/v1/rounds", "/v1/peers", "/", "/v1/models/" + lastModel + "/file", "/v1/models/" + lastModel, "/v1/models/nonsense", "/v1/models/" + testCID} {
+			"/v1/rounds", "/v1/rounds?from=2", "/v1/rounds?from=-1", "/v1/peers", "/", "/v1/models/" + lastModel + "/file", "/v1/models/" + lastModel, "/v1/models/nonsense", "/v1/models/" + testCID} {
 			resp, err := http.Get("http://" + apiURL + path)
 			if err != nil {
 				apiBodies[path] = "error: " + err.Error()
@@ -154,6 +154,9 @@ func TestRoundsOnMocknet(t *testing.T) {
 		}
 	}
 	t.Logf("final test accuracy %.3f", sealed[len(sealed)-1].TestAccuracy)
+	if b := apiBodies["/v1/rounds?from=2"]; !strings.Contains(b, `"round": 2`) || strings.Contains(b, `"round": 1`) {
+		t.Errorf("/v1/rounds?from=2: %.400s", b)
+	}
 	// The dashboard's download link serves the model file the ledger names.
 	if file, ok := strings.CutPrefix(apiBodies["/v1/models/"+lastModel+"/file"], "200 "); !ok {
 		t.Errorf("/v1/models/{cid}/file: %.200s", apiBodies["/v1/models/"+lastModel+"/file"])
@@ -170,7 +173,7 @@ func TestRoundsOnMocknet(t *testing.T) {
 	}
 	for path, want := range map[string]string{"/v1/swarm": `"swarm": "` + rd.id, "/v1/rounds/0": `"cid": "` + sealed[0].Record,
 		"/v1/scores": `"accepted": 3`, "/metrics": "swarmtrain_rounds_sealed_total 3", "/v1/rounds/99": "404 ",
-		"/v1/rounds": `"evaluated": true`, "/v1/peers": `"connection": "direct"`, "/": "<title>swarmtrain</title>",
+		"/v1/rounds": `"evaluated": true`, "/v1/rounds?from=-1": "400 ", "/v1/peers": `"connection": "direct"`, "/": "<title>swarmtrain</title>",
 		"/v1/models/" + lastModel: `"round": 2`, "/v1/models/nonsense": "400 ", "/v1/models/" + testCID: "404 "} {
 		if !strings.Contains(apiBodies[path], want) {
 			t.Errorf("%s: want %q in %.300s", path, want, apiBodies[path])

@@ -7,6 +7,9 @@ const POLL_MS = 2000;
 const SVG_TAGS = new Set(["svg", "circle", "polyline", "line", "text", "title", "g"]);
 let picked = null; // the round the ledger browser shows
 let polls = 0; // polls that rendered, in body's data-polls (tests wait on it)
+let rounds = []; // every sealed round so far: each poll asks only for newer ones
+let swarmID = null; // the swarm those rounds are of
+const LEDGER_ROWS = 100; // the ledger table shows the newest rounds
 
 function h(tag, attrs, ...kids) {
   const el = SVG_TAGS.has(tag) ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
@@ -135,7 +138,7 @@ function renderPeers(peers) {
 }
 
 function renderLedger(rs) {
-  const rows = [...rs.rounds].reverse().map((r) =>
+  const rows = rs.rounds.slice(-LEDGER_ROWS).reverse().map((r) =>
     h("tr", { "data-round": r.round, class: r.round === picked ? "picked" : null, onclick: () => pickRound(r.round) },
       h("td", { class: "num" }, r.round),
       h("td", {}, r.sealed_by || (r.restored ? "(restored)" : "")),
@@ -144,6 +147,9 @@ function renderLedger(rs) {
       h("td", { class: "num" }, r.evaluated ? pct(r.test_accuracy) : ""),
       cidCell(r.record),
       cidCell(r.model, modelFile(r.model))));
+  if (rs.rounds.length > LEDGER_ROWS) {
+    rows.push(h("tr", {}, h("td", { colspan: 7, class: "hint" }, `${rs.rounds.length - LEDGER_ROWS} older rounds: `, h("a", { href: "/v1/rounds" }, "/v1/rounds"))));
+  }
   if (rs.initial_model) {
     rows.push(h("tr", { "data-round": "initial" }, h("td", {}, "initial"), h("td", { colspan: 5 }, ""), cidCell(rs.initial_model, modelFile(rs.initial_model))));
   }
@@ -188,7 +194,18 @@ const cidOf = (c) => (c && typeof c === "object" ? c["/"] : c);
 async function poll() {
   const status = document.getElementById("status");
   try {
-    const [swarm, rs, peers, scores] = await Promise.all(["/v1/swarm", "/v1/rounds", "/v1/peers", "/v1/scores"].map(getJSON));
+    let [swarm, rs, peers, scores] = await Promise.all(["/v1/swarm", `/v1/rounds?from=${rounds.length}`, "/v1/peers", "/v1/scores"].map(getJSON));
+    if (swarmID === null) {
+      swarmID = rs.swarm;
+    } else if (rs.swarm !== swarmID || (rs.rounds.length && rs.rounds[0].round !== rounds.length)) {
+      // Another swarm on this address, or a ledger that does not go on
+      // from what the page holds: read it all again.
+      rs = await getJSON("/v1/rounds");
+      swarmID = rs.swarm;
+      rounds = [];
+    }
+    rounds = rounds.concat(rs.rounds);
+    rs.rounds = rounds;
     document.getElementById("name").textContent = swarm.manifest ? swarm.manifest.name : "";
     document.getElementById("swarm").textContent = `swarm ${swarm.swarm}`;
     renderCards(swarm, rs, peers.peers);
