@@ -345,9 +345,9 @@ func apiGet(url string, v any) error {
 
 func TestConnKind(t *testing.T) {
 	for addr, want := range map[string]string{
-		"/ip4/203.0.113.7/tcp/4001": ConnDirect,
+		"/ip4/203.0.113.7/tcp/4001":         ConnDirect,
 		"/ip4/203.0.113.7/udp/4001/quic-v1": ConnDirect,
-		"/ip4/198.51.100.1/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo/p2p-circuit": ConnRelayed,
+		"/ip4/198.51.100.1/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo/p2p-circuit":        ConnRelayed,
 		"/ip6/2001:db8::1/udp/4001/quic-v1/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo/p2p-circuit": ConnRelayed,
 	} {
 		if got := connKind(ma.StringCast(addr)); got != want {
