@@ -368,7 +368,7 @@ func (c *Coordinator) restore() error {
 		return fmt.Errorf("swarm manifest %s: %w", mc, err)
 	}
 	if c.manifest, _, err = record.OpenBlock[record.SwarmManifest](blk); err != nil {
-		return err
+		return fmt.Errorf("data dir %s: %w", c.cfg.DataDir, err) // record.ErrOldFormat says what to do with it
 	}
 	if string(c.manifest.Config) != string(canon) {
 		return fmt.Errorf("data dir %s holds swarm %s, started with a different config; use another --data-dir for a new swarm", c.cfg.DataDir, mc)
