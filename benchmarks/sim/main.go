@@ -124,6 +124,12 @@ func main() {
 	}
 	sc.Train.OuterOptimizer = config.Optimizer{Name: "nesterov", LR: *outerLR, Momentum: *outerMom}
 	sc.Compression.Codec, sc.Compression.Density = *codecName, *density
+	if *cfgPath != "" && !flagSet("ef") {
+		*efMode = map[bool]string{true: "on", false: "off"}[sc.Compression.ErrorFeedback]
+	}
+	if *cfgPath != "" && !flagSet("rule") {
+		*rule = sc.Verify.Aggregation
+	}
 	switch *efMode {
 	case "on":
 		sc.Compression.ErrorFeedback = true
