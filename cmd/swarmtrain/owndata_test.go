@@ -203,8 +203,8 @@ func TestOwnTextTrainsAndGenerates(t *testing.T) {
 // from the manifest that the dataset is text, load their copy, and the
 // coordinator's tier 2 and round figures work on token windows.
 func TestOwnTextSwarm(t *testing.T) {
-	if raceEnabled {
-		t.Skip("separate processes the race detector does not reach: skipped with -race")
+	if testing.Short() || raceEnabled {
+		t.Skip("the text swarm runs in make test-long (separate processes, which -race does not reach)")
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "corpus.txt"), []byte(strings.Repeat("the cat sat on the mat. ", 400)), 0o644); err != nil {
