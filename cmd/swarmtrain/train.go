@@ -131,7 +131,7 @@ safetensors checkpoint (generate reads it).`,
 	cmd.Flags().DurationVar(&timeLimit, "time-limit", 0, "stop after this much training time (e.g. 20m), checked every 100 steps, and evaluate")
 	cmd.Flags().IntVar(&evalSamples, "eval-samples", 0, "evaluate each epoch on the first N test samples only, and on all of them at the end")
 	cmd.Flags().StringVar(&savePath, "save", "", "write the trained model to this safetensors file")
-	cmd.Flags().IntVar(&limit, "limit", 0, "use only the first N training and test images (quick checks)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "use only the first N training and test samples: images, or text windows (quick checks)")
 	cmd.MarkFlagRequired("config")
 	return cmd
 }
