@@ -105,8 +105,15 @@ type Verify struct {
 // Network says where a node listens and whom it asks first. It is local to
 // each node and left out of the swarm's identity.
 type Network struct {
-	Listen          []string `yaml:"listen" json:"-"`
-	Bootstrap       []string `yaml:"bootstrap" json:"-"`
+	Listen    []string `yaml:"listen" json:"-"`
+	Bootstrap []string `yaml:"bootstrap" json:"-"`
+	// Relay is how this node crosses NATs: serve (publicly reachable: a
+	// limited relay for the others), use (behind a NAT: reserve a relay
+	// slot on the bootstrap peers), auto (AutoNAT decides), off.
+	Relay string `yaml:"relay" json:"-"`
+	// Announce replaces the addresses this node advertises (a port
+	// forward, a public address it cannot see itself).
+	Announce        []string `yaml:"announce" json:"-"`
 	MaxMessageBytes int      `yaml:"max_message_bytes" json:"max_message_bytes"`
 }
 
@@ -168,6 +175,10 @@ func Default() *Swarm {
 		Verify: Verify{Aggregation: "clip-mean", TrimFraction: 0.2, Tier2Sample: 2},
 		Network: Network{
 			Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+			// A config file is the coordinator's: it is the swarm's entry
+			// point and reachable by everyone who joins, so it relays for
+			// peers behind NAT (within p2p.RelayResources).
+			Relay: "serve",
 			// gossipsub's own default is 1 MiB; payloads above the inline
 			// limit travel by CID over bitswap, never in a message.
 			MaxMessageBytes: 1 << 20,

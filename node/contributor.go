@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,9 +30,14 @@ type ContributorConfig struct {
 	Bootstrap []string
 	DataDir   string
 	Listen    []string
-	Train     *data.Set // this machine's copy of the training set
-	Device    train.Device
-	Log       *slog.Logger
+	// Relay is how the contributor crosses NATs (config.RelayModes); ""
+	// is auto: AutoNAT decides whether to reserve a relay slot.
+	Relay string
+	// Announce replaces the addresses the contributor advertises.
+	Announce []string
+	Train    *data.Set // this machine's copy of the training set
+	Device   train.Device
+	Log      *slog.Logger
 	// Event is told of what the contributor does: Joined, Worked, Applied,
 	// Refused, Finished.
 	Event func(Event)
@@ -108,7 +114,18 @@ func NewContributor(cfg ContributorConfig, opts ...Option) (*Contributor, error)
 	// The contributor's own fault score: peers it proved faults of at tier
 	// 0 lose its gossip mesh as they lose the coordinator's.
 	k.faults = newFaultScore()
-	b, err := openBase(ctx, cfg.DataDir, listen, o, cfg.Log, p2p.WithMaxMessageSize(config.Default().Network.MaxMessageBytes), p2p.WithAppScore(k.faults.appScore))
+	relay := cmp.Or(cfg.Relay, "auto")
+	if err := config.CheckRelay("relay", relay); err != nil {
+		cancel()
+		return nil, err
+	}
+	for _, a := range cfg.Announce {
+		if err := config.CheckAnnounce("announce", a); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	b, err := openBase(ctx, cfg.DataDir, listen, reach{relay: relay, announce: cfg.Announce, bootstrap: cfg.Bootstrap}, o, cfg.Log, p2p.WithMaxMessageSize(config.Default().Network.MaxMessageBytes), p2p.WithAppScore(k.faults.appScore))
 	if err != nil {
 		cancel()
 		return nil, err

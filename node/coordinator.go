@@ -142,7 +142,7 @@ func NewCoordinator(cfg CoordinatorConfig, opts ...Option) (*Coordinator, error)
 	if _, err := c.p.NewOuter(0); err != nil {
 		return fail(err)
 	}
-	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, o, cfg.Log, p2p.WithMaxMessageSize(sc.Network.MaxMessageBytes), p2p.WithAppScore(c.appScore))
+	b, err := openBase(ctx, cfg.DataDir, sc.Network.Listen, reach{relay: sc.Network.Relay, announce: sc.Network.Announce, bootstrap: sc.Network.Bootstrap}, o, cfg.Log, p2p.WithMaxMessageSize(sc.Network.MaxMessageBytes), p2p.WithAppScore(c.appScore))
 	if err != nil {
 		return fail(err)
 	}

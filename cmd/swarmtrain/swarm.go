@@ -229,8 +229,8 @@ func pickAddr(addrs []string) string {
 }
 
 func newJoinCmd(e *env) *cobra.Command {
-	var dataDir, datasetFlag, device string
-	var bootstrap, listen []string
+	var dataDir, datasetFlag, device, relay string
+	var bootstrap, listen, announce []string
 	cmd := &cobra.Command{
 		Use:   "join SWARM-ID --bootstrap MULTIADDR",
 		Short: "Contribute to a swarm from this machine (a contributor's command)",
@@ -254,6 +254,14 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 			for _, a := range bootstrap {
 				if _, err := peer.AddrInfoFromString(a); err != nil {
 					return fmt.Errorf("--bootstrap %s is not a peer multiaddr (%v): give the address start printed, /ip4/HOST/tcp/PORT/p2p/PEER-ID", a, err)
+				}
+			}
+			if err := config.CheckRelay("--relay", relay); err != nil {
+				return err
+			}
+			for _, a := range announce {
+				if err := config.CheckAnnounce("--announce", a); err != nil {
+					return err
 				}
 			}
 			cfg := config.Default()
@@ -280,7 +288,7 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 			var mu sync.Mutex
 			applied, first, last := 0, int64(-1), int64(-1)
 			err = node.RunContributor(cmd.Context(), node.ContributorConfig{
-				SwarmID: swarmID, Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Train: trainSet, Device: dev, Log: e.log,
+				SwarmID: swarmID, Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Relay: relay, Announce: announce, Train: trainSet, Device: dev, Log: e.log,
 				Event: func(ev node.Event) {
 					eventLine(e.stdout, ev)
 					if a, ok := ev.(node.Applied); ok {
@@ -315,7 +323,11 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the contributor's directory: identity and blocks (default ~/.swarmtrain/contributor, or the first free contributor-N)")
 	addDatasetFlag(cmd.Flags(), &datasetFlag, "mnist-dir")
 	cmd.Flags().StringVar(&device, "device", "cpu", "where local steps run: cpu, cuda or cuda:N")
-	cmd.Flags().StringSliceVar(&listen, "listen", []string{"/ip4/127.0.0.1/tcp/0"}, "listen multiaddrs")
+	// TCP and QUIC: QUIC dials from its listening socket, which is what lets
+	// DCUtR punch through a NAT.
+	cmd.Flags().StringSliceVar(&listen, "listen", config.Default().Network.Listen, "listen multiaddrs (behind a NAT: /ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1)")
+	cmd.Flags().StringVar(&relay, "relay", "auto", "NAT traversal: auto (AutoNAT decides), use (behind a NAT: reserve a relay slot on the bootstrap peers now), serve (publicly reachable: relay for others), off")
+	cmd.Flags().StringSliceVar(&announce, "announce", nil, "addresses to advertise instead of the observed ones (a port forward), e.g. /ip4/203.0.113.7/udp/4001/quic-v1")
 	return cmd
 }
 

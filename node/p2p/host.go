@@ -168,13 +168,18 @@ func Limits() rcmgr.ConcreteLimitConfig {
 }
 
 // NewHost starts a libp2p host with key on the listen multiaddrs (TCP and
-// QUIC), a resource manager with Limits, and a connection manager.
+// QUIC), a resource manager with Limits, a connection manager, and the NAT
+// traversal of hc (relay mode, announced addresses, hole punching).
 //
 // TCP listens without SO_REUSEPORT (libp2p's default turns it on): with it,
 // a second node started on a port another node holds listens too, the
 // kernel splits incoming connections between them, and dials fail with
 // "peer id mismatch". Without it a taken port is an error naming it.
-func NewHost(key crypto.PrivKey, listen []string) (host.Host, error) {
+func NewHost(key crypto.PrivKey, listen []string, hc HostConfig) (host.Host, error) {
+	nat, err := hc.natOptions()
+	if err != nil {
+		return nil, err
+	}
 	cm, err := connmgr.NewConnManager(connLowWater, connHighWater, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, err
@@ -183,17 +188,20 @@ func NewHost(key crypto.PrivKey, listen []string) (host.Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(
+	h, err := libp2p.New(append([]libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.ConnectionManager(cm),
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.ResourceManager(rm),
-	)
+	}, nat...)...)
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("listening on %v: %w (is another node using the address? pick another port or stop it)", listen, err)
+	}
+	if hc.Paths != nil {
+		h.Network().Notify(hc.Paths.Notifee())
 	}
 	return h, nil
 }

@@ -29,7 +29,7 @@ func portOf(t *testing.T, addrs []ma.Multiaddr, proto int) string {
 // two identities); the second fails naming the port.
 func TestSecondNodeOnATakenPortFails(t *testing.T) {
 	k1, _ := LoadOrCreateIdentity(t.TempDir())
-	first, err := NewHost(k1, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+	first, err := NewHost(k1, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}, HostConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestSecondNodeOnATakenPortFails(t *testing.T) {
 	quicAddr := "/ip4/127.0.0.1/udp/" + portOf(t, first.Addrs(), ma.P_UDP) + "/quic-v1"
 	for _, addr := range []string{tcpAddr, quicAddr} {
 		k2, _ := LoadOrCreateIdentity(t.TempDir())
-		second, err := NewHost(k2, []string{addr})
+		second, err := NewHost(k2, []string{addr}, HostConfig{})
 		if err == nil {
 			second.Close()
 			t.Errorf("a second node listens on %s, which the first holds", addr)
