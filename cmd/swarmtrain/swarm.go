@@ -215,11 +215,16 @@ func invokedAs() string {
 	return a
 }
 
-// pickAddr prefers a TCP address for the printed join line.
+// pickAddr prefers a QUIC address for the printed join line, then TCP: a
+// contributor behind a NAT learns its public QUIC address from this
+// connection, and QUIC is what DCUtR punches holes with (TCP dials leave
+// from a fresh port, as TCP listens without SO_REUSEPORT: p2p.NewHost).
 func pickAddr(addrs []string) string {
-	for _, a := range addrs {
-		if strings.Contains(a, "/tcp/") {
-			return a
+	for _, want := range []string{"/quic-v1/", "/tcp/"} {
+		for _, a := range addrs {
+			if strings.Contains(a, want) {
+				return a
+			}
 		}
 	}
 	if len(addrs) > 0 {
