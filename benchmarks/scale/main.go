@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,8 +46,19 @@ func main() {
 	latency := flag.Duration("latency", 50*time.Millisecond, "one-way link latency")
 	bandwidth := flag.Float64("bandwidth", 0, "link bandwidth in Mbit/s (0: unlimited)")
 	hidden := flag.Int("hidden", 16, "MLP hidden width (784-H-10)")
+	density := flag.Float64("density", 0.05, "top-k density: above compression.inline_max_bytes (64 KiB) a payload goes by CID over bitswap")
 	late := flag.Bool("late", false, "add a contributor that joins after round 2, and time its join")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(2)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	// Closing 65 nodes makes bitswap log every request it can no longer
 	// answer; the figures are what this prints.
 	logging.SetAllLoggers(logging.LevelFatal)
@@ -59,22 +71,23 @@ func main() {
 		}
 		counts = append(counts, n)
 	}
-	fmt.Printf("links: %s latency, %s; MLP 784-%d-10; %d rounds (figures over rounds 2..%d); GOMAXPROCS %d\n",
-		*latency, bwString(*bandwidth), *hidden, *rounds, *rounds-1, runtime.GOMAXPROCS(0))
-	fmt.Println("| peers | round s | seal ms | seal share | last contribution -> seal start ms | seal -> applied everywhere ms (median / max) | late join s | heap MiB per peer | CPU ms per round per peer |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Printf("links: %s latency, %s; MLP 784-%d-10, topk+int8 at density %g; %d rounds (figures over rounds 2..%d); GOMAXPROCS %d\n",
+		*latency, bwString(*bandwidth), *hidden, *density, *rounds, *rounds-1, runtime.GOMAXPROCS(0))
+	fmt.Println("| peers | round s | local work ms | last announce -> seal start ms | seal ms | seal share | seal -> applied everywhere ms (median / max) | late join s | heap MiB per peer | CPU ms per round per peer |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range counts {
-		r, err := runSwarm(n, *rounds, *hidden, *latency, *bandwidth, *late)
+		r, err := runSwarm(n, *rounds, *hidden, *density, *latency, *bandwidth, *late)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d peers: %v\n", n, err)
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		lateJoin := "-"
 		if *late {
 			lateJoin = fmt.Sprintf("%.2f", r.lateJoin.Seconds())
 		}
-		fmt.Printf("| %d | %.2f | %.0f | %.1f %% | %.0f | %.0f / %.0f | %s | %.1f | %.0f |\n", n, r.round.Seconds(), ms(r.seal), 100*r.seal.Seconds()/r.round.Seconds(),
-			ms(r.collectGap), ms(r.applyMedian), ms(r.applyMax), lateJoin, r.heapPerPeer/(1<<20), ms(r.cpuPerRoundPerPeer))
+		fmt.Printf("| %d | %.2f | %.0f | %.0f | %.0f | %.1f %% | %.0f / %.0f | %s | %.1f | %.0f |\n", n, r.round.Seconds(), ms(r.work), ms(r.collectGap), ms(r.seal), 100*r.seal.Seconds()/r.round.Seconds(),
+			ms(r.applyMedian), ms(r.applyMax), lateJoin, r.heapPerPeer/(1<<20), ms(r.cpuPerRoundPerPeer))
 	}
 }
 
@@ -88,7 +101,7 @@ func bwString(mbit float64) string {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 type result struct {
-	round, seal, collectGap, applyMedian, applyMax, lateJoin time.Duration
+	round, work, seal, collectGap, applyMedian, applyMax, lateJoin time.Duration
 	cpuPerRoundPerPeer                                       time.Duration
 	heapPerPeer                                              float64
 }
@@ -107,7 +120,7 @@ func heapInUse() float64 {
 }
 
 // runSwarm runs one swarm of n contributors and measures it.
-func runSwarm(n, rounds, hidden int, latency time.Duration, mbit float64, late bool) (result, error) {
+func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbit float64, late bool) (result, error) {
 	var res result
 	quiet := slog.New(slog.DiscardHandler)
 	heapBefore := heapInUse()
@@ -139,7 +152,7 @@ func runSwarm(n, rounds, hidden int, latency time.Duration, mbit float64, late b
 	sc.Train.Rounds = rounds
 	sc.Train.InnerSteps = 5
 	sc.Train.ShardSize = 320
-	sc.Compression.Density = 0.05
+	sc.Compression.Density = density
 	sc.Round.Quorum = n
 	sc.Round.MinContributions = 1
 	sc.Round.Deadline = config.Duration(60 * time.Second)
@@ -150,7 +163,12 @@ func runSwarm(n, rounds, hidden int, latency time.Duration, mbit float64, late b
 	sealAt := map[int64]time.Time{}
 	sums := map[int64]node.RoundSummary{}
 	applied := map[int64][]time.Time{}
-	worked := map[int64]time.Time{} // the last Worked of each round
+	worked := map[int64][]time.Time{} // each round's Worked events
+	type peerRound struct {
+		peer  int
+		round int64
+	}
+	appliedBy, workedBy := map[peerRound]time.Time{}, map[peerRound]time.Time{}
 	cpuAt := map[int64]time.Duration{}
 	var heapMid float64
 	ready := make(chan [2]string, 1)
@@ -194,11 +212,13 @@ func runSwarm(n, rounds, hidden int, latency time.Duration, mbit float64, late b
 					defer mu.Unlock()
 					switch e := ev.(type) {
 					case node.Applied:
-						applied[e.Round] = append(applied[e.Round], now)
-					case node.Worked:
-						if now.After(worked[e.Round]) {
-							worked[e.Round] = now
+						if i < n { // the late joiner's catching up is its join time
+							applied[e.Round] = append(applied[e.Round], now)
 						}
+						appliedBy[peerRound{i, e.Round}] = now
+					case node.Worked:
+						workedBy[peerRound{i, e.Round}] = now
+						worked[e.Round] = append(worked[e.Round], now)
 					case node.Joined:
 						if joined != nil {
 							joined()
@@ -268,8 +288,10 @@ func runSwarm(n, rounds, hidden int, latency time.Duration, mbit float64, late b
 		roundSum += at.Sub(prev)
 		sealSum += sums[r].SealTime
 		sealStart := at.Add(-sums[r].SealTime)
-		if w, ok := worked[r]; ok {
-			gapSum += sealStart.Sub(w)
+		// The quorum's last announcement (the n-th) opened the seal.
+		if w := worked[r]; len(w) >= n {
+			slices.SortFunc(w, time.Time.Compare)
+			gapSum += sealStart.Sub(w[n-1])
 		}
 		var worst time.Duration
 		for _, t := range applied[r] {
@@ -285,6 +307,17 @@ func runSwarm(n, rounds, hidden int, latency time.Duration, mbit float64, late b
 	res.round = roundSum / time.Duration(counted)
 	res.seal = sealSum / time.Duration(counted)
 	res.collectGap = gapSum / time.Duration(counted)
+	// Local work: from applying round r-1 to announcing round r, per peer.
+	var works []time.Duration
+	for k, w := range workedBy {
+		if a, ok := appliedBy[peerRound{k.peer, k.round - 1}]; ok && k.round >= 2 {
+			works = append(works, w.Sub(a))
+		}
+	}
+	slices.Sort(works)
+	if len(works) > 0 {
+		res.work = works[len(works)/2]
+	}
 	slices.Sort(applyLags)
 	slices.Sort(applyMaxes)
 	if len(applyLags) > 0 {
