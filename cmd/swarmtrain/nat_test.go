@@ -269,34 +269,46 @@ api: {listen: "127.0.0.1:0"}
 		}
 	}
 
+	// Between the homes: relayed first, then hole-punched. Either side
+	// may be the one that dialled through the relay; both trace the punch.
+	// Polled while the swarm trains: the contributors exit with its end.
+	counts := func() (relayed, punched int, lines []string) {
+		for home := range ids {
+			logPath := filepath.Join(dir, home+".log")
+			for other, oid := range ids {
+				if other == home {
+					continue
+				}
+				r := logLines(t, logPath, regexp.MustCompile(`msg=connected peer=`+oid+` path=relayed`))
+				p := logLines(t, logPath, regexp.MustCompile(`msg="hole punched: direct connection" peer=`+oid))
+				relayed += len(r)
+				punched += len(p)
+				lines = append(lines, fmt.Sprintf("%s -> %s: %d relayed connections, %d hole punches", home, other, len(r), len(p)))
+			}
+		}
+		return relayed, punched, lines
+	}
+	punchDeadline := time.Now().Add(2 * time.Minute)
+	for {
+		relayed, punched, lines := counts()
+		if relayed > 0 && punched > 0 {
+			for _, l := range lines {
+				t.Log(l)
+			}
+			break
+		}
+		if time.Now().After(punchDeadline) || coord.count(sealedRE(rounds-1)) > 0 {
+			t.Errorf("the homes were not hole-punched through the relay (%d relayed connections, %d hole punches; logs in %s):\n%s", relayed, punched, dir, strings.Join(lines, "\n"))
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
 	last := coord.waitLine(t, sealedRE(rounds-1), 4*time.Minute)
 	acc, _ := strconv.ParseFloat(last[2], 64)
 	t.Logf("final test accuracy %.2f%% after %d rounds across two NATs", acc, rounds)
-	if acc < 96 {
-		t.Errorf("final test accuracy %.2f%%, want >= 96%% (the demo reaches 97.4%% on loopback)", acc)
-	}
-
-	// Between the homes: relayed first, then hole-punched. Either side
-	// may be the one that dialled through the relay; both trace the punch.
-	punched, relayed := 0, 0
-	for home := range ids {
-		logPath := filepath.Join(dir, home+".log")
-		for other, oid := range ids {
-			if other == home {
-				continue
-			}
-			r := logLines(t, logPath, regexp.MustCompile(`msg=connected peer=`+oid+` path=relayed`))
-			p := logLines(t, logPath, regexp.MustCompile(`msg="hole punched: direct connection" peer=`+oid))
-			t.Logf("%s -> %s: %d relayed connections, %d hole punches", home, other, len(r), len(p))
-			relayed += len(r)
-			punched += len(p)
-		}
-	}
-	if relayed == 0 {
-		t.Errorf("the contributors never connected through the relay (logs in %s)", dir)
-	}
-	if punched == 0 {
-		t.Errorf("no hole punch between the homes (logs in %s)", dir)
+	if acc < 95.5 {
+		t.Errorf("final test accuracy %.2f%%, want >= 95.5%% (the demo reaches 97.4%% on loopback with 3 contributors; 96.7-97.1 %% seen here)", acc)
 	}
 	for _, p := range contribs {
 		p.wait(t, time.Minute)
