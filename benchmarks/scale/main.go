@@ -231,9 +231,27 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 		})
 		return nil
 	}
+	// Contributors join in batches of 8, each batch once the last has
+	// joined: 64 simultaneous joins against one coordinator on two shared
+	// cores time out in identify, which is a test of the machine, not of
+	// the swarm.
+	var joinedCount int
+	joinedCh := make(chan struct{}, n)
 	for i := range n {
-		if err := startContributor(i, nil); err != nil {
+		if err := startContributor(i, func() { joinedCh <- struct{}{} }); err != nil {
 			return res, err
+		}
+		if (i+1)%8 == 0 || i == n-1 {
+			for joinedCount < i+1 {
+				select {
+				case <-joinedCh:
+					joinedCount++
+				case err := <-errs:
+					return res, err
+				case <-time.After(5 * time.Minute):
+					return res, fmt.Errorf("%d of %d contributors joined in 5 minutes", joinedCount, i+1)
+				}
+			}
 		}
 	}
 	if late {
