@@ -102,8 +102,8 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 type result struct {
 	round, work, seal, collectGap, applyMedian, applyMax, lateJoin time.Duration
-	cpuPerRoundPerPeer                                       time.Duration
-	heapPerPeer                                              float64
+	cpuPerRoundPerPeer                                             time.Duration
+	heapPerPeer                                                    float64
 }
 
 func cpuTime() time.Duration {
@@ -205,28 +205,42 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 			return err
 		}
 		wg.Go(func() {
-			err := node.RunContributor(ctx, node.ContributorConfig{SwarmID: rd[0], Bootstrap: []string{rd[1]}, DataDir: fmt.Sprintf("%s/c%d", tmp, i), Train: trainSet, Log: quiet,
-				Event: func(ev node.Event) {
-					now := time.Now()
+			// A join that times out on the loaded machine is tried again
+			// (at most 3 times); a failure after joining ends the run.
+			hasJoined := false
+			for try := 1; ; try++ {
+				err := node.RunContributor(ctx, node.ContributorConfig{SwarmID: rd[0], Bootstrap: []string{rd[1]}, DataDir: fmt.Sprintf("%s/c%d", tmp, i), Train: trainSet, Log: quiet,
+					Event: func(ev node.Event) {
+						now := time.Now()
+						mu.Lock()
+						defer mu.Unlock()
+						switch e := ev.(type) {
+						case node.Applied:
+							if i < n { // the late joiner's catching up is its join time
+								applied[e.Round] = append(applied[e.Round], now)
+							}
+							appliedBy[peerRound{i, e.Round}] = now
+						case node.Worked:
+							workedBy[peerRound{i, e.Round}] = now
+							worked[e.Round] = append(worked[e.Round], now)
+						case node.Joined:
+							hasJoined = true
+							if joined != nil {
+								joined()
+							}
+						}
+					}}, node.WithHost(h))
+				if err != nil && !errors.Is(err, context.Canceled) {
 					mu.Lock()
-					defer mu.Unlock()
-					switch e := ev.(type) {
-					case node.Applied:
-						if i < n { // the late joiner's catching up is its join time
-							applied[e.Round] = append(applied[e.Round], now)
-						}
-						appliedBy[peerRound{i, e.Round}] = now
-					case node.Worked:
-						workedBy[peerRound{i, e.Round}] = now
-						worked[e.Round] = append(worked[e.Round], now)
-					case node.Joined:
-						if joined != nil {
-							joined()
-						}
+					again := !hasJoined && try < 3
+					mu.Unlock()
+					if again {
+						fmt.Fprintf(os.Stderr, "scale: contributor %d: join failed (%v), trying again\n", i, err)
+						continue
 					}
-				}}, node.WithHost(h))
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("contributor %d: %w", i, err)
+					errs <- fmt.Errorf("contributor %d: %w", i, err)
+				}
+				return
 			}
 		})
 		return nil
