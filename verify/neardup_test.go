@@ -91,8 +91,11 @@ func roundOfUpdates(r *rand.Rand, n, elems, k int) [][]float32 {
 // with near copies at and around the threshold.
 func TestNearDuplicatesMatchPairwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
-	found := 0
-	for trial := range 300 {
+	found, trials := 0, 300
+	if testing.Short() {
+		trials = 100
+	}
+	for trial := range trials {
 		n, elems := 2+r.IntN(40), 200+r.IntN(2000)
 		k := 1 + r.IntN(elems/4)
 		vecs := roundOfUpdates(r, n, elems, k)
@@ -108,7 +111,7 @@ func TestNearDuplicatesMatchPairwise(t *testing.T) {
 			}
 		}
 	}
-	if found < 100 {
+	if found < trials/3 {
 		t.Fatalf("only %d near duplicates in all trials: the test rounds do not exercise the search", found)
 	}
 }
