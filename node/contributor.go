@@ -191,6 +191,9 @@ func (k *Contributor) emit(e Event) {
 // contribution while it waits for the round's record.
 const republishInterval = 5 * time.Second
 
+// maxRepublishGap caps the back-off between re-announcements.
+const maxRepublishGap = 40 * time.Second
+
 func (k *Contributor) run() error {
 	if err := k.join(); err != nil {
 		return err
@@ -502,6 +505,12 @@ func announce(ctx context.Context, b *base, topic *pubsub.Topic, c *record.Contr
 func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord, error) {
 	resend := time.NewTicker(republishInterval)
 	defer resend.Stop()
+	// Re-announcements back off (5, 10, 20 s ... up to maxRepublishGap):
+	// every peer validates each one, so at a fixed interval a round that
+	// stretches (a slow or crowded machine) drew more of them, which
+	// stretched it further — a swarm's validation work grew with the
+	// square of its size times the round's length (benchmarks/scale).
+	gap, lastSent := republishInterval, time.Now()
 	for {
 		select {
 		case <-k.ctx.Done():
@@ -513,8 +522,9 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 			if rec, _ := headRecord(k.ctx, k.base, k.coordinator, k.cfg.SwarmID, r-1); rec != nil {
 				return rec, nil
 			}
-			if announced {
+			if announced && time.Since(lastSent) >= gap-republishInterval/2 {
 				_ = p2p.Publish(k.ctx, k.ctopic, k.lastAnnounce)
+				lastSent, gap = time.Now(), min(2*gap, maxRepublishGap)
 			}
 		case rec := <-k.records:
 			if rec.Round >= r {
