@@ -94,7 +94,14 @@ func bigCheckpoint(n int) []safetensors.Tensor {
 	return []safetensors.Tensor{mk("layers.0.weight", n/1000, 999), mk("layers.0.bias", n/1000), mk("extra", n/1000)}
 }
 
-func TestCheckpointFetchedOverBitswap(t *testing.T) {
+// TestCheckpointFetched fetches a checkpoint over /swarmtrain/blocks/1 and,
+// from a peer that does not serve it, over bitswap.
+func TestCheckpointFetched(t *testing.T) {
+	t.Run("transfer", func(t *testing.T) { testCheckpointFetched(t, ExchangeOptions{}, 1) })
+	t.Run("bitswap", func(t *testing.T) { testCheckpointFetched(t, ExchangeOptions{NoTransfer: true}, 0) })
+}
+
+func testCheckpointFetched(t *testing.T, serverOpts ExchangeOptions, direct int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a, b := loopbackHost(t), loopbackHost(t)
@@ -102,7 +109,7 @@ func TestCheckpointFetchedOverBitswap(t *testing.T) {
 	sb, _ := Open(t.TempDir())
 	defer sa.Close()
 	defer sb.Close()
-	ea, eb := NewExchange(ctx, a, nil, sa), NewExchange(ctx, b, nil, sb)
+	ea, eb := NewExchangeWith(ctx, a, nil, sa, serverOpts), NewExchange(ctx, b, nil, sb)
 	defer ea.Close()
 	defer eb.Close()
 
@@ -124,6 +131,9 @@ func TestCheckpointFetchedOverBitswap(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("fetched %d bytes, not identical to the %d written", len(got), len(want))
+	}
+	if n := eb.directFetches.Load(); n != direct {
+		t.Fatalf("%d files came over the transfer protocol, want %d", n, direct)
 	}
 	ts, meta, err := safetensors.Decode(got)
 	if err != nil {
