@@ -255,6 +255,8 @@ func FuzzFetchResponse(f *testing.F) {
 	data := randomBytes(5000, 9)
 	bs, root := addFile(f, data, layout{chunk: 1024, links: 3, rawLeaves: true})
 	// Seeds: the honest responses of a one-stream fetch, and cut versions.
+	// The server records a response before sending it, so the recording is
+	// complete once the fetch has read it.
 	var rec bytes.Buffer
 	s := NewServer(bs)
 	dial := func() (io.ReadWriter, error) {
@@ -264,7 +266,7 @@ func FuzzFetchResponse(f *testing.F) {
 			_ = s.serve(context.Background(), struct {
 				io.Reader
 				io.Writer
-			}{b, io.MultiWriter(b, &rec)}, func() {})
+			}{b, io.MultiWriter(&rec, b)}, func() {})
 		}()
 		return a, nil
 	}
