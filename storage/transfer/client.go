@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
@@ -68,7 +69,7 @@ func Fetch(ctx context.Context, h host.Host, p peer.ID, root cid.Cid, maxBytes i
 		mu.Lock()
 		open = append(open, st)
 		mu.Unlock()
-		return st, nil
+		return stallGuard{st}, nil
 	}
 	f, err := fetch(dial, root, maxBytes, Streams)
 	mu.Lock()
@@ -87,6 +88,16 @@ func Fetch(ctx context.Context, h host.Host, p peer.ID, root cid.Cid, maxBytes i
 		return nil, fmt.Errorf("transfer: %s from %s: %w", root, p, err)
 	}
 	return f, nil
+}
+
+// stallGuard gives every read of a stream idleTimeout to make progress: a
+// peer that stops sending fails the fetch (and the caller falls back)
+// instead of holding it until the caller's deadline.
+type stallGuard struct{ network.Stream }
+
+func (g stallGuard) Read(p []byte) (int, error) {
+	_ = g.SetReadDeadline(time.Now().Add(idleTimeout))
+	return g.Stream.Read(p)
 }
 
 // task is one block to fetch and where its content goes in the file.

@@ -25,10 +25,13 @@ type Getter interface {
 // manager (node/p2p) adds a per-peer cap, so one peer cannot take them all.
 const MaxServing = 4 * Streams
 
-// idleTimeout is how long a served stream may wait for its next request or
-// take to accept a response before it is dropped: a stalled reader must not
-// hold a serving slot.
-const idleTimeout = 30 * time.Second
+// idleTimeout is how long a stream may go without progress — the server
+// waiting for the next request or for the requester to take the next
+// block, the requester waiting for the next bytes — before it is dropped:
+// a stalled peer must not hold a serving slot, nor keep a fetch from
+// falling back to bitswap. It bounds each step, not the whole transfer, so
+// a big file over a slow link still completes.
+var idleTimeout = 30 * time.Second // a var so tests can shorten it
 
 // bufBytes is the stream buffer each side uses: small frames (headers,
 // requests) are batched, block bodies bypass it.
@@ -71,13 +74,13 @@ func (s *Server) Handle(st network.Stream) {
 }
 
 // serve answers requests on rw until the requester closes its side (nil)
-// or something goes wrong. before runs before each request is read (it
-// sets the stream's deadline).
-func (s *Server) serve(ctx context.Context, rw io.ReadWriter, before func()) error {
+// or something goes wrong. progress runs before each request is read and
+// each block is written (it pushes the stream's deadline back).
+func (s *Server) serve(ctx context.Context, rw io.ReadWriter, progress func()) error {
 	r := bufio.NewReaderSize(rw, bufBytes)
 	w := bufio.NewWriterSize(rw, bufBytes)
 	for {
-		before()
+		progress()
 		want, err := readRequest(r)
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -90,6 +93,7 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriter, before func()) err
 			// or larger than any importer makes is "don't have": the
 			// requester tries elsewhere.
 			b, err := s.bs.Get(ctx, c)
+			progress()
 			if err == nil && len(b.RawData()) <= MaxBlockBytes {
 				err = writeBlock(w, b.RawData(), true)
 			} else {

@@ -23,6 +23,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 )
@@ -290,4 +291,43 @@ func FuzzFetchResponse(f *testing.F) {
 			t.Fatal("accepted a file that is not the root's")
 		}
 	})
+}
+
+// TestStalledPeerFailsTheFetch: a peer that takes the request and then
+// sends nothing fails the fetch after idleTimeout, not at the caller's
+// deadline, so the caller can still fall back to bitswap.
+func TestStalledPeerFailsTheFetch(t *testing.T) {
+	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+	idleTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	release := make(chan struct{})
+	defer close(release)
+	a.SetStreamHandler(ID, func(s network.Stream) {
+		_, _ = readRequest(bufio.NewReader(s))
+		<-release // stall: never answer
+		_ = s.Reset()
+	})
+	b, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum([]byte("x"))
+	began := time.Now()
+	_, err = Fetch(ctx, b, a.ID(), root, 1<<20)
+	if err == nil || !strings.Contains(err.Error(), a.ID().String()) {
+		t.Fatalf("fetch from a stalled peer: got %v, want an error naming it", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the fetch ran to the caller's deadline (%s) instead of the stall timeout", time.Since(began))
+	}
 }
