@@ -13,6 +13,7 @@
 //
 // Each iteration uses a fresh fetching host and store, so nothing is
 // cached. Sizes: 50 MB and 500 MB (TRANSFER_SIZES=50,500 in MB to change).
+// TRANSFER_STREAMS=1 adds blocks over 1, 2 and 8 streams (blocks is 4).
 // -cpuprofile works as usual (pick one path with -bench 'Transfer/500MB/blocks$').
 package transfer
 
@@ -51,6 +52,8 @@ func newHost(b *testing.B) host.Host {
 	}
 	return h
 }
+
+var streamCounts = os.Getenv("TRANSFER_STREAMS") != ""
 
 func sizes() []int {
 	s := os.Getenv("TRANSFER_SIZES")
@@ -203,6 +206,20 @@ func benchSize(b *testing.B, n int) {
 			return f.Data
 		})
 	})
+	for _, k := range []int{1, 2, 8} {
+		if !streamCounts {
+			break
+		}
+		b.Run(fmt.Sprintf("blocks-%dstreams", k), func(b *testing.B) {
+			fetchWith(b, storage.ExchangeOptions{}, func(b *testing.B, h host.Host, _ *storage.Store) []byte {
+				f, err := transfer.FetchStreams(ctx, h, srv.ID(), root, 1<<40, k)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return f.Data
+			})
+		})
+	}
 	b.Run("blocks-stored", func(b *testing.B) {
 		fetchWith(b, storage.ExchangeOptions{}, viaExchange(storage.ExchangeOptions{}))
 	})
