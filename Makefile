@@ -44,9 +44,9 @@ test-cuda: ## CUDA tests (skipped with a message where no GPU or CUDA toolkit is
 demo: build data ## a whole swarm on 127.0.0.1: 1 coordinator + 3 contributors (fetches MNIST first)
 	$(BIN) demo
 
+# bench runs the transfers at 50 MB only: ten 500 MB bitswap fetches take
+# many minutes (benchmarks/README.md has the 500 MB command).
 bench: ## the go-test benchmarks (benchmarks/README.md has the figures and the other programs)
-	# Transfers at 50 MB only: ten 500 MB bitswap fetches take many minutes
-	# (benchmarks/README.md has the 500 MB command).
 	TRANSFER_SIZES=50 $(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...
 
 fuzz: ## a short fuzz pass over every Fuzz target (decoders of network bytes)
