@@ -21,12 +21,12 @@ import (
 
 // Streams is how many streams one fetch spreads a DAG level over. Over one
 // stream the server reads and re-hashes a block, then sends it, then reads
-// the next (a yamux write returns once the frame is out); over several,
-// the store reads and hashing of different blocks run on different cores
-// on both sides, while the one secure connection carries them all. On the
-// loaded 2-core machine of benchmarks/README.md 1, 2, 4 and 8 streams
-// measured within the noise of one another (BenchmarkTransfer with
-// TRANSFER_STREAMS=1); 4 is for machines with cores to spare.
+// the next; over several, the store reads and hashing of different blocks
+// run on different cores on both sides, while the one secure connection
+// carries them all. On the loaded 2-core machine of benchmarks/README.md
+// one stream was never slower and often faster (yamux grows each stream's
+// window separately); to be measured on an unloaded machine before
+// changing (BenchmarkTransfer with TRANSFER_STREAMS=1).
 const Streams = 4
 
 // maxDepth bounds the DAG's depth. A balanced DAG of 174-link nodes and
