@@ -56,7 +56,7 @@ func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) 
 	if err != nil {
 		return sum, fmt.Errorf("cannot recheck: the initial model %s is not in this store: %w", m.InitialModel, err)
 	}
-	initial, err := VectorOf(file, n)
+	initial, err := ModelVector(p.Model, file)
 	if err != nil {
 		return sum, fmt.Errorf("initial model %s: %w", m.InitialModel, err)
 	}
