@@ -100,12 +100,15 @@ func ModelVector(spec train.ModelSpec, file []byte) ([]float32, error) {
 	if meta[MetaModel] != string(want) {
 		return nil, fmt.Errorf("checkpoint is of model %s, not %s", meta[MetaModel], want)
 	}
-	return torchVector(spec, ts, meta)
+	return torchVector(spec, ts, meta, 0)
 }
 
 // torchVector maps the tensors of a torch-layout checkpoint of spec back
-// into the flat vector.
-func torchVector(spec train.ModelSpec, ts []safetensors.Tensor, meta map[string]string) ([]float32, error) {
+// into the flat vector. spec may come from the file itself (VectorOf):
+// every tensor's name and shape is checked against it, and the total
+// against want (when > 0), before anything is allocated, so a spec naming
+// a huge model costs nothing.
+func torchVector(spec train.ModelSpec, ts []safetensors.Tensor, meta map[string]string, want int) ([]float32, error) {
 	if v := meta[MetaLayout]; v != train.TorchLayoutVersion {
 		return nil, fmt.Errorf("checkpoint layout %q: this build reads %q (a checkpoint written by an older swarmtrain, before tensors were named and shaped as torch.nn's)", v, train.TorchLayoutVersion)
 	}
@@ -116,12 +119,18 @@ func torchVector(spec train.ModelSpec, ts []safetensors.Tensor, meta map[string]
 	if len(ts) != len(tm.Tensors) {
 		return nil, fmt.Errorf("checkpoint has %d tensors, the %s model %d", len(ts), spec.Kind, len(tm.Tensors))
 	}
-	last := tm.Tensors[len(tm.Tensors)-1]
-	out := make([]float32, last.Offset+last.Size())
+	total := 0
 	for i, t := range tm.Tensors {
-		if ts[i].Name != t.Name || !slices.Equal(ts[i].Shape, t.Shape) {
+		if ts[i].Name != t.Name || !slices.Equal(ts[i].Shape, t.Shape) || len(ts[i].Data) != t.Size() || t.Offset != total {
 			return nil, fmt.Errorf("checkpoint tensor %d is %s %v, the %s model's is %s %v", i, ts[i].Name, ts[i].Shape, spec.Kind, t.Name, t.Shape)
 		}
+		total += len(ts[i].Data)
+	}
+	if want > 0 && total != want {
+		return nil, fmt.Errorf("%d values, the model has %d", total, want)
+	}
+	out := make([]float32, total)
+	for i, t := range tm.Tensors {
 		if err := t.FromTorch(out, ts[i].Data); err != nil {
 			return nil, err
 		}
@@ -155,7 +164,7 @@ func VectorOf(file []byte, want int) ([]float32, error) {
 		if err := json.Unmarshal([]byte(meta[MetaModel]), &spec); err != nil {
 			return nil, fmt.Errorf("%s: %w", MetaModel, err)
 		}
-		if out, err = torchVector(spec, ts, meta); err != nil {
+		if out, err = torchVector(spec, ts, meta, want); err != nil {
 			return nil, err
 		}
 	} else {

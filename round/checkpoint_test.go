@@ -2,6 +2,8 @@ package round
 
 import (
 	"bytes"
+	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -66,4 +68,46 @@ func TestCheckpointFileRoundTrip(t *testing.T) {
 	if got, err := ModelVector(spec, exp); err != nil || !slices.Equal(got, params) {
 		t.Errorf("exported file reads back: %v", err)
 	}
+}
+
+// FuzzVectorOf feeds arbitrary bytes, as a peer could serve them for a
+// model's CID, to the checkpoint reader: it never panics or allocates
+// beyond what the file holds, and what it accepts is a vector of the
+// wanted size that CheckpointFile writes back to a file it reads the same.
+func FuzzVectorOf(f *testing.F) {
+	spec := train.ModelSpec{Kind: "mlp", Hidden: []int{2}}
+	n, _ := train.NumParams(spec)
+	params := make([]float32, n)
+	for i := range params {
+		params[i] = float32(i%13) - 6
+	}
+	good, _ := CheckpointFile(spec, params)
+	f.Add(good)
+	vec, _ := VectorFile(OuterStateName, params)
+	f.Add(vec)
+	cnn, _ := CheckpointFile(train.ModelSpec{Kind: "cnn", Channels: []int{1, 1}, Dense: 1}, make([]float32, 25+25+49+1+10+10))
+	f.Add(cnn)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := VectorOf(b, n)
+		if err != nil {
+			return
+		}
+		if len(v) != n {
+			t.Fatalf("%d values, want %d", len(v), n)
+		}
+		if _, meta, _ := safetensors.Decode(b); meta[MetaModel] != "" {
+			var s train.ModelSpec
+			if err := json.Unmarshal([]byte(meta[MetaModel]), &s); err != nil {
+				t.Fatal(err)
+			}
+			again, err := CheckpointFile(s, v)
+			if err != nil {
+				t.Fatalf("accepted a %s model CheckpointFile cannot write: %v", meta[MetaModel], err)
+			}
+			w, err := VectorOf(again, n)
+			if err != nil || !slices.EqualFunc(v, w, func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) }) {
+				t.Fatalf("rewritten checkpoint reads back differently: %v", err)
+			}
+		}
+	})
 }
