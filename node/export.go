@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 
 	"github.com/swarmtrain/swarmtrain/storage"
@@ -69,46 +70,10 @@ func FetchModelOrigin(ctx context.Context, bootstrap string, c cid.Cid) (ModelOr
 	if got, err := storage.FileCID(b); err != nil || !got.Equals(c) {
 		return ModelOrigin{}, fmt.Errorf("%s sent %d bytes for %s that hash to %s", bootstrap, len(b), c, got)
 	}
-	hd, mc, err := o.head(ctx, bootstrap, "")
-	if err != nil {
-		return ModelOrigin{}, err
-	}
-	get := func(c cid.Cid) ([]byte, error) {
-		fctx, cancel := context.WithTimeout(ctx, ledgerFetchTimeout)
-		defer cancel()
-		blk, err := o.ex.Get(fctx, c) // stored as it arrives, for verify.Walk
-		if err != nil {
-			return nil, err
-		}
-		return blk.RawData(), nil
-	}
-	if _, err := get(mc); err != nil {
-		return ModelOrigin{}, fmt.Errorf("swarm manifest %s from %s: %w", mc, bootstrap, err)
-	}
-	if err := o.store.SetHead(ctx, storage.HeadSwarm, mc); err != nil {
-		return ModelOrigin{}, err
-	}
-	if hd.Record != "" {
-		head, err := cid.Decode(hd.Record)
-		if err != nil {
-			return ModelOrigin{}, fmt.Errorf("%s names head record %q: %w", bootstrap, hd.Record, err)
-		}
-		// Fetch every record from the head back (small blocks, one per
-		// round); the walk below verifies them as a whole ledger.
-		for at := &head; at != nil; {
-			rb, err := o.ex.Get(ctx, *at)
-			if err != nil {
-				return ModelOrigin{}, fmt.Errorf("round record %s from %s: %w", *at, bootstrap, err)
-			}
-			rec, _, err := record.OpenBlock[record.RoundRecord](rb)
-			if err != nil {
-				return ModelOrigin{}, err
-			}
-			at = rec.Prev
-		}
-		if err := o.store.SetHead(ctx, storage.HeadLedger, head); err != nil {
-			return ModelOrigin{}, err
-		}
+	// The file is good; its provenance comes from the peer's ledger, and
+	// where that cannot be had, the file goes out without it.
+	if err := fetchLedgerRecords(ctx, o, bootstrap); err != nil {
+		return ModelOrigin{File: b, Round: -1, NoLedger: err.Error()}, nil
 	}
 	return originIn(ctx, o.store, c, b)
 }
@@ -135,4 +100,60 @@ func originIn(ctx context.Context, store *storage.Store, c cid.Cid, b []byte) (M
 		}
 	}
 	return o, nil
+}
+
+// fetchLedgerRecords fetches the swarm manifest and every round record of
+// the ledger bootstrap serves into o's store and sets its heads.
+func fetchLedgerRecords(ctx context.Context, o *observer, bootstrap string) error {
+	hd, mc, err := o.head(ctx, bootstrap, "")
+	if err != nil {
+		return err
+	}
+	get := func(c cid.Cid) (blocks.Block, error) {
+		fctx, cancel := context.WithTimeout(ctx, ledgerFetchTimeout)
+		defer cancel()
+		return o.ex.Get(fctx, c) // stored as it arrives, for verify.Walk
+	}
+	mb, err := get(mc)
+	if err != nil {
+		return fmt.Errorf("swarm manifest %s from %s: %w", mc, bootstrap, err)
+	}
+	m, msigner, err := record.OpenBlock[record.SwarmManifest](mb)
+	if err != nil {
+		return fmt.Errorf("swarm manifest %s from %s: %w", mc, bootstrap, err)
+	}
+	if err := o.store.SetHead(ctx, storage.HeadSwarm, mc); err != nil {
+		return err
+	}
+	if hd.Record != "" {
+		head, err := cid.Decode(hd.Record)
+		if err != nil {
+			return fmt.Errorf("%s names head record %q: %w", bootstrap, hd.Record, err)
+		}
+		// Fetch every record from the head back (small blocks, one per
+		// round); the walk in originIn verifies them as a whole ledger.
+		// Only records the coordinator signed, each an earlier round than
+		// the one before: a peer cannot keep the walk going with a chain
+		// of its own.
+		below := int64(-1)
+		for at := &head; at != nil; {
+			rb, err := get(*at)
+			if err != nil {
+				return fmt.Errorf("round record %s from %s: %w", *at, bootstrap, err)
+			}
+			rec, signer, err := record.OpenBlock[record.RoundRecord](rb)
+			if err != nil {
+				return err
+			}
+			if signer != msigner || signer.String() != m.Coordinator || (below >= 0 && rec.Round >= below) {
+				return fmt.Errorf("round record %s from %s: round %d signed by %s: not the next older record of swarm %s's coordinator", *at, bootstrap, rec.Round, signer, mc)
+			}
+			below = rec.Round
+			at = rec.Prev
+		}
+		if err := o.store.SetHead(ctx, storage.HeadLedger, head); err != nil {
+			return err
+		}
+	}
+	return nil
 }
