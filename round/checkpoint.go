@@ -97,7 +97,7 @@ func ModelVector(spec train.ModelSpec, file []byte) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	if meta[MetaModel] != string(want) {
+	if meta[MetaLayout] == train.TorchLayoutVersion && meta[MetaModel] != string(want) {
 		return nil, fmt.Errorf("checkpoint is of model %s, not %s", meta[MetaModel], want)
 	}
 	return torchVector(spec, ts, meta, 0)

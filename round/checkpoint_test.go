@@ -52,6 +52,12 @@ func TestCheckpointFileRoundTrip(t *testing.T) {
 	if _, err := VectorOf(old, n); err == nil || !strings.Contains(err.Error(), "older swarmtrain") {
 		t.Errorf("old layout: %v", err)
 	}
+	if _, err := ModelVector(spec, old); err == nil || !strings.Contains(err.Error(), "older swarmtrain") {
+		t.Errorf("old layout: %v", err)
+	}
+	if _, err := ExportFile(old, Provenance{}); err == nil || !strings.Contains(err.Error(), "torch/1") {
+		t.Errorf("old layout: %v", err)
+	}
 
 	// Export adds provenance, keeps the tensors; the stored file is untouched.
 	exp, err := ExportFile(file, Provenance{Swarm: "s", Round: 3, Record: "r", Model: "m", Test: Metric{Samples: 10, Correct: 7, Loss: 0.5}})
