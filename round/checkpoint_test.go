@@ -3,6 +3,7 @@ package round
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -57,6 +58,18 @@ func TestCheckpointFileRoundTrip(t *testing.T) {
 	}
 	if _, err := ExportFile(old, Provenance{}); err == nil || !strings.Contains(err.Error(), "torch/1") {
 		t.Errorf("old layout: %v", err)
+	}
+
+	// A file whose metadata names a huge model is refused before anything
+	// that size is allocated.
+	hugeMeta := maps.Clone(meta)
+	hugeMeta[MetaModel] = `{"kind":"mlp","hidden":[1099511627776]}`
+	huge, err := safetensors.Encode(ts, hugeMeta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VectorOf(huge, n); err == nil || !strings.Contains(err.Error(), "checkpoint tensor 0") {
+		t.Errorf("huge model: %v", err)
 	}
 
 	// Export adds provenance, keeps the tensors; the stored file is untouched.
