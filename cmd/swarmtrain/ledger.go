@@ -193,8 +193,14 @@ the stored checkpoint as it is instead (the bytes MODEL-CID names).`,
 func exportWithOrigin(o node.ModelOrigin, c cid.Cid, datasetFlag string, datasetGiven bool) ([]byte, string, error) {
 	p := round.Provenance{Model: c.String()}
 	what := []string{"checked against " + c.String()}
-	if o.NoLedger != "" || o.Manifest == nil {
-		what = append(what, "no provenance: no verified ledger here ("+o.NoLedger+")")
+	// Provenance only from a verified ledger that names the model: a file
+	// the ledger does not name gets no swarm's name on it.
+	if !o.Found {
+		why := "no verified ledger here (" + o.NoLedger + ")"
+		if o.NoLedger == "" {
+			why = "swarm " + o.Swarm + "'s ledger does not name it"
+		}
+		what = append(what, "no provenance or metric: "+why)
 		b, err := round.ExportFile(o.File, p)
 		return b, strings.Join(what, "; "), err
 	}
@@ -203,14 +209,11 @@ func exportWithOrigin(o node.ModelOrigin, c cid.Cid, datasetFlag string, dataset
 		return nil, "", fmt.Errorf("swarm manifest %s: %w", o.Swarm, err)
 	}
 	p.Swarm, p.Name, p.Config = o.Swarm, o.Manifest.Name, o.Manifest.Config
-	switch {
-	case o.Record.Defined():
+	if o.Record.Defined() {
 		p.Round, p.Record = o.Round, o.Record.String()
 		what = append(what, fmt.Sprintf("swarm %s round %d, record %s", o.Swarm, o.Round, o.Record))
-	case o.Found:
+	} else {
 		what = append(what, fmt.Sprintf("swarm %s's initial model", o.Swarm))
-	default:
-		what = append(what, fmt.Sprintf("not a model swarm %s's ledger names", o.Swarm))
 	}
 	spec := round.ParamsOf(sc).Model
 	params, err := round.ModelVector(spec, o.File)
