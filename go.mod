@@ -159,3 +159,5 @@ require (
 	gorgonia.org/vecf64 v0.9.0 // indirect
 	lukechampine.com/blake3 v1.4.1 // indirect
 )
+
+replace gorgonia.org/cu => ./third_party/gorgonia-cu
