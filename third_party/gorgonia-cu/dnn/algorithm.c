@@ -1,4 +1,4 @@
-#include <cudnn.h>
+#include "cudnn9.h"
 
 /* THIS IS TEMPORARY, UNTIL I FIGURE OUT A BETTER WAY TO SET UNION VALUES IN GO */
 

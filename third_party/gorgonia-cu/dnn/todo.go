@@ -1,6 +1,6 @@
 package cudnn
 
-// #include <cudnn.h>
+// #include "cudnn9.h"
 import "C"
 
 // TODO
