@@ -265,7 +265,7 @@ func TestMLPTrains(t *testing.T) {
 			first = last
 		}
 	}
-	t.Logf("cuda build %v: %d SGD steps in %v: loss %.6f -> %.6f", CUDABuild, steps, time.Since(start).Round(time.Millisecond), first, last)
+	t.Logf("cuda build %v: %d SGD steps in %v: loss %.4g -> %.4g", CUDABuild, steps, time.Since(start).Round(time.Millisecond), first, last)
 	if !(last < 0.8*first) {
 		t.Fatalf("cuda build %v: loss %.6f after %d steps, started at %.6f: want at least 20%% lower", CUDABuild, last, steps, first)
 	}
