@@ -21,12 +21,7 @@ const cuDir = "../../third_party/gorgonia-cu"
 // edge data, a device CUmemLocation for a GPU ordinal and a host one for
 // CU_DEVICE_CPU, prefetch flags 0.
 func TestShimBuildsAndForwards(t *testing.T) {
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		if cc, err = exec.LookPath("cc"); err != nil {
-			t.Skip("no C compiler (gcc or cc) on PATH: the CUDA 13 shim check needs one")
-		}
-	}
+	cc := compiler(t)
 	for _, v := range []string{"cuda12", "cuda13"} {
 		t.Run(v, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -47,6 +42,46 @@ func TestShimBuildsAndForwards(t *testing.T) {
 				t.Fatalf("shim check printed %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// compiler is gcc or cc from PATH; the test skips, saying so, without one.
+func compiler(t *testing.T) string {
+	for _, name := range []string{"gcc", "cc"} {
+		if cc, err := exec.LookPath(name); err == nil {
+			return cc
+		}
+	}
+	t.Skip("no C compiler (gcc or cc) on PATH: the CUDA patch checks need one")
+	return ""
+}
+
+// TestCudnn9Stubs compiles dnn/cudnn9.h and dnn/algorithm.c with -Werror
+// against a stand-in cuDNN 8 header (which still declares what cuDNN 9
+// removed: cudnn9.h must add nothing) and a stand-in cuDNN 9 header (cudnn9.h
+// must declare all of it, with the types dnn's Go files pass), and runs the
+// cuDNN 9 build: every stub answers NOT_SUPPORTED, destroys SUCCESS.
+func TestCudnn9Stubs(t *testing.T) {
+	cc := compiler(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	gcc := func(v string, args ...string) {
+		t.Helper()
+		base := []string{"-std=c99", "-Wall", "-Wextra", "-Werror",
+			"-I", filepath.Join(cuDir, "testdata", v), "-I", filepath.Join(cuDir, "dnn")}
+		if out, err := exec.CommandContext(ctx, cc, append(base, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("against testdata/%s/cudnn.h: %v\n%s", v, err, out)
+		}
+	}
+	check, algo := filepath.Join(cuDir, "testdata", "cudnn_check.c"), filepath.Join(cuDir, "dnn", "algorithm.c")
+	gcc("cudnn8", "-c", check, "-o", filepath.Join(dir, "check8.o"))
+	gcc("cudnn8", "-c", algo, "-o", filepath.Join(dir, "algo8.o"))
+	bin := filepath.Join(dir, "cudnn_check")
+	gcc("cudnn9", check, algo, "-o", bin)
+	out, err := exec.CommandContext(ctx, bin).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok CUDNN_MAJOR=9" {
+		t.Fatalf("cuDNN 9 stubs: %v\n%s", err, out)
 	}
 }
 
