@@ -11,16 +11,22 @@
 #   scripts/gpu/build.sh /work/.device/<run>/files   # the folder the probe's files came back in
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-probe=${1:?usage: build.sh PROBE_DIR (holding cuda-include.tar.gz and cudnn-include.tar.gz from probe.sh)}
+probe=${1:?usage: build.sh PROBE_DIR (the cuda-include.tar.gz and cudnn-include.tar.gz, or a folder with include/cuda.h and include/cudnn.h)}
 root=${CUDA_ROOT:-/tmp/swarmtrain-cuda}
 
 rm -rf "$root"
 mkdir -p "$root/include"
-tar -xzf "$probe/cuda-include.tar.gz" -C "$root/include"
-if [ -e "$probe/cudnn-include.tar.gz" ]; then
+if [ -e "$probe/cuda-include.tar.gz" ]; then
+  tar -xzf "$probe/cuda-include.tar.gz" -C "$root/include"
+  if [ ! -e "$probe/cudnn-include.tar.gz" ]; then
+    echo "build.sh: no cudnn-include.tar.gz in $probe: gorgonia's cuda build needs cudnn.h (its root package imports cu/dnn)" >&2
+    exit 1
+  fi
   tar -xzf "$probe/cudnn-include.tar.gz" -C "$root/include"
+elif [ -e "$probe/include/cuda.h" ] && [ -e "$probe/include/cudnn.h" ]; then
+  cp -r "$probe/include/." "$root/include/" # a folder of headers at hand (README, plan B)
 else
-  echo "build.sh: no cudnn-include.tar.gz: gorgonia's cuda build needs cudnn.h (its root package imports cu/dnn)" >&2
+  echo "build.sh: $probe has neither probe.sh's tarballs nor include/cuda.h and include/cudnn.h" >&2
   exit 1
 fi
 grep -m1 '#define CUDA_VERSION' "$root/include/cuda.h"

@@ -26,6 +26,8 @@ stub() { # stub LIB SONAME HEADER
 
 major() { sed -n "s/^#define $1[[:space:]][[:space:]]*\([0-9][0-9]*\).*/\1/p" "$2" 2>/dev/null | head -1; }
 
+# The SONAMEs follow the headers' major versions; CUBLAS_SONAME / CUDNN_SONAME
+# override them (headers of one version, libraries of another: README, plan B).
 stub cuda libcuda.so.1 cuda.h
-stub cublas "libcublas.so.$(major CUBLAS_VER_MAJOR "$inc/cublas_api.h")" cublas_v2.h
-stub cudnn "libcudnn.so.$(major CUDNN_MAJOR "$inc/cudnn_version.h")" cudnn.h
+stub cublas "${CUBLAS_SONAME:-libcublas.so.$(major CUBLAS_VER_MAJOR "$inc/cublas_api.h")}" cublas_v2.h
+stub cudnn "${CUDNN_SONAME:-libcudnn.so.$(major CUDNN_MAJOR "$inc/cudnn_version.h")}" cudnn.h
