@@ -23,9 +23,9 @@ import (
 
 func newLedgerCmd(e *env) *cobra.Command {
 	var dataDir, bootstrap string
-	var check, recheck bool
+	var check, recheck, refs bool
 	cmd := &cobra.Command{
-		Use:   "ledger [SWARM-ID] --verify [--recheck] (--data-dir DIR | --bootstrap MULTIADDR)",
+		Use:   "ledger [SWARM-ID] --verify [--recheck] [--refs] (--data-dir DIR | --bootstrap MULTIADDR)",
 		Short: "Walk a swarm's round records from the head and check every signature and link",
 		Long: `ledger --verify walks the round records from the head back to round 0 and checks
 every signature and link. With --recheck it then replays the ledger from round 0:
@@ -36,7 +36,14 @@ sample or score it cannot reproduce.
 
 It reads a stopped node's data dir (--data-dir), or, with --bootstrap, copies
 the ledger from any swarm peer — records, contributions, payloads and evidence,
-over bitswap — and checks the copy: nothing the peer says is trusted.`,
+over bitswap — and checks the copy: nothing the peer says is trusted.
+
+Records are IPLD: --refs then lists every block reachable from the head
+through links (records, contributions, payloads, evidence, models, outer
+states), one CID a line: what 'ipfs pin add --recursive HEAD' pins on an IPFS
+node connected to the swarm, and 'ipfs dag get HEAD/body/model' resolves the
+latest model. Linked blocks this store lacks are listed as "missing CID"
+(a payload its author withheld; models a --bootstrap copy does not fetch).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !check {
@@ -83,6 +90,22 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 			if len(args) == 1 && s.Swarm != args[0] {
 				return fmt.Errorf("the ledger is swarm %s's, not %s", s.Swarm, args[0])
 			}
+			if refs {
+				// Printed last (deferred before the recheck's line).
+				rs, err := store.Refs(cmd.Context(), s.Head)
+				if err != nil {
+					return fmt.Errorf("ledger in %s: walking the links from head %s: %w", dataDir, s.Head, err)
+				}
+				defer func() {
+					fmt.Fprintf(e.stdout, "refs: %d blocks reachable from head %s (what `ipfs pin add --recursive %s` pins), %d linked but not in this store:\n", len(rs.Blocks), s.Head, s.Head, len(rs.Missing))
+					for _, c := range rs.Blocks {
+						fmt.Fprintln(e.stdout, c)
+					}
+					for _, c := range rs.Missing {
+						fmt.Fprintln(e.stdout, "missing", c)
+					}
+				}()
+			}
 			if recheck {
 				r, err := round.Recheck(cmd.Context(), store)
 				if err != nil {
@@ -98,6 +121,7 @@ over bitswap — and checks the copy: nothing the peer says is trusted.`,
 	}
 	cmd.Flags().BoolVar(&check, "verify", false, "verify every record")
 	cmd.Flags().BoolVar(&recheck, "recheck", false, "also re-run tiers 0 and 1 and recompute every score from the stored evidence")
+	cmd.Flags().BoolVar(&refs, "refs", false, "also list every block linked from the head, one CID a line (what ipfs pin add --recursive pins)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the ledger (a stopped node's)")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "copy the ledger from this swarm peer (multiaddr) and check the copy")
 	return cmd
