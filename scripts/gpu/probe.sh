@@ -13,9 +13,10 @@
 # Nothing NVIDIA ships goes into the repository: build.sh unpacks these in /tmp.
 set -uo pipefail
 : "${OUT:?set OUT to the folder to write into}"
-exec > >(tee "$OUT/probe.txt") 2>&1
 
 section() { printf '\n== %s ==\n' "$*"; }
+
+probe() {
 
 section GPU
 nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,memory.used --format=csv 2>&1
@@ -38,8 +39,9 @@ if [ -n "$cuda_home" ]; then
 fi
 
 section "libraries (libcuda, libcublas, libcudnn) and headers (cublas_api.h, cudnn_version.h)"
-# /proc, /sys and the driver's read-only mounts have nothing we want.
-found=$(find / -xdev \( -path /proc -o -path /sys \) -prune -o \
+# Every filesystem (python's wheels may sit on another mount than /), less the
+# kernel's.
+found=$(find / \( -path /proc -o -path /sys -o -path /dev -o -path /run \) -prune -o \
   \( -name 'libcuda.so*' -o -name 'libcublas.so*' -o -name 'libcublasLt.so*' -o -name 'libcudnn.so*' \
      -o -name 'cudnn_version.h' -o -name 'cublas_api.h' \) -print 2>/dev/null | sort)
 echo "$found"
@@ -69,3 +71,6 @@ except Exception as e:
     print("torch not usable:", e)
 PY
 python3 -m pip list 2>/dev/null | grep -i '^nvidia-' || true
+}
+
+probe 2>&1 | tee "$OUT/probe.txt"

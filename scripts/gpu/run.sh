@@ -13,7 +13,7 @@ start=$SECONDS
 
 # The real libcublas.so.N and libcudnn.so.N (the binaries were linked against
 # stubs with those SONAMEs): in the CUDA toolkit or in python's nvidia-* wheels.
-libdirs=$(find / -xdev \( -path /proc -o -path /sys \) -prune -o \
+libdirs=$(find / \( -path /proc -o -path /sys -o -path /dev -o -path /run \) -prune -o \
   \( -name 'libcublas.so.[0-9]*' -o -name 'libcublasLt.so.[0-9]*' -o -name 'libcudnn.so.[0-9]*' \) -print 2>/dev/null |
   xargs -r -n1 dirname | sort -u | paste -sd: -)
 export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
