@@ -120,6 +120,15 @@ api: {listen: "127.0.0.1:0"}
 	if last := lines[len(lines)-1]; last != "stopped: swarm "+swarm+" sealed all 4 rounds; ledger and models saved in "+coordDir+" (final model "+final[1]+")" {
 		t.Errorf("start's last line after Ctrl-C: %q", last)
 	}
+	// Every block of the ledger is linked from its head: the walk a
+	// recursive IPFS pin makes reaches the final model, and nothing the
+	// ledger links is missing from the coordinator's store.
+	code, stdout, stderr = swarmtrain(t, "ledger", "--verify", "--refs", "--data-dir", coordDir)
+	if code != 0 || !regexp.MustCompile(`(?m)^refs: \d+ blocks reachable from head \S+ \(what .ipfs pin add --recursive \S+. pins\), 0 linked but not in this store:$`).MatchString(stdout) ||
+		!regexp.MustCompile(`(?m)^`+final[1]+`$`).MatchString(stdout) {
+		t.Errorf("ledger --verify --refs: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Logf("%s", regexp.MustCompile(`(?m)^refs: .*$`).FindString(stdout))
 	// Rounds sealed below the quorum waited for their deadline: one warning.
 	logb, _ := os.ReadFile(filepath.Join(dir, "start.log"))
 	if n := strings.Count(string(logb), "fewer than round.quorum 3: every round will wait the full deadline"); n != 1 {
