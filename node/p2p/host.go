@@ -150,9 +150,10 @@ const (
 	headMemory      = 1 << 20
 )
 
-// Blocks protocol limits. One fetch uses 4 streams (transfer.Streams) and
-// each served stream reserves one block (2 MiB) plus its buffers. A peer
-// may run two fetches at once (a model and its outer state); all peers
+// Blocks protocol limits. A fetch uses one stream (transfer.Streams; up to
+// 4 with transfer.FetchStreams) and each served stream reserves one block
+// (2 MiB) plus its buffers. A peer may run two fetches of 4 streams at once
+// (a model and its outer state); all peers
 // together get 16 streams, what the server itself serves at once
 // (transfer.MaxServing), so throwaway identities cannot hold more than
 // blocksMemory of serving buffers.

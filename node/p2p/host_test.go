@@ -121,8 +121,8 @@ func TestTransferProtocolIsLimited(t *testing.T) {
 	l := rcmgr.NewFixedLimiter(Limits())
 	peerLimit := l.GetProtocolPeerLimits(BlocksProtocol)
 	all := l.GetProtocolLimits(BlocksProtocol)
-	if got := peerLimit.GetStreamLimit(network.DirInbound); got != 2*transfer.Streams {
-		t.Errorf("inbound blocks streams per peer: %d, want two fetches' (%d)", got, 2*transfer.Streams)
+	if got := peerLimit.GetStreamLimit(network.DirInbound); got < 2*transfer.Streams {
+		t.Errorf("inbound blocks streams per peer: %d, fewer than two fetches' (%d)", got, 2*transfer.Streams)
 	}
 	if got := all.GetStreamLimit(network.DirInbound); got != transfer.MaxServing {
 		t.Errorf("inbound blocks streams in all: %d, want what the server serves (%d)", got, transfer.MaxServing)

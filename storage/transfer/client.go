@@ -19,15 +19,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Streams is how many streams one fetch spreads a DAG level over. Over one
-// stream the server reads and re-hashes a block, then sends it, then reads
-// the next; over several, the store reads and hashing of different blocks
-// run on different cores on both sides, while the one secure connection
-// carries them all. On the loaded 2-core machine of benchmarks/README.md
-// one stream was never slower and often faster (yamux grows each stream's
-// window separately); to be measured on an unloaded machine before
-// changing (BenchmarkTransfer with TRANSFER_STREAMS=1).
-const Streams = 4
+// Streams is how many streams one fetch spreads a DAG level over: one.
+// Several would let the store reads and hashing of different blocks run on
+// different cores, but they share the one secure connection, and yamux
+// grows each stream's flow-control window separately (from 256 KiB), so
+// streams carrying a part of the file each spend longer at a small window.
+// Measured side by side (benchmarks/README.md, BenchmarkTransfer with
+// TRANSFER_STREAMS=1), one stream was never slower than four and often
+// faster (500 MB: 247 against 158 MB/s); FetchStreams takes any count.
+const Streams = 1
 
 // maxDepth bounds the DAG's depth. A balanced DAG of 174-link nodes and
 // 256 KiB leaves holds 1.7 TiB at depth 4; 16 is only a guard against a

@@ -19,11 +19,12 @@ type Getter interface {
 }
 
 // MaxServing bounds the streams served at once, over all peers: a few
-// whole-file fetches (Streams each) at a time saturate the node's link and
-// disk; more would only share them and hold memory. A stream over the cap is
-// reset at once, and the requester falls back to bitswap. The resource
-// manager (node/p2p) adds a per-peer cap, so one peer cannot take them all.
-const MaxServing = 4 * Streams
+// whole-file fetches at a time saturate the node's link and disk; more
+// would only share them and hold memory (one block each). A stream over the
+// cap is reset at once, and the requester falls back to bitswap. The
+// resource manager (node/p2p) adds a per-peer cap (8), so one peer cannot
+// take them all.
+const MaxServing = 16
 
 // idleTimeout is how long a stream may go without progress — the server
 // waiting for the next request or for the requester to take the next
