@@ -443,7 +443,9 @@ func (k *Contributor) work() bool {
 		return false // no usable base: wait for the next record
 	}
 	shard := round.Shard(k.cfg.Train, st.seed, k.id.String(), k.sc.Train.ShardSize)
+	began := time.Now()
 	payload, _, stats, err := k.worker.Work(k.ctx, st.params, shard, uint64(st.seed))
+	compute := time.Since(began)
 	if err != nil {
 		if k.ctx.Err() == nil {
 			k.emit(Refused{Round: st.round, Reason: "local work: " + err.Error()})
@@ -459,7 +461,7 @@ func (k *Contributor) work() bool {
 	}
 	k.keepPayload(st.round, blk.payload, payload)
 	k.lastAnnounce = blk.raw
-	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw)})
+	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw), Compute: compute})
 	return true
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/ipfs/go-cid"
@@ -56,7 +57,7 @@ func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) 
 	if err != nil {
 		return sum, fmt.Errorf("cannot recheck: the initial model %s is not in this store: %w", m.InitialModel, err)
 	}
-	initial, err := VectorOf(file, n)
+	initial, err := ModelVector(p.Model, file)
 	if err != nil {
 		return sum, fmt.Errorf("initial model %s: %w", m.InitialModel, err)
 	}
@@ -132,6 +133,8 @@ func sameEntry(g, w record.Entry) error {
 		return fmt.Errorf("recorded %s, rechecked %s", describeVerdict(g.Verdict, g.Reason), describeVerdict(w.Verdict, w.Reason))
 	case g.Reason != w.Reason || g.Evidence != w.Evidence:
 		return fmt.Errorf("recorded reason %q (evidence %q), rechecked %q (evidence %q)", g.Reason, g.Evidence, w.Reason, w.Evidence)
+	case !slices.EqualFunc(deref(g.EvidenceBlocks), deref(w.EvidenceBlocks), cid.Cid.Equals) || (g.EvidenceBlocks == nil) != (w.EvidenceBlocks == nil):
+		return fmt.Errorf("recorded evidence blocks %v, rechecked %v", deref(g.EvidenceBlocks), deref(w.EvidenceBlocks))
 	case g.Weight != w.Weight:
 		return fmt.Errorf("recorded weight %v, the config gives %v", g.Weight, w.Weight)
 	case g.Norm != w.Norm:
@@ -253,4 +256,11 @@ func describeVerdict(verdict, reason string) string {
 		return verdict
 	}
 	return verdict + " (" + reason + ")"
+}
+
+func deref[T any](p *[]T) []T {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
