@@ -28,7 +28,7 @@ import (
 func nearDuplicates(vecs [][]float32, t float64) (of []int, sims []float64) {
 	of, sims = make([]int, len(vecs)), make([]float64, len(vecs))
 	supports := make([][]int32, len(vecs)) // nil: dense or not standing
-	var freq []int32 // per coordinate: how many sparse updates set it
+	var freq []int32                       // per coordinate: how many sparse updates set it
 	for i, v := range vecs {
 		of[i] = -1
 		if v == nil {

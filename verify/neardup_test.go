@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -134,17 +135,15 @@ func BenchmarkNearDuplicates(b *testing.B) {
 			}
 			vecs[i] = v
 		}
-		b.Run("pairwise/peers="+itoa(n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("pairwise/peers=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				nearDuplicatesPairwise(vecs, 0.9)
 			}
 		})
-		b.Run("prefix/peers="+itoa(n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("prefix/peers=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				nearDuplicates(vecs, 0.9)
 			}
 		})
 	}
 }
-
-func itoa(n int) string { return string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10)) }
