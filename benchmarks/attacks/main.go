@@ -1,0 +1,120 @@
+// Command attacks runs the attack suite: for each attack class and seed, a
+// swarm of honest workers (round.Worker, the contributors' code) and
+// adversaries (code in this folder, never in production) runs rounds
+// through the round engine (round.Run with tier 2 on data, the
+// coordinator's code) in one process, without the network, next to an
+// honest-only run of the same seed. It reports, per class, the share of
+// adversarial updates kept out of the model, the final accuracy against
+// the honest-only run, whether every adversary ends below every honest
+// peer, and whether any honest update was rejected.
+//
+//	go run ./benchmarks/attacks                          # 9 classes, 5 seeds, 20 rounds
+//	go run ./benchmarks/attacks -seeds 1 -rounds 5 -classes signflip,alie
+//	go run ./benchmarks/attacks -json > attacks.json
+//
+// The swarm is config.Default(): MNIST MLP 784-256-128-10, 4 honest
+// contributors, inner_steps 20, batch 64, shard 2000, top-k+int8 at 1 %,
+// clip-mean, tier 2 sampling 2 updates a round.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/swarmtrain/swarmtrain/train/data"
+)
+
+func main() {
+	seeds := flag.Int("seeds", 5, "seeds to run each class with (1..seeds)")
+	rounds := flag.Int("rounds", 20, "rounds per run")
+	honest := flag.Int("honest", 4, "honest contributors")
+	list := flag.String("classes", strings.Join(classNames(), ","), "attack classes, comma-separated: "+strings.Join(classNames(), ", "))
+	dataDir := flag.String("data", defaultData(), "MNIST directory")
+	asJSON := flag.Bool("json", false, "print every run as JSON")
+	flag.Parse()
+	names := strings.Split(*list, ",")
+	for _, n := range names {
+		if _, ok := classes[n]; !ok {
+			fmt.Fprintf(os.Stderr, "attacks: -classes: unknown class %q (known: %s)\n", n, strings.Join(classNames(), ", "))
+			os.Exit(2)
+		}
+	}
+	trainSet, testSet, err := data.LoadMNIST(*dataDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attacks:", err)
+		os.Exit(1)
+	}
+	e := newEnv(*rounds, *honest, trainSet, testSet)
+	var all []result
+	ctx := context.Background()
+	for s := 1; s <= *seeds; s++ {
+		base, err := e.run(ctx, "", int64(s))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "attacks:", err)
+			os.Exit(1)
+		}
+		all = append(all, base)
+		if !*asJSON {
+			fmt.Printf("seed %d honest-only: accuracy %.2f%%, honest rejected %d (%s)\n", s, base.Accuracy, base.HonestRejected, base.Elapsed)
+		}
+		for _, c := range names {
+			r, err := e.run(ctx, c, int64(s))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "attacks:", err)
+				os.Exit(1)
+			}
+			r.HonestOnly, r.Delta = base.Accuracy, r.Accuracy-base.Accuracy
+			all = append(all, r)
+			if !*asJSON {
+				fmt.Printf("seed %d %-11s kept out %5.1f%% (%d/%d)  accuracy %.2f%% (%+.2f pt)  adversary max %.2f < honest min %.2f: %v  honest rejected %d failed %d  held %d  wrong weights %d  rejections %v (%s)\n",
+					s, c, r.KeptOut, r.AdvUpdates-r.AdvAccepted, r.AdvUpdates, r.Accuracy, r.Delta, r.MaxAdversary, r.MinHonest, r.Separated,
+					r.HonestRejected, r.HonestFailed, r.Held, r.WrongWeights, r.Rejections, r.Elapsed)
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(all); err != nil {
+			fmt.Fprintln(os.Stderr, "attacks:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	summarize(names, all)
+}
+
+// summarize prints one line per class over all seeds.
+func summarize(names []string, all []result) {
+	fmt.Println("class        kept out  worst Δacc  separated  honest rejected")
+	for _, c := range names {
+		var upd, acc, sep, n, hrej int
+		worst := 0.0
+		for _, r := range all {
+			if r.Class != c {
+				continue
+			}
+			n++
+			upd += r.AdvUpdates
+			acc += r.AdvAccepted
+			hrej += r.HonestRejected + r.HonestFailed
+			worst = min(worst, r.Delta)
+			if r.Separated {
+				sep++
+			}
+		}
+		fmt.Printf("%-11s  %6.1f%%  %+8.2f pt  %d/%d        %d\n", c, 100*float64(upd-acc)/float64(max(upd, 1)), worst, sep, n, hrej)
+	}
+}
+
+func defaultData() string {
+	if d := os.Getenv("SWARMTRAIN_DATA"); d != "" {
+		return filepath.Join(d, "mnist")
+	}
+	return "../shared/data/mnist"
+}
