@@ -59,6 +59,8 @@ type Contribution struct {
 	loss Float
 	created Int
 	seed optional Int
+	start optional Link
+	end optional Link
 }
 
 type Entry struct {
@@ -74,6 +76,14 @@ type Entry struct {
 	loss Float
 	samples Int
 	tier2 optional Tier2
+	audit optional Audit
+}
+
+type Audit struct {
+	start Link
+	payload optional Link
+	end optional Link
+	fault String
 }
 
 type Tier2 struct {
@@ -98,6 +108,7 @@ type PeerScore struct {
 	rejected Int
 	lastRound Int
 	rejections optional [ReasonCount]
+	excludedUntil optional Int
 }
 
 type RoundRecord struct {
@@ -113,6 +124,7 @@ type RoundRecord struct {
 	sealed Int
 	sampleSeed optional Int
 	sampleSize optional Int
+	auditSeed optional Int
 }
 `
 
@@ -150,6 +162,15 @@ type Contribution struct {
 	// Seed is the round seed the contributor drew its shard with
 	// (data.Assign(seed, peer)); tier 0 checks it is the round's.
 	Seed *int64 `json:"seed,omitempty"`
+	// Start and End commit to the contributor's private state (its
+	// error-feedback residual and inner optimizer state, one vector file,
+	// round.Worker.State) before and after this round's local work: what a
+	// tier-3 audit replays from and must end at. Start must be End of the
+	// peer's previous contribution in the ledger (the zero state for its
+	// first), so the state is hash-chained. Nil for a peer that does not
+	// commit (a swarm without audits).
+	Start *cid.Cid `json:"start,omitempty"`
+	End   *cid.Cid `json:"end,omitempty"`
 }
 
 // Entry is one contribution's fate in a round record.
@@ -168,6 +189,24 @@ type Entry struct {
 	// Tier2 holds the losses behind a tier-2 check; nil when the
 	// contribution was not sampled.
 	Tier2 *Tier2 `json:"tier2,omitempty"`
+	// Audit is the evidence of a tier-3 recomputation; nil when the
+	// contribution was not audited.
+	Audit *Audit `json:"audit,omitempty"`
+}
+
+// Audit is what replaying a contribution's local work gave (round.Audit):
+// from the committed start state, on the round's base, shard and seed. The
+// contribution passes when Payload and End are the ones it names and Fault
+// is empty.
+type Audit struct {
+	Start cid.Cid `json:"start"`
+	// Payload and End are the replay's payload CID and end-state CID; nil
+	// when the replay could not run (Fault says why).
+	Payload *cid.Cid `json:"payload,omitempty"`
+	End     *cid.Cid `json:"end,omitempty"`
+	// Fault is why the start state itself is refused (unavailable,
+	// malformed, out of bounds); "" when it is fine.
+	Fault string `json:"fault"`
 }
 
 // Tier2 is the evidence of one tier-2 check: mean losses of the round's base
@@ -202,6 +241,10 @@ type PeerScore struct {
 	LastRound int64   `json:"last_round"`
 	// Rejections counts rejections by kind, sorted by kind.
 	Rejections *[]ReasonCount `json:"rejections,omitempty"`
+	// ExcludedUntil is the first round the peer's contributions count
+	// again after a proven fault (round.Params.Exclusion); nil when never
+	// excluded.
+	ExcludedUntil *int64 `json:"excluded_until,omitempty"`
 }
 
 // RoundRecord is the ledger entry the coordinator seals for each round.
@@ -220,6 +263,9 @@ type RoundRecord struct {
 	// (verify.Sample); nil when tier 2 did not run.
 	SampleSeed *int64 `json:"sample_seed,omitempty"`
 	SampleSize *int64 `json:"sample_size,omitempty"`
+	// AuditSeed drew the round's tier-3 audits (round.AuditSeed); nil when
+	// no audit ran.
+	AuditSeed *int64 `json:"audit_seed,omitempty"`
 }
 
 // typeSystem is the parsed schema: computed once, never changed.
