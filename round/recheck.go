@@ -72,7 +72,7 @@ func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) 
 			}
 			in[i] = c
 		}
-		out, err := Run(ctx, p, st, in, recordedTier2{rec})
+		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: recordedAudit{rec}})
 		if err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
@@ -111,6 +111,8 @@ func sameRecord(got, want *record.RoundRecord) error {
 	case !sameOptional(got.SampleSeed, want.SampleSeed) || !sameOptional(got.SampleSize, want.SampleSize):
 		return fmt.Errorf("recorded tier-2 sample (seed %s, size %s), recomputed (seed %s, size %s)",
 			optional(got.SampleSeed), optional(got.SampleSize), optional(want.SampleSeed), optional(want.SampleSize))
+	case !sameOptional(got.AuditSeed, want.AuditSeed):
+		return fmt.Errorf("recorded audit seed %s, recomputed %s", optional(got.AuditSeed), optional(want.AuditSeed))
 	case !got.Base.Equals(want.Base):
 		return fmt.Errorf("recorded base %s, recomputed %s", got.Base, want.Base)
 	case !got.Model.Equals(want.Model):
@@ -138,6 +140,8 @@ func sameEntry(g, w record.Entry) error {
 		return fmt.Errorf("recorded norm %v, rechecked %v", g.Norm, w.Norm)
 	case (g.Tier2 == nil) != (w.Tier2 == nil):
 		return fmt.Errorf("tier-2 evidence recorded: %v, drawn by the sample: %v", g.Tier2 != nil, w.Tier2 != nil)
+	case (g.Audit == nil) != (w.Audit == nil):
+		return fmt.Errorf("audit recorded: %v, drawn by the audit seed: %v", g.Audit != nil, w.Audit != nil)
 	case g.Score != w.Score:
 		return fmt.Errorf("recorded score %v, recomputed %v", g.Score, w.Score)
 	case !g.Contribution.Equals(w.Contribution) || !g.Payload.Equals(w.Payload) || g.Loss != w.Loss || g.Samples != w.Samples:
@@ -222,7 +226,7 @@ func sameScores(got, want []record.PeerScore) error {
 		if g.Peer != w.Peer {
 			return fmt.Errorf("score table: peer %s where the recomputed table has %s", g.Peer, w.Peer)
 		}
-		if g.Score != w.Score || g.Accepted != w.Accepted || g.Rejected != w.Rejected || g.LastRound != w.LastRound || !reflect.DeepEqual(counts(g.Rejections), counts(w.Rejections)) {
+		if g.Score != w.Score || g.Accepted != w.Accepted || g.Rejected != w.Rejected || g.LastRound != w.LastRound || !reflect.DeepEqual(counts(g.Rejections), counts(w.Rejections)) || !sameOptional(g.ExcludedUntil, w.ExcludedUntil) {
 			return fmt.Errorf("peer %s: recorded score %v (accepted %d, rejected %d), recomputed %v (accepted %d, rejected %d)",
 				g.Peer, g.Score, g.Accepted, g.Rejected, w.Score, w.Accepted, w.Rejected)
 		}

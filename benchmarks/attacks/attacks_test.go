@@ -18,7 +18,7 @@ func TestAttacksShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(3, 4, trainSet, testSet)
+	e := newEnv(3, 4, 4, 8, trainSet, testSet)
 	for _, c := range []string{"inflate", "sybil", "lazy-steps"} {
 		r, err := e.run(context.Background(), c, 1)
 		if err != nil {

@@ -33,6 +33,8 @@ func main() {
 	seeds := flag.Int("seeds", 5, "seeds to run each class with (1..seeds)")
 	rounds := flag.Int("rounds", 20, "rounds per run")
 	honest := flag.Int("honest", 4, "honest contributors")
+	audits := flag.Int("audits", 4, "tier-3 audits per round (verify.audits; 0: none, the rules before tier 3)")
+	exclude := flag.Int("exclude", 8, "rounds a first proven fault excludes a peer, doubling (verify.exclude_rounds; 0: none)")
 	list := flag.String("classes", strings.Join(classNames(), ","), "attack classes, comma-separated: "+strings.Join(classNames(), ", "))
 	dataDir := flag.String("data", defaultData(), "MNIST directory")
 	asJSON := flag.Bool("json", false, "print every run as JSON")
@@ -49,7 +51,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "attacks:", err)
 		os.Exit(1)
 	}
-	e := newEnv(*rounds, *honest, trainSet, testSet)
+	e := newEnv(*rounds, *honest, *audits, *exclude, trainSet, testSet)
 	var all []result
 	ctx := context.Background()
 	for s := 1; s <= *seeds; s++ {
@@ -60,7 +62,7 @@ func main() {
 		}
 		all = append(all, base)
 		if !*asJSON {
-			fmt.Printf("seed %d honest-only: accuracy %.2f%%, honest rejected %d (%s)\n", s, base.Accuracy, base.HonestRejected, base.Elapsed)
+			fmt.Printf("seed %d honest-only: accuracy %.2f%%, honest rejected %d, scores %v, audits %d (%.2fx honest work) (%s)\n", s, base.Accuracy, base.HonestRejected, base.Scores, base.Audits, base.AuditTime/max(base.HonestWork, 1e-9), base.Elapsed)
 		}
 		for _, c := range names {
 			r, err := e.run(ctx, c, int64(s))
@@ -71,9 +73,9 @@ func main() {
 			r.HonestOnly, r.Delta = base.Accuracy, r.Accuracy-base.Accuracy
 			all = append(all, r)
 			if !*asJSON {
-				fmt.Printf("seed %d %-11s kept out %5.1f%% (%d/%d)  accuracy %.2f%% (%+.2f pt)  adversary max %.2f < honest min %.2f: %v  honest rejected %d failed %d  held %d  wrong weights %d  rejections %v (%s)\n",
+				fmt.Printf("seed %d %-11s kept out %5.1f%% (%d/%d)  accuracy %.2f%% (%+.2f pt)  adversary max %.2f < honest min %.2f: %v  honest rejected %d failed %d  held %d  wrong weights %d  rejections %v  audits %d (%.2fx honest work)  max cosine honest %.3f adversaries %.3f (%s)\n",
 					s, c, r.KeptOut, r.AdvUpdates-r.AdvAccepted, r.AdvUpdates, r.Accuracy, r.Delta, r.MaxAdversary, r.MinHonest, r.Separated,
-					r.HonestRejected, r.HonestFailed, r.Held, r.WrongWeights, r.Rejections, r.Elapsed)
+					r.HonestRejected, r.HonestFailed, r.Held, r.WrongWeights, r.Rejections, r.Audits, r.AuditTime/max(r.HonestWork, 1e-9), r.HonestCosine, r.AdvCosine, r.Elapsed)
 			}
 		}
 	}
@@ -91,10 +93,10 @@ func main() {
 
 // summarize prints one line per class over all seeds.
 func summarize(names []string, all []result) {
-	fmt.Println("class        kept out  worst Δacc  separated  honest rejected")
+	fmt.Println("class        kept out  worst Δacc  separated  honest rejected  audit cost")
 	for _, c := range names {
 		var upd, acc, sep, n, hrej int
-		worst := 0.0
+		worst, work, audit := 0.0, 0.0, 0.0
 		for _, r := range all {
 			if r.Class != c {
 				continue
@@ -104,11 +106,13 @@ func summarize(names []string, all []result) {
 			acc += r.AdvAccepted
 			hrej += r.HonestRejected + r.HonestFailed
 			worst = min(worst, r.Delta)
+			work += r.HonestWork
+			audit += r.AuditTime
 			if r.Separated {
 				sep++
 			}
 		}
-		fmt.Printf("%-11s  %6.1f%%  %+8.2f pt  %d/%d        %d\n", c, 100*float64(upd-acc)/float64(max(upd, 1)), worst, sep, n, hrej)
+		fmt.Printf("%-11s  %6.1f%%  %+8.2f pt  %d/%d        %d                %.2fx\n", c, 100*float64(upd-acc)/float64(max(upd, 1)), worst, sep, n, hrej, audit/max(work, 1e-9))
 	}
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/ipfs/go-cid"
 	"maps"
 	"math"
 	"slices"
@@ -28,6 +30,30 @@ type env struct {
 	honest      int
 }
 
+// states is every worker state a peer committed to, by CID: in a swarm
+// each peer serves its own over bitswap; here the auditor reads them.
+type states map[string][]byte
+
+func (s states) put(v []float32) (*cid.Cid, error) {
+	f, err := round.StateFile(v)
+	if err != nil {
+		return nil, err
+	}
+	c, err := storage.FileCID(f)
+	if err != nil {
+		return nil, err
+	}
+	s[c.KeyString()] = f
+	return &c, nil
+}
+
+func (s states) get(_ context.Context, c cid.Cid) ([]byte, error) {
+	if f, ok := s[c.KeyString()]; ok {
+		return f, nil
+	}
+	return nil, fmt.Errorf("%s: not served", c)
+}
+
 // result is one run: one attack class (or none) and one seed.
 type result struct {
 	Class          string             `json:"class"`
@@ -49,6 +75,13 @@ type result struct {
 	MaxAdversary   float64            `json:"max_adversary_score"`
 	Separated      bool               `json:"every_adversary_below_every_honest"`
 	Rejections     map[string]int     `json:"adversary_rejections"` // by reason kind
+	Audits         int                `json:"audits"`
+	// The largest cosine between two honest updates of one round, and
+	// between two adversaries' (round.CollusionCosine sits between).
+	HonestCosine float64 `json:"max_honest_cosine"`
+	AdvCosine    float64 `json:"max_adversary_cosine"`
+	HonestWork     float64            `json:"honest_work_s"` // summed local work of the honest peers
+	AuditTime      float64            `json:"audit_s"`       // summed tier-3 replays
 	Elapsed        string             `json:"elapsed"`
 }
 
@@ -69,9 +102,10 @@ type roundView struct {
 	honest [][]float32 // decoded honest payloads
 }
 
-func newEnv(rounds, honest int, trainSet, testSet *data.Set) *env {
+func newEnv(rounds, honest, audits, exclude int, trainSet, testSet *data.Set) *env {
 	sc := config.Default()
 	sc.Train.Rounds = rounds
+	sc.Verify.Audits, sc.Verify.ExcludeRounds = audits, exclude
 	return &env{sc: sc, p: round.ParamsOf(sc), train: trainSet, test: testSet, rounds: rounds, honest: honest}
 }
 
@@ -131,6 +165,20 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 	}
 	defer scratch.Close()
 	t2 := &round.DataTier2{Model: scratch, Train: e.train, Test: e.test, ShardSize: p.ShardSize, SampleSize: p.Tier2Sample}
+	replayModel, err := train.New(p.Model, p.BatchSize, uint64(seed))
+	if err != nil {
+		return res, err
+	}
+	defer replayModel.Close()
+	committed := states{}
+	payloads := map[string][]byte{}
+	auditor := &timedAuditor{a: &round.DataAuditor{P: p, Model: replayModel, Train: e.train, File: committed.get, Audits: p.Audits,
+		Payload: func(_ context.Context, c cid.Cid) ([]byte, error) {
+			if b, ok := payloads[c.KeyString()]; ok {
+				return b, nil
+			}
+			return nil, fmt.Errorf("%s: not served", c)
+		}}}
 
 	initial, err := round.CheckpointFile(p.Model, global.Params())
 	if err != nil {
@@ -148,14 +196,21 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 	for r := 0; r < e.rounds; r++ {
 		var in []round.Contribution
 		view := &roundView{st: st}
-		add := func(q *peer, payload []byte, samples int64, loss float64) error {
+		add := func(q *peer, payload []byte, samples int64, loss float64, start, end []float32) error {
 			pc, err := verify.PayloadCID(payload)
 			if err != nil {
 				return err
 			}
+			payloads[pc.KeyString()] = payload
 			s := st.Seed
 			c := &record.Contribution{Round: st.Round, Peer: q.id, Base: st.Base, Payload: pc, Codec: p.Codec,
 				PayloadBytes: int64(len(payload)), Samples: samples, Loss: loss, Seed: &s}
+			if c.Start, err = committed.put(start); err != nil {
+				return err
+			}
+			if c.End, err = committed.put(end); err != nil {
+				return err
+			}
 			in = append(in, round.Contribution{Record: c, Block: pc, Payload: payload})
 			return nil
 		}
@@ -164,7 +219,10 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 				continue
 			}
 			shard := round.Shard(e.train, st.Seed, q.id, p.ShardSize)
+			start := q.worker.State()
+			t0 := time.Now()
 			payload, _, stats, err := q.worker.Work(ctx, st.Params, shard, uint64(st.Seed))
+			res.HonestWork += time.Since(t0).Seconds()
 			if err != nil {
 				res.HonestFailed++
 				continue
@@ -174,7 +232,7 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 				return res, err
 			}
 			view.honest = append(view.honest, vec)
-			if err := add(q, payload, int64(stats.Samples), stats.MeanLoss); err != nil {
+			if err := add(q, payload, int64(stats.Samples), stats.MeanLoss, start, q.worker.State()); err != nil {
 				return res, err
 			}
 		}
@@ -182,15 +240,20 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 			if q.adv == nil {
 				continue
 			}
+			// An adversary commits to its worker's real states: the best
+			// it can do, since the chain pins its start and a replay
+			// from any start state gives an honest update, never its own.
+			start := q.worker.State()
 			payload, samples, err := q.adv.update(ctx, e, q, view)
 			if err != nil {
 				return res, fmt.Errorf("%s %s round %d: %w", class, q.id, r, err)
 			}
-			if err := add(q, payload, samples, 0.3); err != nil {
+			if err := add(q, payload, samples, 0.3, start, q.worker.State()); err != nil {
 				return res, err
 			}
 		}
-		out, err := round.Run(ctx, p, st, in, t2)
+		cosines(&res, in, isAdv, len(st.Params))
+		out, err := round.RunWith(ctx, p, st, in, round.Checks{Tier2: t2, Audit: auditor})
 		if err != nil {
 			return res, err
 		}
@@ -198,6 +261,9 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 			res.Held++
 		}
 		for _, en := range out.Record.Entries {
+			if en.Audit != nil {
+				res.Audits++
+			}
 			accepted := en.Verdict == record.VerdictAccepted
 			if accepted && en.Weight != p.Weight() {
 				res.WrongWeights++
@@ -244,6 +310,7 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 	} else {
 		res.MaxAdversary = 0
 	}
+	res.AuditTime = auditor.spent.Seconds()
 	res.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return res, nil
 }
@@ -255,4 +322,48 @@ func encode(p round.Params, v []float32) ([]byte, error) {
 		return nil, err
 	}
 	return gradient.Marshal(c, v)
+}
+
+// timedAuditor measures what the audits cost.
+type timedAuditor struct {
+	a     round.Auditor
+	spent time.Duration
+}
+
+func (t *timedAuditor) Size() int { return t.a.Size() }
+
+func (t *timedAuditor) Audit(ctx context.Context, r round.AuditRound) (map[string]record.Audit, error) {
+	t0 := time.Now()
+	defer func() { t.spent += time.Since(t0) }()
+	return t.a.Audit(ctx, r)
+}
+
+// cosines records the largest pairwise cosine among honest and among
+// adversarial updates of a round.
+func cosines(res *result, in []round.Contribution, isAdv map[string]bool, n int) {
+	vecs := make([][]float32, len(in))
+	for i, c := range in {
+		vecs[i], _ = verify.DecodePayload(c.Payload, n)
+	}
+	for i := range in {
+		for j := i + 1; j < len(in); j++ {
+			a, b := in[i].Record.Peer, in[j].Record.Peer
+			if vecs[i] == nil || vecs[j] == nil || isAdv[a] != isAdv[b] {
+				continue
+			}
+			var ab, aa, bb float64
+			for k, x := range vecs[i] {
+				y := vecs[j][k]
+				ab += float64(x) * float64(y)
+				aa += float64(x) * float64(x)
+				bb += float64(y) * float64(y)
+			}
+			c := ab / math.Sqrt(aa*bb)
+			if isAdv[a] {
+				res.AdvCosine = max(res.AdvCosine, c)
+			} else {
+				res.HonestCosine = max(res.HonestCosine, c)
+			}
+		}
+	}
 }
