@@ -110,8 +110,8 @@ type sgd struct {
 	lr, wd float32
 }
 
-func (o *sgd) Reset()                   {}
-func (o *sgd) State() []float32         { return []float32{} }
+func (o *sgd) Reset()           {}
+func (o *sgd) State() []float32 { return []float32{} }
 func (o *sgd) SetState(s []float32) error {
 	return setState("sgd", s)
 }
@@ -130,8 +130,8 @@ type momentum struct {
 	v    []float32
 }
 
-func (o *momentum) Reset()                   { clear(o.v) }
-func (o *momentum) State() []float32         { return slices.Clone(o.v) }
+func (o *momentum) Reset()           { clear(o.v) }
+func (o *momentum) State() []float32 { return slices.Clone(o.v) }
 func (o *momentum) SetState(s []float32) error {
 	return setState("momentum", s, o.v)
 }
@@ -158,7 +158,7 @@ type adam struct {
 	t    int
 }
 
-func (o *adam) Reset()                   { clear(o.m); clear(o.v); o.t = 0 }
+func (o *adam) Reset() { clear(o.m); clear(o.v); o.t = 0 }
 
 // State is m, then v, then the step count (exact as a float32 up to 2^24
 // steps).

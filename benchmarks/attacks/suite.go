@@ -80,9 +80,9 @@ type result struct {
 	// between two adversaries' (round.CollusionCosine sits between).
 	HonestCosine float64 `json:"max_honest_cosine"`
 	AdvCosine    float64 `json:"max_adversary_cosine"`
-	HonestWork     float64            `json:"honest_work_s"` // summed local work of the honest peers
-	AuditTime      float64            `json:"audit_s"`       // summed tier-3 replays
-	Elapsed        string             `json:"elapsed"`
+	HonestWork   float64 `json:"honest_work_s"` // summed local work of the honest peers
+	AuditTime    float64 `json:"audit_s"`       // summed tier-3 replays
+	Elapsed      string  `json:"elapsed"`
 }
 
 // peer is one participant: an honest worker or an adversary.
