@@ -216,16 +216,10 @@ type recordedAudit struct {
 }
 
 func (r recordedAudit) Size() int {
-	if r.rec.AuditSeed == nil {
+	if r.rec.AuditSize == nil {
 		return 0
 	}
-	n := 0
-	for _, e := range r.rec.Entries {
-		if e.Audit != nil {
-			n++
-		}
-	}
-	return n
+	return int(*r.rec.AuditSize)
 }
 
 func (r recordedAudit) Audit(_ context.Context, ar AuditRound) (map[string]record.Audit, error) {

@@ -175,7 +175,7 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 			verdicts[i].Reason = verify.Tier2Reason(t) // keeps Norm: the record shows what was checked
 		}
 	}
-	audits, auditSeed, err := audit(ctx, p, st, in, verdicts, contribs, checks.Audit)
+	audits, auditSeed, auditSize, err := audit(ctx, p, st, in, verdicts, contribs, checks.Audit)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -257,7 +257,7 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 	// their next shard before this round is sealed.
 	nextSeed := NextSeed(st.Seed, modelCID)
 	out.Record = record.RoundRecord{Round: st.Round, Seed: nextSeed, Base: st.Base, Model: modelCID, OuterState: &outerCID,
-		Entries: entries, Scores: table, SampleSeed: sampleSeed, SampleSize: sampleSize, AuditSeed: auditSeed}
+		Entries: entries, Scores: table, SampleSeed: sampleSeed, SampleSize: sampleSize, AuditSeed: auditSeed, AuditSize: auditSize}
 	out.Next = State{Round: st.Round + 1, Seed: nextSeed, Base: modelCID, Params: params, Outer: outer, History: history, Scores: scores, Chain: chain}
 	return out, nil
 }

@@ -111,8 +111,9 @@ func sameRecord(got, want *record.RoundRecord) error {
 	case !sameOptional(got.SampleSeed, want.SampleSeed) || !sameOptional(got.SampleSize, want.SampleSize):
 		return fmt.Errorf("recorded tier-2 sample (seed %s, size %s), recomputed (seed %s, size %s)",
 			optional(got.SampleSeed), optional(got.SampleSize), optional(want.SampleSeed), optional(want.SampleSize))
-	case !sameOptional(got.AuditSeed, want.AuditSeed):
-		return fmt.Errorf("recorded audit seed %s, recomputed %s", optional(got.AuditSeed), optional(want.AuditSeed))
+	case !sameOptional(got.AuditSeed, want.AuditSeed) || !sameOptional(got.AuditSize, want.AuditSize):
+		return fmt.Errorf("recorded audit draw (seed %s, size %s), recomputed (seed %s, size %s)",
+			optional(got.AuditSeed), optional(got.AuditSize), optional(want.AuditSeed), optional(want.AuditSize))
 	case !got.Base.Equals(want.Base):
 		return fmt.Errorf("recorded base %s, recomputed %s", got.Base, want.Base)
 	case !got.Model.Equals(want.Model):

@@ -114,10 +114,11 @@ func dot(a, b []float32) float64 {
 // with a proven fault on their record, then a random draw fill Size slots. A drawn contribution stands when the replay
 // gives its payload and end state, whatever tier 2 said, and is rejected
 // (audit, a proven fault) otherwise.
-func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts []verify.Verdict, contribs []cid.Cid, a Auditor) (map[string]record.Audit, *int64, error) {
+func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts []verify.Verdict, contribs []cid.Cid, a Auditor) (map[string]record.Audit, *int64, *int64, error) {
 	if a == nil || a.Size() <= 0 || p.Audits <= 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
+	size := int64(a.Size())
 	var suspects, rest, peers []string
 	var vecs [][]float32
 	index := map[string]int{}
@@ -156,7 +157,7 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 	drawn := suspects[:min(len(suspects), k)]
 	drawn = append(slices.Clone(drawn), verify.Sample(seed, rest, k-len(drawn))...)
 	if len(drawn) == 0 {
-		return nil, &seed, nil
+		return nil, &seed, &size, nil
 	}
 	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: st.Params, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{}}
 	for _, peer := range drawn {
@@ -168,13 +169,13 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 	}
 	got, err := a.Audit(ctx, r)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	out := map[string]record.Audit{}
 	for _, peer := range drawn {
 		res, ok := got[peer]
 		if !ok {
-			return nil, nil, fmt.Errorf("round %d: tier 3 drew %s and has no audit of it", st.Round, peer)
+			return nil, nil, nil, fmt.Errorf("round %d: tier 3 drew %s and has no audit of it", st.Round, peer)
 		}
 		out[peer] = res
 		i := index[peer]
@@ -192,7 +193,7 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 		}
 		verdicts[i].Evidence = res.Start.String()
 	}
-	return out, &seed, nil
+	return out, &seed, &size, nil
 }
 
 // exclude starts a peer's exclusion after a proven fault in entry e:

@@ -125,6 +125,7 @@ type RoundRecord struct {
 	sampleSeed optional Int
 	sampleSize optional Int
 	auditSeed optional Int
+	auditSize optional Int
 }
 `
 
@@ -263,9 +264,11 @@ type RoundRecord struct {
 	// (verify.Sample); nil when tier 2 did not run.
 	SampleSeed *int64 `json:"sample_seed,omitempty"`
 	SampleSize *int64 `json:"sample_size,omitempty"`
-	// AuditSeed drew the round's tier-3 audits (round.AuditSeed); nil when
-	// no audit ran.
+	// AuditSeed and AuditSize say how the round's tier-3 audits were
+	// drawn (round.AuditSeed, at most AuditSize of them); nil when no
+	// audit ran.
 	AuditSeed *int64 `json:"audit_seed,omitempty"`
+	AuditSize *int64 `json:"audit_size,omitempty"`
 }
 
 // typeSystem is the parsed schema: computed once, never changed.
