@@ -30,7 +30,8 @@ import (
 )
 
 func main() {
-	seeds := flag.Int("seeds", 5, "seeds to run each class with (1..seeds)")
+	seeds := flag.Int("seeds", 5, "seeds to run each class with (first..first+seeds-1)")
+	first := flag.Int("first", 1, "the first seed")
 	rounds := flag.Int("rounds", 20, "rounds per run")
 	honest := flag.Int("honest", 4, "honest contributors")
 	audits := flag.Int("audits", 4, "tier-3 audits per round (verify.audits; 0: none, the rules before tier 3)")
@@ -54,7 +55,7 @@ func main() {
 	e := newEnv(*rounds, *honest, *audits, *exclude, trainSet, testSet)
 	var all []result
 	ctx := context.Background()
-	for s := 1; s <= *seeds; s++ {
+	for s := *first; s < *first+*seeds; s++ {
 		base, err := e.run(ctx, "", int64(s))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "attacks:", err)
