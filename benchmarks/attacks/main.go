@@ -39,6 +39,8 @@ func main() {
 	list := flag.String("classes", strings.Join(classNames(), ","), "attack classes, comma-separated: "+strings.Join(classNames(), ", "))
 	dataDir := flag.String("data", defaultData(), "MNIST directory")
 	asJSON := flag.Bool("json", false, "print every run as JSON")
+	marginsWrite := flag.String("margins-write", "", "measure audit margins: each attack's distance from the honest replay of its committed state, and dump honest-0's replay inputs into this folder")
+	marginsRead := flag.String("margins-read", "", "replay the rounds another build dumped into this folder (-margins-write) and print the distances")
 	flag.Parse()
 	names := strings.Split(*list, ",")
 	for _, n := range names {
@@ -53,8 +55,23 @@ func main() {
 		os.Exit(1)
 	}
 	e := newEnv(*rounds, *honest, *audits, *exclude, trainSet, testSet)
-	var all []result
 	ctx := context.Background()
+	if *marginsRead != "" {
+		if err := crossBuild(ctx, e, *marginsRead, *rounds); err != nil {
+			fmt.Fprintln(os.Stderr, "attacks:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *marginsWrite != "" {
+		if err := os.MkdirAll(*marginsWrite, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "attacks:", err)
+			os.Exit(1)
+		}
+		e.margins = newMargins(*marginsWrite)
+		*seeds = 1
+	}
+	var all []result
 	for s := *first; s < *first+*seeds; s++ {
 		base, err := e.run(ctx, "", int64(s))
 		if err != nil {
@@ -90,6 +107,11 @@ func main() {
 		return
 	}
 	summarize(names, all)
+	if e.margins != nil {
+		for _, c := range names {
+			fmt.Printf("margin %-11s closest adversarial payload to its honest replay: %.4f\n", c, e.margins.worst[c])
+		}
+	}
 }
 
 // summarize prints one line per class over all seeds.

@@ -28,6 +28,11 @@ type env struct {
 	train, test *data.Set
 	rounds      int
 	honest      int
+	// margins, when set, measures how far each adversarial payload is
+	// from what an honest replay of its committed state gives (relative
+	// L2 distance), and dumps honest-0's replay inputs for a cross-build
+	// comparison (margins.go).
+	margins *margins
 }
 
 // states is every worker state a peer committed to, by CID: in a swarm
@@ -220,12 +225,22 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 			}
 			shard := round.Shard(e.train, st.Seed, q.id, p.ShardSize)
 			start := q.worker.State()
+			if e.margins != nil && q.id == "honest-0" && class == "" {
+				if err := e.margins.dump(r, st.Params, start); err != nil {
+					return res, err
+				}
+			}
 			t0 := time.Now()
 			payload, _, stats, err := q.worker.Work(ctx, st.Params, shard, uint64(st.Seed))
 			res.HonestWork += time.Since(t0).Seconds()
 			if err != nil {
 				res.HonestFailed++
 				continue
+			}
+			if e.margins != nil && q.id == "honest-0" && class == "" {
+				if err := e.margins.dumpPayload(r, payload, st.Seed); err != nil {
+					return res, err
+				}
 			}
 			vec, err := verify.DecodePayload(payload, len(st.Params))
 			if err != nil {
@@ -247,6 +262,11 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 			payload, samples, err := q.adv.update(ctx, e, q, view)
 			if err != nil {
 				return res, fmt.Errorf("%s %s round %d: %w", class, q.id, r, err)
+			}
+			if e.margins != nil {
+				if err := e.margins.attack(ctx, e, class, replayModel, st, q.id, start, payload); err != nil {
+					return res, err
+				}
 			}
 			if err := add(q, payload, samples, 0.3, start, q.worker.State()); err != nil {
 				return res, err
