@@ -11,6 +11,8 @@ import (
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -37,6 +39,21 @@ type RecheckSummary struct {
 // store. A rejection as unavailable cannot be disproven (the payload may
 // have reached this store later) and is taken as recorded.
 func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) {
+	return RecheckWith(ctx, store, RecheckOptions{})
+}
+
+// RecheckOptions are what a recheck may bring beyond the ledger.
+type RecheckOptions struct {
+	// AuditData, when set, is the training set: every recorded audit is
+	// replayed (DataAuditor, from the state blocks in the store) instead
+	// of taken as recorded, and the replay must give the recorded audit —
+	// a sealer that records a cheat's failed replay as a pass, verdict and
+	// model included, is caught only this way.
+	AuditData *data.Set
+}
+
+// RecheckWith is Recheck with options.
+func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) (RecheckSummary, error) {
 	var sum RecheckSummary
 	ls, m, chain, err := verify.Walk(ctx, store)
 	sum.LedgerSummary = ls
@@ -61,6 +78,7 @@ func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) 
 		return sum, fmt.Errorf("initial model %s: %w", m.InitialModel, err)
 	}
 	st := Genesis(m, initial)
+	var replayModel train.Model
 	for _, s := range chain {
 		rec := s.Record
 		where := fmt.Sprintf("record %s (round %d)", s.CID, rec.Round)
@@ -72,8 +90,28 @@ func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) 
 			}
 			in[i] = c
 		}
-		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: recordedAudit{rec}})
+		var auditor Auditor = recordedAudit{rec}
+		if opt.AuditData != nil && rec.AuditSize != nil {
+			if replayModel == nil {
+				if replayModel, err = train.New(p.Model, p.BatchSize, 1); err != nil {
+					return sum, err
+				}
+				defer replayModel.Close()
+			}
+			auditor = &DataAuditor{P: p, Model: replayModel, Train: opt.AuditData, File: store.ReadFile, Audits: int(*rec.AuditSize),
+				Payload: func(ctx context.Context, c cid.Cid) ([]byte, error) {
+					b, err := store.Get(ctx, c)
+					if err != nil {
+						return nil, err
+					}
+					return b.RawData(), nil
+				}}
+		}
+		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: auditor})
 		if err != nil {
+			return sum, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := sameAudits(rec, &out.Record); err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
 		if err := sameRecord(rec, &out.Record); err != nil {
@@ -258,4 +296,28 @@ func describeVerdict(verdict, reason string) string {
 		return verdict
 	}
 	return verdict + " (" + reason + ")"
+}
+
+// sameAudits compares the recorded audits with the recomputed ones (the
+// same when taken as recorded; the replay's when the recheck replays).
+func sameAudits(got, want *record.RoundRecord) error {
+	for i, g := range got.Entries {
+		w := want.Entries[i]
+		if g.Audit == nil || w.Audit == nil {
+			continue
+		}
+		a, b := g.Audit, w.Audit
+		if !a.Start.Equals(b.Start) || !sameCID(a.Payload, b.Payload) || !sameCID(a.End, b.End) || a.Fault != b.Fault {
+			return fmt.Errorf("peer %s: recorded audit (payload %v, end %v, fault %q), replayed (payload %v, end %v, fault %q)",
+				g.Peer, a.Payload, a.End, a.Fault, b.Payload, b.End, b.Fault)
+		}
+	}
+	return nil
+}
+
+func sameCID(a, b *cid.Cid) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equals(*b)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -162,4 +163,71 @@ func TestCheckStartBounds(t *testing.T) {
 	if err := CheckStart(p, n, m, prev); err == nil || !strings.Contains(err.Error(), "first moment 0") {
 		t.Errorf("adam m without v: %v", err)
 	}
+}
+
+// TestRecheckReplaysAudits: with the training set, the recheck replays
+// every recorded audit. An honest ledger passes; a sealer that recorded
+// the flipper's audit as a pass and accepted it — verdict, score and all
+// consistent with that — is caught by the replay, naming the round.
+func TestRecheckReplaysAudits(t *testing.T) {
+	ctx := context.Background()
+	l := sealLedgerWith(t, 1, 2, true)
+	trainSet := data.Synthetic(2000, 1) // sealLedgerWith's training set
+	if _, err := RecheckWith(ctx, l.store, RecheckOptions{AuditData: trainSet}); err != nil {
+		t.Fatalf("recheck replaying the audits of an honest seal: %v", err)
+	}
+	b, err := l.store.Get(ctx, l.records[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := record.OpenBlock[record.RoundRecord](b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range rec.Entries {
+		if e.Peer == l.flipper {
+			c, err := openContribution(ctx, l.store, e.Contribution, rec.Swarm, 0, e.Peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.Entries[i].Audit.Payload, rec.Entries[i].Audit.End = &e.Payload, c.End
+			rec.Entries[i].Verdict, rec.Entries[i].Reason, rec.Entries[i].Evidence = record.VerdictAccepted, "", ""
+		}
+	}
+	rb, err := record.Sign(l.coordKey, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.store.Put(ctx, rb); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.store.SetHead(ctx, "ledger", rb.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = RecheckWith(ctx, l.store, RecheckOptions{AuditData: trainSet})
+	if err == nil || !strings.Contains(err.Error(), "(round 0)") || !strings.Contains(err.Error(), "recorded audit") {
+		t.Errorf("recheck of a faked audit pass: %v; want an error naming round 0 and the audit", err)
+	}
+}
+
+// FuzzStartState: a start state is bytes a peer serves; decoding it and
+// checking its bounds never panics, whatever the bytes.
+func FuzzStartState(f *testing.F) {
+	p := ParamsOf(testSwarm())
+	n := 4
+	k, err := p.StateLen(n)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := StateFile(make([]float32, k))
+	f.Add(good)
+	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := VectorOf(b, k)
+		if err != nil {
+			return
+		}
+		_ = CheckStart(p, n, s, []float32{1, 0, -1, 0})
+		_ = CheckStart(p, n, s, nil)
+	})
 }
