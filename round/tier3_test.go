@@ -231,3 +231,44 @@ func FuzzStartState(f *testing.F) {
 		_ = CheckStart(p, n, s, nil)
 	})
 }
+
+// TestColludingIsCosineNotSupport: two updates of one direction on
+// disjoint halves of its support are not parallel, but two sharing the
+// direction with their own noise are flagged; an unrelated one is not.
+func TestColludingIsCosineNotSupport(t *testing.T) {
+	dir := []float32{1, -2, 3, -4, 5, -6, 7, -8}
+	noisy := func(s float32) []float32 {
+		v := make([]float32, len(dir))
+		for i, x := range dir {
+			v[i] = x + s*float32(i%3-1)
+		}
+		return v
+	}
+	other := []float32{8, 7, -6, -5, 4, 3, -2, -1}
+	got := Colluding([]string{"a", "b", "c"}, [][]float32{noisy(0.5), noisy(-0.7), other})
+	if len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("flagged %v, want [a b]", got)
+	}
+}
+
+// TestExclusionDoubles: the k-th proven fault excludes for
+// ExcludeRounds·2^(k−1) rounds; rejections as excluded do not count.
+func TestExclusionDoubles(t *testing.T) {
+	p := Params{ExcludeRounds: 8}
+	ps := record.PeerScore{Peer: "x"}
+	fault := record.Entry{Verdict: record.VerdictRejected, Reason: verify.ReasonAudit + ": replay differs"}
+	for i, want := range []int64{0 + 1 + 8, 20 + 1 + 16, 50 + 1 + 32} {
+		round := []int64{0, 20, 50}[i]
+		verify.DefaultScoreParams().Apply(&ps, round, fault)
+		exclude(p, &ps, round, fault)
+		if ps.ExcludedUntil == nil || *ps.ExcludedUntil != want {
+			t.Fatalf("fault %d in round %d: excluded until %v, want %d", i+1, round, ps.ExcludedUntil, want)
+		}
+		excluded := record.Entry{Verdict: record.VerdictRejected, Reason: verify.ReasonExcluded + ": until"}
+		verify.DefaultScoreParams().Apply(&ps, round+1, excluded)
+		exclude(p, &ps, round+1, excluded)
+		if *ps.ExcludedUntil != want {
+			t.Fatalf("an excluded rejection moved the exclusion to %d", *ps.ExcludedUntil)
+		}
+	}
+}
