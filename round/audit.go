@@ -84,6 +84,9 @@ func CheckStart(p Params, n int, start, prev []float32) error {
 		}
 	}
 	rest := start
+	if p.ErrorFeedback && len(start) < n {
+		return fmt.Errorf("%d values, the residual alone has %d", len(start), n)
+	}
 	if p.ErrorFeedback {
 		bound := float32(0)
 		for _, x := range prev {
