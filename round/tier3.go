@@ -15,9 +15,9 @@ import (
 
 // commitments turns away, before any sampled check, what may not count
 // this round: a peer still excluded for an earlier proven fault and, with
-// audits on, a contribution whose committed start state is not where its
-// author's last contribution ended (the state chain), or that commits to
-// none.
+// audits on, a contribution whose committed start state is neither where
+// its author's last contribution ended (the state chain) nor the zero
+// state, or that commits to none.
 func commitments(p Params, st State, in []Contribution, verdicts []verify.Verdict) error {
 	var zero cid.Cid
 	for i, c := range in {
@@ -36,17 +36,20 @@ func commitments(p Params, st State, in []Contribution, verdicts []verify.Verdic
 			verdicts[i].Reason = verify.ReasonChain + ": commits to no start or end state, and this swarm audits"
 			continue
 		}
+		if !zero.Defined() {
+			var err error
+			if zero, err = ZeroStateCID(p, len(st.Params)); err != nil {
+				return err
+			}
+		}
 		want := st.Chain[rec.Peer].End
 		if !want.Defined() {
-			if !zero.Defined() {
-				var err error
-				if zero, err = ZeroStateCID(p, len(st.Params)); err != nil {
-					return err
-				}
-			}
 			want = zero
 		}
-		if !rec.Start.Equals(want) {
+		// The zero state is always a valid start: a peer that restarted
+		// without its state, or lost track of the chain, starts over.
+		// Replaying from it is honest work, so it launders nothing.
+		if !rec.Start.Equals(want) && !rec.Start.Equals(zero) {
 			verdicts[i].Reason = fmt.Sprintf("%s: starts from state %s, its last contribution ended at %s", verify.ReasonChain, *rec.Start, want)
 			verdicts[i].Evidence = want.String()
 		}
