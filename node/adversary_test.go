@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/gradient"
@@ -423,6 +424,32 @@ func ledgerOf(t *testing.T, run swarmRun) ([]*record.RoundRecord, float64) {
 		at = rec.Prev
 	}
 	slices.Reverse(recs)
+	// Equivocations link both signed blocks, and the coordinator holds
+	// them: a recursive pin of the head keeps the proof.
+	refs, err := store.Refs(ctx, sum.Head)
+	if err != nil {
+		t.Fatalf("refs: %v", err)
+	}
+	held := map[cid.Cid]bool{}
+	for _, c := range refs.Blocks {
+		held[c] = true
+	}
+	for _, rec := range recs {
+		for _, e := range rec.Entries {
+			if verify.Kind(e.Reason) != verify.ReasonEquivocation {
+				continue
+			}
+			if e.EvidenceBlocks == nil || len(*e.EvidenceBlocks) != 2 {
+				t.Errorf("round %d: equivocation by %s links evidence %v, want both blocks", rec.Round, e.Peer, e.EvidenceBlocks)
+				continue
+			}
+			for _, c := range *e.EvidenceBlocks {
+				if !held[c] {
+					t.Errorf("round %d: equivocation evidence %s is not reached from the head", rec.Round, c)
+				}
+			}
+		}
+	}
 	return recs, honestSimilarity(t, store, run, recs)
 }
 

@@ -31,6 +31,8 @@ import (
 //	GET /v1/scores          every peer's score
 //	GET /v1/peers/{id}      one peer's rounds: verdicts, reasons, evidence, scores
 //	GET /metrics            Prometheus metrics
+//
+// and the dashboard at / with the endpoints it reads (serveDashboard).
 func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/swarm", func(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +93,7 @@ func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error)
 		writeJSON(w, PeerResponse{Swarm: c.swarmID, Peer: id, Rounds: hist})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
+	c.serveDashboard(mux)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("api.listen %s: %w", addr, err)

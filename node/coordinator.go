@@ -65,6 +65,7 @@ type RoundSummary struct {
 	TestLoss     float64       `json:"test_loss"`
 	TestAccuracy float64       `json:"test_accuracy"`
 	BytesIn      int           `json:"bytes_in"`
+	Payloads     int           `json:"payloads"` // contributions whose payload arrived (BytesIn is theirs)
 	SealTime     time.Duration `json:"seal_time_ns"`
 	SealedBy     string        `json:"sealed_by"` // quorum or deadline
 }
@@ -105,6 +106,12 @@ type Coordinator struct {
 	head    Head
 	byRound map[int64]cid.Cid
 	scores  map[string]record.PeerScore
+	// history is every sealed round as GET /v1/rounds shows it, oldest
+	// first; models maps each model of the ledger to the round that made
+	// it (-1: the initial model), for GET /v1/models/{cid}.
+	history []RoundPoint
+	models  map[cid.Cid]int64
+	dense   int // one contribution as dense fp32, in bytes
 }
 
 // received is one contribution as collected, in arrival order.
@@ -151,6 +158,7 @@ func NewCoordinator(cfg CoordinatorConfig, opts ...Option) (*Coordinator, error)
 	if c.model, err = train.New(c.p.Model, sc.Train.BatchSize, sc.Seed); err != nil {
 		return fail(err)
 	}
+	c.dense = 4 * c.model.NumParams()
 	if err := c.restore(); err != nil {
 		return fail(err)
 	}
@@ -309,6 +317,9 @@ func (c *Coordinator) run() error {
 			sum.TestLoss, sum.TestAccuracy, _ = c.model.Evaluate(c.cfg.Test)
 		}
 		c.metrics.roundSealed(sum)
+		c.mu.Lock()
+		c.history = append(c.history, RoundPoint{RoundSummary: sum, DenseBytes: sum.Payloads * c.dense, Evaluated: c.cfg.Test != nil})
+		c.mu.Unlock()
 		if c.cfg.RoundDone != nil {
 			c.cfg.RoundDone(sum)
 		}
@@ -359,6 +370,7 @@ func (c *Coordinator) restore() error {
 		c.swarmID = blk.Cid().String()
 		c.head = Head{Swarm: c.swarmID, Manifest: c.swarmID, Round: -1}
 		c.st = round.Genesis(c.manifest, c.model.Params())
+		c.models = map[cid.Cid]int64{initCID: -1}
 		return nil
 	}
 	if err != nil {
@@ -369,7 +381,7 @@ func (c *Coordinator) restore() error {
 		return fmt.Errorf("swarm manifest %s: %w", mc, err)
 	}
 	if c.manifest, _, err = record.OpenBlock[record.SwarmManifest](blk); err != nil {
-		return err
+		return fmt.Errorf("data dir %s: %w", c.cfg.DataDir, err) // record.ErrOldFormat says what to do with it
 	}
 	if string(c.manifest.Config) != string(canon) {
 		return fmt.Errorf("data dir %s holds swarm %s, started with a different config; use another --data-dir for a new swarm", c.cfg.DataDir, mc)
@@ -381,6 +393,7 @@ func (c *Coordinator) restore() error {
 		return err
 	}
 	c.st = round.Genesis(c.manifest, initial)
+	c.models = map[cid.Cid]int64{c.manifest.InitialModel: -1}
 	lc, err := c.store.Head(ctx, storage.HeadLedger)
 	if errors.Is(err, storage.ErrNoHead) {
 		return nil
@@ -416,8 +429,12 @@ func (c *Coordinator) restore() error {
 			}
 		}
 		c.metrics.restore(rec)
+		c.history = append(c.history, restoredPoint(rec, *at))
+		c.models[rec.Model] = rec.Round // walking back: the earliest round wins
 		at = rec.Prev
 	}
+	slices.Reverse(c.history)
+	c.models[c.manifest.InitialModel] = -1
 	for _, s := range last.Scores {
 		c.st.Scores[s.Peer] = s
 		c.scores[s.Peer] = s
@@ -642,8 +659,14 @@ func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
 		c.metrics.rejected.WithLabelValues(verify.Kind(e.Reason)).Inc()
 		c.log.Info("contribution rejected", "round", r, "peer", e.Peer, "reason", e.Reason)
 	}
+	payloads := 0
+	for _, g := range got {
+		if g.payload != nil {
+			payloads++
+		}
+	}
 	return RoundSummary{Round: r, Record: blk.Cid().String(), Model: out.Record.Model.String(), Accepted: out.Accepted, Rejected: out.Rejected,
-		MeanLoss: out.MeanLoss, BytesIn: out.BytesIn, SealTime: time.Since(start)}, nil
+		MeanLoss: out.MeanLoss, BytesIn: out.BytesIn, Payloads: payloads, SealTime: time.Since(start)}, nil
 }
 
 // persist stores the round's model and outer state, signs the record and
@@ -679,6 +702,9 @@ func (c *Coordinator) persist(out *round.Outcome) (blocks.Block, error) {
 	}
 	c.mu.Lock()
 	c.byRound[rec.Round] = blk.Cid()
+	if _, ok := c.models[rec.Model]; !ok { // a held round keeps its base model
+		c.models[rec.Model] = rec.Round
+	}
 	c.head.Record, c.head.Round = blk.Cid().String(), rec.Round
 	for _, s := range rec.Scores {
 		c.scores[s.Peer] = s

@@ -94,7 +94,7 @@ func reencoded(t testing.TB, raw []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := ipld.Encode(out, dagcbor.EncodeOptions{MapSortMode: codec.MapSortMode_None}.Encode)
+	b, err := ipld.Encode(out, dagcbor.EncodeOptions{AllowLinks: true, MapSortMode: codec.MapSortMode_None}.Encode)
 	if err != nil {
 		t.Fatal(err)
 	}

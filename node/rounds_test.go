@@ -65,11 +65,13 @@ func TestRoundsOnMocknet(t *testing.T) {
 	readyc := make(chan ready, 1)
 	var mu sync.Mutex
 	var sealed []RoundSummary
-	var apiURL string
+	var apiURL, lastModel string
+	testCID := fakeModelCID().String() // a CID no ledger holds
 	apiBodies := map[string]string{}
 	// checkAPI reads every endpoint while the coordinator still runs.
 	checkAPI := func() {
-		for _, path := range []string{"/v1/swarm", "/v1/rounds/latest", "/v1/rounds/0", "/v1/scores", "/metrics", "/v1/rounds/99"} {
+		for _, path := range []string{"/v1/swarm", "/v1/rounds/latest", "/v1/rounds/0", "/v1/scores", "/metrics", "/v1/rounds/99",
+			"/v1/rounds", "/v1/rounds?from=2", "/v1/rounds?from=-1", "/v1/peers", "/", "/v1/models/" + lastModel + "/file", "/v1/models/" + lastModel, "/v1/models/nonsense", "/v1/models/" + testCID} {
 			resp, err := http.Get("http://" + apiURL + path)
 			if err != nil {
 				apiBodies[path] = "error: " + err.Error()
@@ -86,6 +88,7 @@ func TestRoundsOnMocknet(t *testing.T) {
 		Ready: func(id string, addrs []string, api string) { apiURL = api; readyc <- ready{id, addrs[0], api} },
 		RoundDone: func(s RoundSummary) {
 			if s.Round == rounds-1 {
+				lastModel = s.Model
 				checkAPI()
 			}
 			t.Logf("%s sealed round %d: %d accepted (%s)", time.Now().Format("15:04:05.000"), s.Round, s.Accepted, s.SealedBy)
@@ -151,6 +154,15 @@ func TestRoundsOnMocknet(t *testing.T) {
 		}
 	}
 	t.Logf("final test accuracy %.3f", sealed[len(sealed)-1].TestAccuracy)
+	if b := apiBodies["/v1/rounds?from=2"]; !strings.Contains(b, `"round": 2`) || strings.Contains(b, `"round": 1`) {
+		t.Errorf("/v1/rounds?from=2: %.400s", b)
+	}
+	// The dashboard's download link serves the model file the ledger names.
+	if file, ok := strings.CutPrefix(apiBodies["/v1/models/"+lastModel+"/file"], "200 "); !ok {
+		t.Errorf("/v1/models/{cid}/file: %.200s", apiBodies["/v1/models/"+lastModel+"/file"])
+	} else if got, err := storage.FileCID([]byte(file)); err != nil || got.String() != lastModel {
+		t.Errorf("/v1/models/%s/file served %d bytes hashing to %s (%v)", lastModel, len(file), got, err)
+	}
 	var latest struct {
 		CID    string                `json:"cid"`
 		Record struct{ Round int64 } `json:"record"`
@@ -160,7 +172,9 @@ func TestRoundsOnMocknet(t *testing.T) {
 		t.Errorf("/v1/rounds/latest: %.300s", body)
 	}
 	for path, want := range map[string]string{"/v1/swarm": `"swarm": "` + rd.id, "/v1/rounds/0": `"cid": "` + sealed[0].Record,
-		"/v1/scores": `"accepted": 3`, "/metrics": "swarmtrain_rounds_sealed_total 3", "/v1/rounds/99": "404 "} {
+		"/v1/scores": `"accepted": 3`, "/metrics": "swarmtrain_rounds_sealed_total 3", "/v1/rounds/99": "404 ",
+		"/v1/rounds": `"evaluated": true`, "/v1/rounds?from=-1": "400 ", "/v1/peers": `"connection": "direct"`, "/": "<title>swarmtrain</title>",
+		"/v1/models/" + lastModel: `"round": 2`, "/v1/models/nonsense": "400 ", "/v1/models/" + testCID: "404 "} {
 		if !strings.Contains(apiBodies[path], want) {
 			t.Errorf("%s: want %q in %.300s", path, want, apiBodies[path])
 		}

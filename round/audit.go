@@ -189,7 +189,7 @@ func (d *DataAuditor) inputs(ctx context.Context, r AuditRound, peer string, n, 
 	if err != nil {
 		return nil, nil, fmt.Sprintf("start state %s unavailable: %v", r.Start[peer], err)
 	}
-	if start, err = VectorOf(file, k); err != nil {
+	if start, err = StateOf(file, k); err != nil {
 		return nil, nil, fmt.Sprintf("start state %s: %v", r.Start[peer], err)
 	}
 	if pc := r.Prev[peer]; pc.Defined() {

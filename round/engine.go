@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/ipfs/go-cid"
 
@@ -235,6 +236,7 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 		if t, ok := evidence[rec.Peer]; ok {
 			e.Tier2 = &t
 		}
+		e.EvidenceBlocks = evidenceBlocks(v.Reason, v.Evidence)
 		if a, ok := audits[rec.Peer]; ok {
 			e.Audit = &a
 		}
@@ -328,4 +330,22 @@ func Replay(p Params, params, outer []float32, entries []record.Entry, payload f
 		err = nil
 	}
 	return next, nextOuter, err
+}
+
+// evidenceBlocks links the signed blocks an equivocation's evidence names
+// ("<cid> <cid>"), so the record links its proof and pinning the record
+// pins it. Other evidence is text (a peer, a round, a median): nil.
+func evidenceBlocks(reason, evidence string) *[]cid.Cid {
+	if verify.Kind(reason) != verify.ReasonEquivocation {
+		return nil
+	}
+	var links []cid.Cid
+	for _, f := range strings.Fields(evidence) {
+		c, err := cid.Decode(f)
+		if err != nil {
+			return nil // Recheck refuses such evidence, naming it
+		}
+		links = append(links, c)
+	}
+	return &links
 }

@@ -270,7 +270,7 @@ func TestSealRecheckReplayAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := l.p.NumParams()
-	if st.Params, err = VectorOf(init, n); err != nil {
+	if st.Params, err = ModelVector(l.p.Model, init); err != nil {
 		t.Fatal(err)
 	}
 	st.Outer = make([]float32, n)

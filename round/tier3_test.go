@@ -223,7 +223,7 @@ func FuzzStartState(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}'})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := VectorOf(b, k)
+		s, err := StateOf(b, k)
 		if err != nil {
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/storage/safetensors"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
@@ -127,4 +128,26 @@ func (p Params) StateLen(n int) (int, error) {
 		k += n
 	}
 	return k, nil
+}
+
+// StateOf decodes a committed worker state file (StateFile) holding want
+// values.
+func StateOf(file []byte, want int) ([]float32, error) {
+	return NamedVector(file, WorkerStateName, want)
+}
+
+// NamedVector decodes a one-tensor vector file (VectorFile) whose tensor is
+// name and holds want values.
+func NamedVector(file []byte, name string, want int) ([]float32, error) {
+	ts, _, err := safetensors.Decode(file)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) != 1 || ts[0].Name != name {
+		return nil, fmt.Errorf("not a %s file (one tensor %s)", name, name)
+	}
+	if len(ts[0].Data) != want {
+		return nil, fmt.Errorf("%s: %d values, want %d", name, len(ts[0].Data), want)
+	}
+	return ts[0].Data, nil
 }

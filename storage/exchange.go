@@ -24,10 +24,6 @@ import (
 	"github.com/swarmtrain/swarmtrain/storage/safetensors"
 )
 
-// ChunkSize is the UnixFS chunk of a checkpoint file: 1 MiB, bitswap's
-// largest comfortable block (its hard limit is 2 MiB).
-const ChunkSize = 1 << 20
-
 // MaxCheckpointBytes caps a checkpoint read from the network.
 const MaxCheckpointBytes = 2 << 30
 
@@ -72,25 +68,49 @@ func (e *Exchange) Provide(ctx context.Context, c cid.Cid) error {
 	return e.router.Provide(ctx, c, true)
 }
 
-// fileBuilder makes checkpoint files CIDv1 with raw leaves, like `ipfs add
-// --cid-version=1`, so any IPFS node computes the same CID for the same file.
-func fileParams(dag ipld.DAGService) helpers.DagBuilderParams {
+// The UnixFS layout of every file we store: the parameters of Kubo's
+// unixfs-v1-2025 import profile (IPIP-499), so anyone reproduces a
+// checkpoint's CID with
+//
+//	ipfs add --cid-version=1 --raw-leaves --chunker=size-1048576 --max-file-links=1024
+//
+// (or `ipfs config profile apply unixfs-v1-2025` and a plain `ipfs add`):
+// CIDv1, SHA2-256, raw leaves, 1 MiB chunks, balanced DAG, at most 1024
+// links per node. boxo's own default is 174 links (the legacy
+// unixfs-v0-2015 profile), under which files over 174 MiB get another CID.
+const (
+	// ChunkSize is the UnixFS chunk of a file: 1 MiB, bitswap's largest
+	// comfortable block (its hard limit is 2 MiB).
+	ChunkSize = 1 << 20
+	// MaxLinks is the most links a UnixFS node holds before the balanced
+	// builder adds a level.
+	MaxLinks = 1024
+)
+
+// fileParams are boxo's importer parameters for the layout above.
+func fileParams(dag ipld.DAGService, maxLinks int) helpers.DagBuilderParams {
 	return helpers.DagBuilderParams{
 		Dagserv:    dag,
-		Maxlinks:   helpers.DefaultLinksPerBlock,
+		Maxlinks:   maxLinks,
 		RawLeaves:  true,
 		CidBuilder: cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256},
 	}
 }
 
-// AddFile stores data as a UnixFS file (1 MiB chunks) and returns its root CID.
+// AddFile stores data as a UnixFS file and returns its root CID.
 func (e *Exchange) AddFile(ctx context.Context, data []byte) (cid.Cid, error) {
 	return addFile(e.dag, data)
 }
 
 func addFile(dag ipld.DAGService, data []byte) (cid.Cid, error) {
-	p := fileParams(dag)
-	db, err := p.New(chunker.NewSizeSplitter(bytes.NewReader(data), ChunkSize))
+	return importFile(dag, bytes.NewReader(data), ChunkSize, MaxLinks)
+}
+
+// importFile runs boxo's balanced importer over r. Only tests pass other
+// chunk sizes or link counts, to check the layout on small inputs.
+func importFile(dag ipld.DAGService, r io.Reader, chunkSize int64, maxLinks int) (cid.Cid, error) {
+	p := fileParams(dag, maxLinks)
+	db, err := p.New(chunker.NewSizeSplitter(r, chunkSize))
 	if err != nil {
 		return cid.Undef, err
 	}
@@ -105,6 +125,11 @@ func addFile(dag ipld.DAGService, data []byte) (cid.Cid, error) {
 // peer checks a model it computed itself against a record this way.
 func FileCID(data []byte) (cid.Cid, error) {
 	return addFile(discardDAG{}, data)
+}
+
+// ReaderCID is FileCID over a stream, for files too large to hold.
+func ReaderCID(r io.Reader) (cid.Cid, error) {
+	return importFile(discardDAG{}, r, ChunkSize, MaxLinks)
 }
 
 // File reads a UnixFS file by CID, fetching missing blocks from peers.

@@ -109,7 +109,7 @@ func crossBuild(ctx context.Context, e *env, dir string, rounds int) error {
 			if err != nil {
 				return nil, err
 			}
-			return round.VectorOf(f, want)
+			return round.NamedVector(f, name, want)
 		}
 		base, err := read("base", n)
 		if err != nil {

@@ -121,6 +121,7 @@ func (w *coordinatorWatch) ready(id string, addrs []string, api string) {
 	fmt.Fprintf(out, "swarm %s (%s) started; data dir %s\n", id, sc.Name, w.dataDir)
 	if api != "" {
 		fmt.Fprintf(out, "api: http://%s/v1/swarm\n", api)
+		fmt.Fprintf(out, "dashboard: http://%s/\n", api)
 	}
 	fmt.Fprintf(out, "rounds seal once %d contributors have sent an update (round.quorum), or at the %s deadline (round.deadline) with at least %d\n",
 		sc.Round.Quorum, sc.Round.Deadline.D(), sc.Round.MinContributions)

@@ -2,13 +2,15 @@
 // contribution manifest and the round record — as IPLD schemas, and signs
 // them with the author's libp2p key.
 //
-// A record block is the dag-cbor encoding of Signed: the record kind, the
-// record's own dag-cbor bytes (body), the author's public key and a
-// signature over "swarmtrain/record/v1" || 0 || kind || 0 || body. That is
-// the construction of a libp2p signed envelope (domain separation, payload
-// type, payload) kept as dag-cbor, so the block's CID is an ordinary
-// dag-cbor CID. The body is carried as bytes so the signature covers exactly
-// the bytes that were signed, whatever encoder reads them.
+// A record block is the dag-cbor encoding of a signed envelope: the record
+// kind, the record itself as a map (body), the author's public key and a
+// signature over "swarmtrain/record/v2" || 0 || kind || 0 || the canonical
+// dag-cbor encoding of body. That is the construction of a libp2p signed
+// envelope (domain separation, payload type, payload) kept as plain IPLD,
+// so every reference a record makes (models, the previous record, the
+// contributions, their payloads, evidence, the initial model) is a CID
+// link that go-ipld-prime, `ipfs dag get <record>/body/model` and
+// `ipfs pin add --recursive <record>` follow.
 package record
 
 import (
@@ -28,11 +30,26 @@ const (
 )
 
 // schemaDSL is the IPLD schema of every record. Fields are only ever added,
-// as optional, so old records keep decoding.
+// as optional, so records keep decoding. The three Signed types are one
+// envelope around each kind of body.
 const schemaDSL = `
-type Signed struct {
+type SignedSwarm struct {
 	kind String
-	body Bytes
+	body SwarmManifest
+	signer Bytes
+	sig Bytes
+}
+
+type SignedContribution struct {
+	kind String
+	body Contribution
+	signer Bytes
+	sig Bytes
+}
+
+type SignedRound struct {
+	kind String
+	body RoundRecord
 	signer Bytes
 	sig Bytes
 }
@@ -76,6 +93,7 @@ type Entry struct {
 	loss Float
 	samples Int
 	tier2 optional Tier2
+	evidenceBlocks optional [Link]
 	audit optional Audit
 }
 
@@ -129,10 +147,11 @@ type RoundRecord struct {
 }
 `
 
-// Signed is the block every record is stored as.
-type Signed struct {
+// envelope is the block every record is stored as: SignedSwarm,
+// SignedContribution or SignedRound, by T.
+type envelope[T Body] struct {
 	Kind   string
-	Body   []byte
+	Body   T
 	Signer []byte
 	Sig    []byte
 }
@@ -190,6 +209,10 @@ type Entry struct {
 	// Tier2 holds the losses behind a tier-2 check; nil when the
 	// contribution was not sampled.
 	Tier2 *Tier2 `json:"tier2,omitempty"`
+	// EvidenceBlocks links the blocks that prove the verdict — both signed
+	// contributions of an equivocation — so that pinning a record pins its
+	// proof; nil when the evidence is not a block.
+	EvidenceBlocks *[]cid.Cid `json:"evidence_blocks,omitempty"`
 	// Audit is the evidence of a tier-3 recomputation; nil when the
 	// contribution was not audited.
 	Audit *Audit `json:"audit,omitempty"`

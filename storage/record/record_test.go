@@ -14,6 +14,7 @@ import (
 	"github.com/ipld/go-ipld-prime/codec/dagcbor"
 	"github.com/ipld/go-ipld-prime/datamodel"
 	"github.com/ipld/go-ipld-prime/fluent/qp"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	basicnode "github.com/ipld/go-ipld-prime/node/basicnode"
 	"github.com/ipld/go-ipld-prime/node/bindnode"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -77,30 +78,33 @@ func TestRecordsRoundTrip(t *testing.T) {
 func TestAlteredRecordsAreRefused(t *testing.T) {
 	k, _ := key(t)
 	b, _ := Sign(k, sampleRound())
-	var s Signed
-	if _, err := ipld.Unmarshal(b.RawData(), dagcbor.Decode, &s, typeOf("Signed")); err != nil {
+	var env envelope[RoundRecord]
+	if _, err := ipld.Unmarshal(b.RawData(), dagcbor.Decode, &env, typeOf("SignedRound")); err != nil {
 		t.Fatal(err)
 	}
-	reencode := func(s Signed) []byte {
-		raw, err := ipld.Marshal(dagcbor.Encode, &s, typeOf("Signed"))
+	reencode := func(e envelope[RoundRecord]) []byte {
+		raw, err := ipld.Marshal(dagcbor.Encode, &e, typeOf("SignedRound"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return raw
 	}
 	// A field changed in the body, signature left as it was.
-	var r RoundRecord
-	ipld.Unmarshal(s.Body, dagcbor.Decode, &r, typeOf("RoundRecord"))
-	r.Entries[0].Score = 99
-	body, _ := ipld.Marshal(dagcbor.Encode, &r, typeOf("RoundRecord"))
-	altered := s
-	altered.Body = body
+	altered := env
+	altered.Body.Entries = append([]Entry(nil), env.Body.Entries...)
+	altered.Body.Entries[0].Score = 99
 	if _, _, err := Open[RoundRecord](reencode(altered)); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("altered score: %v", err)
 	}
+	// A link changed: the model the record vouches for.
+	relinked := env
+	relinked.Body.Model = someCID("another model")
+	if _, _, err := Open[RoundRecord](reencode(relinked)); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("altered model link: %v", err)
+	}
 	// The signature itself flipped.
-	badSig := s
-	badSig.Sig = append([]byte(nil), s.Sig...)
+	badSig := env
+	badSig.Sig = append([]byte(nil), env.Sig...)
 	badSig.Sig[0] ^= 1
 	if _, _, err := Open[RoundRecord](reencode(badSig)); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("flipped signature: %v", err)
@@ -127,24 +131,139 @@ func TestAlteredRecordsAreRefused(t *testing.T) {
 	}
 }
 
-// reorderedEnvelope re-encodes a signed record's envelope with its map keys
-// in another order: what anyone holding an honest peer's record can do.
-func reorderedEnvelope(t testing.TB, raw []byte) []byte {
+// oldFormat encodes a record as swarmtrain wrote them before records were
+// IPLD: the body as a byte string inside the envelope, signed under v1.
+func oldFormat(t testing.TB, k crypto.PrivKey, kind string, body any, typeName string) []byte {
 	t.Helper()
-	var s Signed
-	if _, err := ipld.Unmarshal(raw, dagcbor.Decode, &s, typeOf("Signed")); err != nil {
+	enc, err := ipld.Marshal(dagcbor.Encode, body, typeOf(typeName))
+	if err != nil {
 		t.Fatal(err)
 	}
+	sig, _ := k.Sign([]byte("swarmtrain/record/v1\x00" + kind + "\x00" + string(enc)))
+	pub, _ := crypto.MarshalPublicKey(k.GetPublic())
 	n, err := qp.BuildMap(basicnode.Prototype.Any, 4, func(ma datamodel.MapAssembler) {
-		qp.MapEntry(ma, "kind", qp.String(s.Kind))
-		qp.MapEntry(ma, "body", qp.Bytes(s.Body))
-		qp.MapEntry(ma, "signer", qp.Bytes(s.Signer))
-		qp.MapEntry(ma, "sig", qp.Bytes(s.Sig))
+		qp.MapEntry(ma, "kind", qp.String(kind))
+		qp.MapEntry(ma, "body", qp.Bytes(enc))
+		qp.MapEntry(ma, "signer", qp.Bytes(pub))
+		qp.MapEntry(ma, "sig", qp.Bytes(sig))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := ipld.Encode(n, dagcbor.EncodeOptions{MapSortMode: codec.MapSortMode_None}.Encode)
+	raw, err := ipld.Encode(n, dagcbor.Encode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestOldFormatIsRefusedInOneLine: a ledger written before records were
+// IPLD is refused with ErrOldFormat, whose one line says why it cannot be
+// migrated and what to do.
+func TestOldFormatIsRefusedInOneLine(t *testing.T) {
+	k, _ := key(t)
+	for _, c := range []struct {
+		raw  []byte
+		open func([]byte) error
+	}{
+		{oldFormat(t, k, KindRound, sampleRound(), "RoundRecord"), func(b []byte) error { _, _, err := Open[RoundRecord](b); return err }},
+		{oldFormat(t, k, KindSwarm, &SwarmManifest{Name: "n", InitialModel: someCID("m")}, "SwarmManifest"), func(b []byte) error { _, _, err := Open[SwarmManifest](b); return err }},
+		{oldFormat(t, k, KindContribution, &Contribution{Swarm: "s", Base: someCID("b"), Payload: someCID("p")}, "Contribution"), func(b []byte) error { _, _, err := Open[Contribution](b); return err }},
+	} {
+		err := c.open(c.raw)
+		if !errors.Is(err, ErrOldFormat) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "--data-dir") {
+			t.Errorf("old-format record: %v, want ErrOldFormat in one line", err)
+		}
+	}
+}
+
+// TestRecordLinksAreIPLDLinks: a generic IPLD decoder (no schema) sees the
+// body as a map and every reference as a link, which is what lets
+// `ipfs dag get <record>/body/model` and recursive pins follow them.
+func TestRecordLinksAreIPLDLinks(t *testing.T) {
+	k, _ := key(t)
+	r := sampleRound()
+	outer := someCID("outer")
+	r.OuterState = &outer
+	r.Entries[1].EvidenceBlocks = &[]cid.Cid{someCID("e1"), someCID("e2")}
+	b, err := Sign(k, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := ipld.Decode(b.RawData(), dagcbor.Decode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := func(path string) cid.Cid {
+		t.Helper()
+		at := n
+		for _, seg := range datamodel.ParsePath(path).Segments() {
+			if at, err = at.LookupBySegment(seg); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+		}
+		l, err := at.AsLink()
+		if err != nil {
+			t.Fatalf("%s is a %s, not a link", path, at.Kind())
+		}
+		return l.(cidlink.Link).Cid
+	}
+	for path, want := range map[string]cid.Cid{
+		"body/model": r.Model, "body/base": r.Base, "body/prev": *r.Prev, "body/outerState": outer,
+		"body/entries/0/contribution": r.Entries[0].Contribution, "body/entries/0/payload": r.Entries[0].Payload,
+		"body/entries/1/evidenceBlocks/1": someCID("e2"),
+	} {
+		if got := link(path); !got.Equals(want) {
+			t.Errorf("%s: %s, want %s", path, got, want)
+		}
+	}
+	// The signature covers the canonical dag-cbor of the body map.
+	body, _ := n.LookupByString("body")
+	enc, err := ipld.Encode(body, dagcbor.Encode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := n.LookupByString("sig")
+	sigBytes, _ := sig.AsBytes()
+	if ok, err := k.GetPublic().Verify(signingBytes(KindRound, enc), sigBytes); err != nil || !ok {
+		t.Fatalf("the signature does not cover the body map's dag-cbor: %v", err)
+	}
+}
+
+// nonCanonical re-encodes a signed record with the envelope's keys in
+// schema order (kind, body, signer, sig) instead of dag-cbor's, or, with
+// bodyOnly, keeps the envelope's order canonical and disorders only the
+// body's keys: what anyone holding an honest peer's record can do.
+func nonCanonical[T Body](t testing.TB, raw []byte, bodyOnly bool) []byte {
+	t.Helper()
+	_, typeName, envName := kindOf(new(T))
+	var env envelope[T]
+	if _, err := ipld.Unmarshal(raw, dagcbor.Decode, &env, typeOf(envName)); err != nil {
+		t.Fatal(err)
+	}
+	body := bindnode.Wrap(&env.Body, typeOf(typeName)).Representation()
+	keys := []string{"kind", "body", "signer", "sig"}
+	if bodyOnly {
+		keys = []string{"sig", "body", "kind", "signer"} // dag-cbor's: by length, then bytes
+	}
+	n, err := qp.BuildMap(basicnode.Prototype.Any, 4, func(ma datamodel.MapAssembler) {
+		for _, k := range keys {
+			switch k {
+			case "kind":
+				qp.MapEntry(ma, k, qp.String(env.Kind))
+			case "body":
+				qp.MapEntry(ma, k, qp.Node(body))
+			case "signer":
+				qp.MapEntry(ma, k, qp.Bytes(env.Signer))
+			case "sig":
+				qp.MapEntry(ma, k, qp.Bytes(env.Sig))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ipld.Encode(n, dagcbor.EncodeOptions{AllowLinks: true, MapSortMode: codec.MapSortMode_None}.Encode)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,12 +281,14 @@ func TestNonCanonicalEncodingsAreRefused(t *testing.T) {
 	}
 	raw := blk.RawData()
 
-	reordered := reorderedEnvelope(t, raw)
-	if string(reordered) == string(raw) {
-		t.Fatal("the re-encoding did not change the bytes")
-	}
-	if _, _, err := Open[Contribution](reordered); !errors.Is(err, ErrNotCanonical) {
-		t.Errorf("envelope keys reordered: %v, want ErrNotCanonical", err)
+	for _, bodyOnly := range []bool{false, true} {
+		other := nonCanonical[Contribution](t, raw, bodyOnly)
+		if string(other) == string(raw) {
+			t.Fatalf("bodyOnly %v: the re-encoding did not change the bytes", bodyOnly)
+		}
+		if _, _, err := Open[Contribution](other); !errors.Is(err, ErrNotCanonical) {
+			t.Errorf("keys reordered (body only: %v): %v, want ErrNotCanonical", bodyOnly, err)
+		}
 	}
 
 	// A length written in more bytes than it needs: the 64-byte signature's
@@ -183,29 +304,6 @@ func TestNonCanonicalEncodingsAreRefused(t *testing.T) {
 		t.Error("non-minimal length opened")
 	}
 
-	// A body the signer itself encoded non-canonically, correctly signed.
-	var s Signed
-	if _, err := ipld.Unmarshal(raw, dagcbor.Decode, &s, typeOf("Signed")); err != nil {
-		t.Fatal(err)
-	}
-	var c Contribution
-	if _, err := ipld.Unmarshal(s.Body, dagcbor.Decode, &c, typeOf("Contribution")); err != nil {
-		t.Fatal(err)
-	}
-	nb, err := ipld.Encode(bindnode.Wrap(&c, typeOf("Contribution")).Representation(), dagcbor.EncodeOptions{AllowLinks: true, MapSortMode: codec.MapSortMode_None}.Encode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(nb) == string(s.Body) {
-		t.Fatal("the body re-encoding did not change the bytes")
-	}
-	sig, _ := k.Sign(signingBytes(KindContribution, nb))
-	s.Body, s.Sig = nb, sig
-	env, _ := ipld.Marshal(dagcbor.Encode, &s, typeOf("Signed"))
-	if _, _, err := Open[Contribution](env); !errors.Is(err, ErrNotCanonical) {
-		t.Errorf("signed non-canonical body: %v, want ErrNotCanonical", err)
-	}
-
 	// The canonical block still opens, and OpenSigned hands back its body.
 	got, signer, signed, err := OpenSigned[Contribution](raw)
 	if err != nil || signer != id || got.Round != 4 {
@@ -214,12 +312,15 @@ func TestNonCanonicalEncodingsAreRefused(t *testing.T) {
 	if again, _ := ipld.Marshal(dagcbor.Encode, got, typeOf("Contribution")); !bytes.Equal(again, signed) {
 		t.Fatal("OpenSigned's body is not the record's encoding")
 	}
+	if !bytes.Contains(raw, signed) {
+		t.Fatal("the signed body is not the body inside the block")
+	}
 }
 
 // FuzzOpen feeds arbitrary bytes to the record decoder. Whatever opens
 // must be canonical: re-encoding the envelope gives back the input byte
-// for byte, and re-encoding the decoded body gives back the signed bytes.
-// So no two byte strings open to one signed content.
+// for byte, and the signed bytes are the body's canonical encoding. So no
+// two byte strings open to one signed content.
 func FuzzOpen(f *testing.F) {
 	k, _ := key(f)
 	for _, b := range []func() (blocks.Block, error){
@@ -234,35 +335,49 @@ func FuzzOpen(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(blk.RawData())
-		f.Add(reorderedEnvelope(f, blk.RawData()))
 	}
+	f.Add(nonCanonical[RoundRecord](f, mustSign(f, k, sampleRound()), false))
+	f.Add(nonCanonical[RoundRecord](f, mustSign(f, k, sampleRound()), true))
+	f.Add(oldFormat(f, k, KindRound, sampleRound(), "RoundRecord"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		roundTrip(t, raw, "RoundRecord", func() (any, peer.ID, []byte, error) { return OpenSigned[RoundRecord](raw) })
-		roundTrip(t, raw, "Contribution", func() (any, peer.ID, []byte, error) { return OpenSigned[Contribution](raw) })
-		roundTrip(t, raw, "SwarmManifest", func() (any, peer.ID, []byte, error) { return OpenSigned[SwarmManifest](raw) })
+		roundTrip[RoundRecord](t, raw)
+		roundTrip[Contribution](t, raw)
+		roundTrip[SwarmManifest](t, raw)
 	})
 }
 
-func roundTrip(t *testing.T, raw []byte, typeName string, open func() (any, peer.ID, []byte, error)) {
+func mustSign[T Body](t testing.TB, k crypto.PrivKey, body *T) []byte {
+	b, err := Sign(k, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.RawData()
+}
+
+func roundTrip[T Body](t *testing.T, raw []byte) {
 	t.Helper()
-	body, signer, signed, err := open()
+	body, signer, signed, err := OpenSigned[T](raw)
 	if err != nil {
 		return
 	}
-	var s Signed
-	if _, err := ipld.Unmarshal(raw, dagcbor.Decode, &s, typeOf("Signed")); err != nil {
+	_, typeName, envName := kindOf(body)
+	var env envelope[T]
+	if _, err := ipld.Unmarshal(raw, dagcbor.Decode, &env, typeOf(envName)); err != nil {
 		t.Fatalf("opened, but the envelope does not decode: %v", err)
 	}
-	env, err := ipld.Marshal(dagcbor.Encode, &s, typeOf("Signed"))
-	if err != nil || !bytes.Equal(env, raw) {
-		t.Fatalf("opened a non-canonical envelope (%v):\n%x\nre-encodes as\n%x", err, raw, env)
+	again, err := ipld.Marshal(dagcbor.Encode, &env, typeOf(envName))
+	if err != nil || !bytes.Equal(again, raw) {
+		t.Fatalf("opened a non-canonical envelope (%v):\n%x\nre-encodes as\n%x", err, raw, again)
 	}
-	again, err := ipld.Marshal(dagcbor.Encode, body, typeOf(typeName))
-	if err != nil || !bytes.Equal(again, signed) || !bytes.Equal(signed, s.Body) {
+	enc, err := ipld.Marshal(dagcbor.Encode, body, typeOf(typeName))
+	if err != nil || !bytes.Equal(enc, signed) || !bytes.Contains(raw, signed) {
 		t.Fatalf("opened a %s whose body does not re-encode to the signed bytes (%v)", typeName, err)
 	}
-	pub, _ := crypto.UnmarshalPublicKey(s.Signer)
+	pub, _ := crypto.UnmarshalPublicKey(env.Signer)
 	if id, _ := peer.IDFromPublicKey(pub); id != signer {
 		t.Fatalf("signer %s, the envelope's key is %s", signer, id)
+	}
+	if ok, _ := pub.Verify(signingBytes(env.Kind, signed), env.Sig); !ok {
+		t.Fatalf("opened a %s whose signature does not cover its body", typeName)
 	}
 }

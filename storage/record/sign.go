@@ -9,13 +9,16 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/ipld/go-ipld-prime"
 	"github.com/ipld/go-ipld-prime/codec/dagcbor"
+	"github.com/ipld/go-ipld-prime/datamodel"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 )
 
-// domain separates swarmtrain's signatures from every other use of a libp2p key.
-const domain = "swarmtrain/record/v1"
+// domain separates swarmtrain's signatures from every other use of a libp2p
+// key. v1 signed the same construction over a body carried as bytes; v2
+// keeps one format's signatures from ever verifying in the other.
+const domain = "swarmtrain/record/v2"
 
 // MaxRecordBytes caps a record block: a round record of a thousand
 // contributions is ~300 KB; anything far larger is hostile.
@@ -26,14 +29,15 @@ type Body interface {
 	SwarmManifest | Contribution | RoundRecord
 }
 
-func kindOf(b any) (kind, typeName string) {
+// kindOf names a body's kind, its schema type and its envelope's.
+func kindOf(b any) (kind, typeName, envelopeName string) {
 	switch b.(type) {
 	case *SwarmManifest:
-		return KindSwarm, "SwarmManifest"
+		return KindSwarm, "SwarmManifest", "SignedSwarm"
 	case *Contribution:
-		return KindContribution, "Contribution"
+		return KindContribution, "Contribution", "SignedContribution"
 	case *RoundRecord:
-		return KindRound, "RoundRecord"
+		return KindRound, "RoundRecord", "SignedRound"
 	}
 	panic(fmt.Sprintf("record: %T is not a record type", b))
 }
@@ -55,7 +59,7 @@ func CIDBuilder() cid.Builder {
 
 // Sign encodes body, signs it with key and returns the record block.
 func Sign[T Body](key crypto.PrivKey, body *T) (blocks.Block, error) {
-	kind, typeName := kindOf(body)
+	kind, typeName, envName := kindOf(body)
 	enc, err := ipld.Marshal(dagcbor.Encode, body, typeOf(typeName))
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s record: %w", kind, err)
@@ -68,7 +72,7 @@ func Sign[T Body](key crypto.PrivKey, body *T) (blocks.Block, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := ipld.Marshal(dagcbor.Encode, &Signed{Kind: kind, Body: enc, Signer: pub, Sig: sig}, typeOf("Signed"))
+	raw, err := ipld.Marshal(dagcbor.Encode, &envelope[T]{Kind: kind, Body: *body, Signer: pub, Sig: sig}, typeOf(envName))
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +95,13 @@ var ErrBadSignature = errors.New("signature does not verify")
 // canonical one makes a record's CID a function of its signed content.
 var ErrNotCanonical = errors.New("not the canonical encoding")
 
+// ErrOldFormat marks a record written before records were IPLD (its body
+// was opaque bytes, so no IPLD tool could follow its links). It cannot be
+// migrated: the links in a record name the CIDs of old-format blocks, and
+// the contributions among them carry their authors' signatures, which
+// nobody but the authors can renew.
+var ErrOldFormat = errors.New("written by an older swarmtrain (record body as bytes), which cannot be migrated (contributions carry their authors' signatures): start a new swarm in a new --data-dir")
+
 // Open verifies a record block's bytes and decodes its body into a new T.
 // It returns the signer's peer ID. raw comes from the network or a store:
 // Open never panics and refuses oversized input, a wrong kind, a bad
@@ -112,22 +123,23 @@ func OpenSigned[T Body](raw []byte) (body *T, signer peer.ID, signed []byte, err
 			body, signer, signed, err = nil, "", nil, fmt.Errorf("record: malformed: %v", r)
 		}
 	}()
-	body = new(T)
-	kind, typeName := kindOf(body)
+	kind, typeName, envName := kindOf(new(T))
 	if len(raw) > MaxRecordBytes {
 		return nil, "", nil, fmt.Errorf("%s record: %d bytes, over the limit of %d", kind, len(raw), MaxRecordBytes)
 	}
-	var s Signed
-	if _, err := ipld.Unmarshal(raw, dagcbor.Decode, &s, typeOf("Signed")); err != nil {
-		return nil, "", nil, fmt.Errorf("%s record: not a signed record: %w", kind, err)
+	var env envelope[T]
+	if _, err := ipld.Unmarshal(raw, dagcbor.Decode, &env, typeOf(envName)); err != nil {
+		return nil, "", nil, fmt.Errorf("%s record: %w", kind, whyNotAnEnvelope(raw, kind, err))
 	}
-	if s.Kind != kind {
-		return nil, "", nil, fmt.Errorf("%s record: block holds a %q record", kind, s.Kind)
+	if env.Kind != kind {
+		return nil, "", nil, fmt.Errorf("%s record: block holds a %q record", kind, env.Kind)
 	}
-	if err := canonical(raw, &s, "Signed"); err != nil {
-		return nil, "", nil, fmt.Errorf("%s record: envelope: %w", kind, err)
+	// The envelope holds the body, so one comparison covers both: a
+	// canonical envelope has the canonical body inside.
+	if err := canonical(raw, &env, envName); err != nil {
+		return nil, "", nil, fmt.Errorf("%s record: %w", kind, err)
 	}
-	pub, err := crypto.UnmarshalPublicKey(s.Signer)
+	pub, err := crypto.UnmarshalPublicKey(env.Signer)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%s record: signer key: %w", kind, err)
 	}
@@ -135,20 +147,34 @@ func OpenSigned[T Body](raw []byte) (body *T, signer peer.ID, signed []byte, err
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%s record: signer key: %w", kind, err)
 	}
-	ok, err := pub.Verify(signingBytes(kind, s.Body), s.Sig)
+	signed, err = ipld.Marshal(dagcbor.Encode, &env.Body, typeOf(typeName))
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%s record by %s: body: %w", kind, signer, err)
+	}
+	ok, err := pub.Verify(signingBytes(kind, signed), env.Sig)
 	if err != nil || !ok {
 		return nil, "", nil, fmt.Errorf("%s record by %s: %w", kind, signer, ErrBadSignature)
 	}
-	if _, err := ipld.Unmarshal(s.Body, dagcbor.Decode, body, typeOf(typeName)); err != nil {
-		return nil, "", nil, fmt.Errorf("%s record by %s: body: %w", kind, signer, err)
+	return &env.Body, signer, signed, nil
+}
+
+// whyNotAnEnvelope turns a failed decode into the error a user can act
+// on: a block of another kind, or of the old format, says so; anything
+// else keeps the decoder's error.
+func whyNotAnEnvelope(raw []byte, kind string, err error) error {
+	n, perr := ipld.Decode(raw, dagcbor.Decode)
+	if perr != nil || n.Kind() != datamodel.Kind_Map {
+		return fmt.Errorf("not a signed record: %w", err)
 	}
-	// The signer chose these bytes, so a non-canonical body cannot frame
-	// anyone; it is refused all the same so that one content has one
-	// block, whoever encoded it.
-	if err := canonical(s.Body, body, typeName); err != nil {
-		return nil, "", nil, fmt.Errorf("%s record by %s: body: %w", kind, signer, err)
+	if k, kerr := n.LookupByString("kind"); kerr == nil {
+		if s, serr := k.AsString(); serr == nil && s != kind {
+			return fmt.Errorf("block holds a %q record", s)
+		}
 	}
-	return body, signer, s.Body, nil
+	if b, berr := n.LookupByString("body"); berr == nil && b.Kind() == datamodel.Kind_Bytes {
+		return ErrOldFormat
+	}
+	return fmt.Errorf("not a signed record: %w", err)
 }
 
 // canonical checks that raw is exactly what Sign's encoder writes for v:
