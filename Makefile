@@ -48,8 +48,10 @@ test-cuda: ## CUDA tests where Go, a GPU and CUDA + cuDNN headers share a machin
 demo: build data ## a whole swarm on 127.0.0.1: 1 coordinator + 3 contributors (fetches MNIST first)
 	$(BIN) demo
 
+# bench runs the transfers at 50 MB only: ten 500 MB bitswap fetches take
+# many minutes (benchmarks/README.md has the 500 MB command).
 bench: ## the go-test benchmarks (benchmarks/README.md has the figures and the other programs)
-	$(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...
+	TRANSFER_SIZES=50 $(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...
 
 fuzz: ## a short fuzz pass over every Fuzz target (decoders of network bytes)
 	@set -e; grep -rE --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]+' . | sort | \

@@ -438,7 +438,9 @@ func (k *Contributor) work() bool {
 	if k.p.Audits > 0 {
 		start = k.worker.State()
 	}
+	began := time.Now()
 	payload, _, stats, err := k.worker.Work(k.ctx, st.params, shard, uint64(st.seed))
+	compute := time.Since(began)
 	if err != nil {
 		if k.ctx.Err() == nil {
 			k.emit(Refused{Round: st.round, Reason: "local work: " + err.Error()})
@@ -468,7 +470,7 @@ func (k *Contributor) work() bool {
 	}
 	k.keepPayload(st.round, blk.payload, payload)
 	k.lastAnnounce = blk.raw
-	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw)})
+	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw), Compute: compute})
 	return true
 }
 

@@ -116,6 +116,10 @@ const (
 	EvidenceProtocol = protocol.ID("/swarmtrain/evidence/1")
 	// HeadProtocol answers "what is the latest record of this swarm?".
 	HeadProtocol = protocol.ID("/swarmtrain/head/1")
+	// BlocksProtocol moves whole checkpoint files (storage/transfer, which
+	// names it transfer.ID; p2p imports nothing of the project, and a test
+	// checks the two agree).
+	BlocksProtocol = protocol.ID("/swarmtrain/blocks/1")
 )
 
 // DefaultMaxMessageBytes is gossipsub's own default message cap; payloads
@@ -146,6 +150,19 @@ const (
 	headMemory      = 1 << 20
 )
 
+// Blocks protocol limits. A fetch uses one stream (transfer.Streams; up to
+// 4 with transfer.FetchStreams) and each served stream reserves one block
+// (2 MiB) plus its buffers. A peer may run two fetches of 4 streams at once
+// (a model and its outer state); all peers
+// together get 16 streams, what the server itself serves at once
+// (transfer.MaxServing), so throwaway identities cannot hold more than
+// blocksMemory of serving buffers.
+const (
+	blocksPeerStreams = 2 * 4
+	blocksStreams     = 16
+	blocksMemory      = blocksStreams * (2<<20 + 128<<10)
+)
+
 // Limits returns the resource manager limits of a swarmtrain host: libp2p's
 // defaults scaled to this machine, with the evidence and head protocols
 // bounded as above.
@@ -163,6 +180,12 @@ func Limits() rcmgr.ConcreteLimitConfig {
 		rcmgr.BaseLimitIncrease{})
 	limits.AddProtocolPeerLimit(HeadProtocol,
 		rcmgr.BaseLimit{StreamsInbound: headPeerStreams, StreamsOutbound: headPeerStreams, Streams: 2 * headPeerStreams, Memory: headMemory},
+		rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolLimit(BlocksProtocol,
+		rcmgr.BaseLimit{StreamsInbound: blocksStreams, StreamsOutbound: blocksStreams, Streams: 2 * blocksStreams, Memory: blocksMemory},
+		rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(BlocksProtocol,
+		rcmgr.BaseLimit{StreamsInbound: blocksPeerStreams, StreamsOutbound: blocksPeerStreams, Streams: 2 * blocksPeerStreams, Memory: blocksMemory},
 		rcmgr.BaseLimitIncrease{})
 	return limits.AutoScale()
 }
