@@ -100,6 +100,14 @@ type Verify struct {
 	Aggregation  string  `yaml:"aggregation" json:"aggregation"`
 	TrimFraction float64 `yaml:"trim_fraction" json:"trim_fraction"`
 	Tier2Sample  int     `yaml:"tier2_sample" json:"tier2_sample"`
+	// Audits is how many contributions per round tier 3 recomputes
+	// (round.Audit; 0: none). With audits on, every contribution must
+	// commit to its private start and end state.
+	Audits int `yaml:"audits,omitempty" json:"audits,omitempty"`
+	// ExcludeRounds is how many rounds a peer's contributions are refused
+	// after its first proven fault, doubling with each further one (0: no
+	// exclusion).
+	ExcludeRounds int `yaml:"exclude_rounds,omitempty" json:"exclude_rounds,omitempty"`
 }
 
 // Network says where a node listens and whom it asks first. It is local to

@@ -202,6 +202,12 @@ func (s *Swarm) validateVerify() error {
 	if v.Tier2Sample < 0 {
 		return fieldError("verify.tier2_sample", "must be >= 0, got %d", v.Tier2Sample)
 	}
+	if v.Audits < 0 {
+		return fieldError("verify.audits", "must be >= 0, got %d", v.Audits)
+	}
+	if v.ExcludeRounds < 0 || v.ExcludeRounds > 1<<20 {
+		return fieldError("verify.exclude_rounds", "must be in [0, 1048576], got %d", v.ExcludeRounds)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,6 +66,11 @@ type Contributor struct {
 	// Owned by the run goroutine.
 	st           contributorState
 	lastAnnounce []byte
+	// pending is the worker state before the last announced work, while
+	// its record is awaited (verify.audits > 0): if the record does not
+	// hold the contribution, the state chain did not move, and the worker
+	// goes back to it.
+	pending *pendingWork
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -77,6 +83,11 @@ type Contributor struct {
 	// payloads seen on the contributions topic, by round: a fast peer's
 	// contribution to the next round can arrive before this round's record.
 	payloads map[int64]map[cid.Cid][]byte
+}
+
+type pendingWork struct {
+	round int64
+	start []float32
 }
 
 // contributorState is what a contributor mirrors of the swarm.
@@ -443,6 +454,10 @@ func (k *Contributor) work() bool {
 		return false // no usable base: wait for the next record
 	}
 	shard := round.Shard(k.cfg.Train, st.seed, k.id.String(), k.sc.Train.ShardSize)
+	var start []float32
+	if k.p.Audits > 0 {
+		start = k.worker.State()
+	}
 	began := time.Now()
 	payload, _, stats, err := k.worker.Work(k.ctx, st.params, shard, uint64(st.seed))
 	compute := time.Since(began)
@@ -450,9 +465,23 @@ func (k *Contributor) work() bool {
 		if k.ctx.Err() == nil {
 			k.emit(Refused{Round: st.round, Reason: "local work: " + err.Error()})
 		}
+		if start != nil {
+			_ = k.worker.SetState(start) // nothing announced: the chain stays
+		}
 		return false
 	}
-	blk, err := announce(k.ctx, k.base, k.ctopic, contribution(k.cfg.SwarmID, k.id, st, k.worker.Codec().Name(), payload, stats, k.sc.Compression.InlineMaxBytes), payload)
+	c := contribution(k.cfg.SwarmID, k.id, st, k.worker.Codec().Name(), payload, stats, k.sc.Compression.InlineMaxBytes)
+	if start != nil {
+		// Tier 3: commit to the state the work started from and ended in,
+		// stored as files this peer serves over bitswap to its auditor.
+		if c.Start, c.End, err = k.commitStates(start, k.worker.State()); err != nil {
+			k.log.Warn("storing the committed worker state", "round", st.round, "err", err)
+			_ = k.worker.SetState(start)
+			return false
+		}
+		k.pending = &pendingWork{round: st.round, start: start}
+	}
+	blk, err := announce(k.ctx, k.base, k.ctopic, c, payload)
 	if err != nil {
 		if k.ctx.Err() == nil {
 			k.log.Warn("announcing the contribution", "round", st.round, "err", err)
@@ -544,6 +573,21 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 // peer keeps no base and waits for the next record.
 func (k *Contributor) apply(rec *record.RoundRecord) {
 	n := k.model.NumParams()
+	if w := k.pending; w != nil && w.round <= rec.Round {
+		k.pending = nil
+		switch {
+		case w.round < rec.Round:
+			// Its record was missed: whether the chain moved is unknown,
+			// so start over from the zero state, always a valid start.
+			if l, err := k.p.StateLen(n); err == nil {
+				_ = k.worker.SetState(make([]float32, l))
+			}
+		case !slices.ContainsFunc(rec.Entries, func(e record.Entry) bool { return e.Peer == k.id.String() }):
+			// The contribution is not in the ledger: the chain still ends
+			// where this work started.
+			_ = k.worker.SetState(w.start)
+		}
+	}
 	replayed := false
 	if k.st.params != nil && rec.Base.Equals(k.st.base) {
 		params, outer, err := round.Replay(k.p, k.st.params, k.st.outer, rec.Entries, func(c cid.Cid) ([]byte, error) { return k.payload(rec.Round, c) })
@@ -593,4 +637,22 @@ func (k *Contributor) payload(r int64, c cid.Cid) ([]byte, error) {
 		return nil, err
 	}
 	return pb.RawData(), nil
+}
+
+// commitStates stores a worker's start and end states as files (served
+// over bitswap) and returns their CIDs.
+func (k *Contributor) commitStates(start, end []float32) (*cid.Cid, *cid.Cid, error) {
+	var out [2]*cid.Cid
+	for i, v := range [][]float32{start, end} {
+		f, err := round.StateFile(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := k.ex.AddFile(k.ctx, f)
+		if err != nil {
+			return nil, nil, err
+		}
+		out[i] = &c
+	}
+	return out[0], out[1], nil
 }

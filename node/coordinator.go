@@ -87,6 +87,7 @@ type Coordinator struct {
 	metrics  *metrics
 	model    train.Model // scratch for tier 2 and the per-round evaluation
 	tier2    round.Tier2
+	audit    round.Auditor // nil unless verify.audits > 0
 	incoming chan *pubsub.Message
 	provides chan cid.Cid // sealed checkpoints to announce on the DHT (provideLoop)
 
@@ -165,6 +166,18 @@ func NewCoordinator(cfg CoordinatorConfig, opts ...Option) (*Coordinator, error)
 	}
 	c.tier2 = &timedTier2{Tier2: &round.DataTier2{Model: c.model, Train: cfg.Train, Test: cfg.Test, ShardSize: sc.Train.ShardSize, SampleSize: sc.Verify.Tier2Sample},
 		observe: func(d time.Duration, n int) { c.metrics.tier2Seconds.Observe(d.Seconds() / float64(n)) }}
+	if c.p.Audits > 0 && cfg.Train != nil {
+		// Tier 3 replays on the same scratch model: the round loop uses
+		// it for one thing at a time.
+		c.audit = &round.DataAuditor{P: c.p, Model: c.model, Train: cfg.Train, Audits: c.p.Audits, File: c.fetchFile,
+			Payload: func(ctx context.Context, pc cid.Cid) ([]byte, error) {
+				b, err := c.fetchBlock(ctx, pc)
+				if err != nil {
+					return nil, err
+				}
+				return b.RawData(), nil
+			}}
+	}
 	c.gate = newRoundGate(c.swarmID, c.model.NumParams())
 	if c.contribs, err = c.net.JoinTopic(p2p.TopicName(c.swarmID, topicContributions), c.gate.validate); err != nil {
 		return fail(err)
@@ -409,6 +422,14 @@ func (c *Coordinator) restore() error {
 		c.byRound[rec.Round] = *at
 		for _, e := range rec.Entries {
 			c.st.History[e.Payload] = rec.Round // walking back: the earliest round wins
+			if _, ok := c.st.Chain[e.Peer]; !ok && c.p.Audits > 0 {
+				// Walking back: a peer's latest contribution ends its chain.
+				if cb, err := c.store.Get(ctx, e.Contribution); err == nil {
+					if cr, _, err := record.OpenBlock[record.Contribution](cb); err == nil && cr.End != nil {
+						c.st.Chain[e.Peer] = round.Link{End: *cr.End, Payload: cr.Payload}
+					}
+				}
+			}
 		}
 		c.metrics.restore(rec)
 		c.history = append(c.history, restoredPoint(rec, *at))
@@ -620,7 +641,7 @@ func (c *Coordinator) withFaults(r int64, got []*received) []round.Contribution 
 func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
 	start := time.Now()
 	r := c.st.Round
-	out, err := round.Run(c.ctx, c.p, c.st, c.withFaults(r, got), c.tier2)
+	out, err := round.RunWith(c.ctx, c.p, c.st, c.withFaults(r, got), round.Checks{Tier2: c.tier2, Audit: c.audit})
 	if err != nil {
 		return RoundSummary{}, err
 	}
@@ -747,4 +768,22 @@ func (t *timedTier2) Check(ctx context.Context, r round.Tier2Round) (map[string]
 		t.observe(time.Since(start), len(r.Sample))
 	}
 	return out, err
+}
+
+// auditFetchTimeout bounds fetching what an audit needs (a committed state,
+// a previous payload) from the audited peer: a peer that does not serve
+// what it committed to fails its audit.
+const auditFetchTimeout = 30 * time.Second
+
+// fetchFile reads a file (a committed worker state) by CID from the swarm.
+func (c *Coordinator) fetchFile(ctx context.Context, fc cid.Cid) ([]byte, error) {
+	fctx, cancel := context.WithTimeout(ctx, auditFetchTimeout)
+	defer cancel()
+	return c.ex.File(fctx, fc)
+}
+
+func (c *Coordinator) fetchBlock(ctx context.Context, bc cid.Cid) (blocks.Block, error) {
+	fctx, cancel := context.WithTimeout(ctx, auditFetchTimeout)
+	defer cancel()
+	return c.ex.Get(fctx, bc)
 }

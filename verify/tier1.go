@@ -28,6 +28,9 @@ const (
 	ReasonNorm          = "norm"           // norm far above the round's median
 	ReasonStale         = "stale"          // built on another base model
 	ReasonUnavailable   = "unavailable"    // payload could not be fetched
+	ReasonChain         = "chain"          // commits to a start state that is not where its last contribution ended (tier 3)
+	ReasonAudit         = "audit"          // recomputation from its committed state does not give its payload (tier 3)
+	ReasonExcluded      = "excluded"       // sent while excluded for an earlier proven fault
 	ReasonTier2         = "tier2"          // sampled, and helped neither its own shard nor held-out data
 )
 

@@ -26,17 +26,19 @@ import (
 )
 
 func newLedgerCmd(e *env) *cobra.Command {
-	var dataDir, bootstrap string
+	var dataDir, bootstrap, auditData string
 	var check, recheck, refs bool
 	cmd := &cobra.Command{
-		Use:   "ledger [SWARM-ID] --verify [--recheck] [--refs] (--data-dir DIR | --bootstrap MULTIADDR)",
+		Use:   "ledger [SWARM-ID] --verify [--recheck [--audit-data DIR]] [--refs] (--data-dir DIR | --bootstrap MULTIADDR)",
 		Short: "Walk a swarm's round records from the head and check every signature and link",
 		Long: `ledger --verify walks the round records from the head back to round 0 and checks
 every signature and link. With --recheck it then replays the ledger from round 0:
 it re-runs tiers 0 and 1 on every stored contribution and payload, re-draws every
 tier-2 sample and recomputes every score with the documented formula
 (docs/ARCHITECTURE.md), and fails naming the first record and peer whose verdict,
-sample or score it cannot reproduce.
+sample or score it cannot reproduce. With --audit-data it also replays every
+recorded tier-3 audit (a contributor's local work, from its committed state) on
+that training set.
 
 It reads a stopped node's data dir (--data-dir), or, with --bootstrap, copies
 the ledger from any swarm peer — records, contributions, payloads and evidence,
@@ -94,6 +96,9 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 			if len(args) == 1 && s.Swarm != args[0] {
 				return fmt.Errorf("the ledger is swarm %s's, not %s", s.Swarm, args[0])
 			}
+			if auditData != "" && !recheck {
+				return errors.New("--audit-data replays audits during --recheck: add --recheck")
+			}
 			if refs {
 				// Printed last (deferred before the recheck's line).
 				rs, err := store.Refs(cmd.Context(), s.Head)
@@ -111,7 +116,15 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 				}()
 			}
 			if recheck {
-				r, err := round.Recheck(cmd.Context(), store)
+				var opt round.RecheckOptions
+				if auditData != "" {
+					trainSet, _, err := data.LoadMNIST(auditData)
+					if err != nil {
+						return fmt.Errorf("--audit-data: %w", err)
+					}
+					opt.AuditData = trainSet
+				}
+				r, err := round.RecheckWith(cmd.Context(), store, opt)
 				if err != nil {
 					return fmt.Errorf("ledger does not recheck: %w", err)
 				}
@@ -127,6 +140,7 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 	cmd.Flags().BoolVar(&recheck, "recheck", false, "also re-run tiers 0 and 1 and recompute every score from the stored evidence")
 	cmd.Flags().BoolVar(&refs, "refs", false, "also list every block linked from the head, one CID a line (what ipfs pin add --recursive pins)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the ledger (a stopped node's)")
+	cmd.Flags().StringVar(&auditData, "audit-data", "", "with --recheck, replay every recorded tier-3 audit on the MNIST training set in this folder instead of taking it as recorded")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "copy the ledger from this swarm peer (multiaddr) and check the copy")
 	return cmd
 }
