@@ -24,29 +24,34 @@ test: ## vet and every test in its short form (one mixed adversarial swarm, 3 de
 	$(GO) test -count=1 -short -timeout 30m ./...
 	$(GO) test -count=1 -short -race -timeout 30m $(RACE_PKGS)
 
-test-long: ## the long tests CI adds: every adversary kind, the 40-round end-to-end swarm, the demo 20 times, the text swarm, the dashboard over 10 rounds, Kubo's 1 GiB CIDs
-	$(GO) test -count=1 -timeout 60m -run 'TestAdversaries|TestEndToEndSwarm|TestDemoAlwaysEnds|TestDashboardInChromium|TestOwnTextSwarm' ./node ./cmd/swarmtrain
+test-long: ## the long tests CI adds: every adversary kind, the 40-round end-to-end swarm, the demo 20 times, the dashboard over 10 rounds, Kubo's 1 GiB CIDs, PyTorch loading our checkpoints, the swarm across two NATs (root: network namespaces), the text swarm
+	$(GO) test -count=1 -timeout 60m -run 'TestAdversaries|TestEndToEndSwarm|TestDemoAlwaysEnds|TestDashboardInChromium|TestPyTorch|TestNATSwarm|TestOwnTextSwarm' ./node ./cmd/swarmtrain
 	$(GO) test -count=1 -run 'TestFileCIDsMatchKubo' ./storage
 
 test-openblas: ## the train tests once more on OpenBLAS
 	CGO_LDFLAGS=-lopenblas $(GO) test -count=1 -tags openblas ./train/...
 
-CUDA_HOME ?= /usr/local/cuda
-test-cuda: ## CUDA tests (skipped with a message where no GPU or CUDA toolkit is present)
+CUDA_HOME  ?= /usr/local/cuda
+CUDNN_HOME ?=
+CUDA_PKGS  ?= ./benchmarks/gpu ./train/...
+test-cuda: ## CUDA tests where Go, a GPU and CUDA + cuDNN headers share a machine (else skipped with a message; scripts/gpu/ runs them on a GPU machine without Go)
 	@if ! nvidia-smi -L >/dev/null 2>&1; then \
-		echo "test-cuda: skipped: no NVIDIA GPU here (nvidia-smi finds none)"; \
+		echo "test-cuda: skipped: no NVIDIA GPU here (nvidia-smi finds none); scripts/gpu/README.md runs these on a GPU machine"; \
 	elif [ ! -e "$(CUDA_HOME)/include/cuda.h" ]; then \
 		echo "test-cuda: skipped: no CUDA toolkit at CUDA_HOME=$(CUDA_HOME) (cuda.h missing)"; \
 	else \
-		CGO_CFLAGS="-I$(CUDA_HOME)/include" CGO_LDFLAGS="-L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs" \
-		$(GO) test -count=1 -tags cuda ./train/...; \
+		CGO_CFLAGS="-I$(CUDA_HOME)/include $(if $(CUDNN_HOME),-I$(CUDNN_HOME)/include)" \
+		CGO_LDFLAGS="-L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs $(if $(CUDNN_HOME),-L$(CUDNN_HOME)/lib)" \
+		$(GO) test -count=1 -tags cuda $(CUDA_PKGS); \
 	fi
 
 demo: build data ## a whole swarm on 127.0.0.1: 1 coordinator + 3 contributors (fetches MNIST first)
 	$(BIN) demo
 
+# bench runs the transfers at 50 MB only: ten 500 MB bitswap fetches take
+# many minutes (benchmarks/README.md has the 500 MB command).
 bench: ## the go-test benchmarks (benchmarks/README.md has the figures and the other programs)
-	$(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...
+	TRANSFER_SIZES=50 $(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...
 
 fuzz: ## a short fuzz pass over every Fuzz target (decoders of network bytes)
 	@set -e; grep -rE --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]+' . | sort | \

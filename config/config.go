@@ -126,6 +126,14 @@ type Verify struct {
 	Aggregation  string  `yaml:"aggregation" json:"aggregation"`
 	TrimFraction float64 `yaml:"trim_fraction" json:"trim_fraction"`
 	Tier2Sample  int     `yaml:"tier2_sample" json:"tier2_sample"`
+	// Audits is how many contributions per round tier 3 recomputes
+	// (round.Audit; 0: none). With audits on, every contribution must
+	// commit to its private start and end state.
+	Audits int `yaml:"audits,omitempty" json:"audits,omitempty"`
+	// ExcludeRounds is how many rounds a peer's contributions are refused
+	// after its first proven fault, doubling with each further one (0: no
+	// exclusion).
+	ExcludeRounds int `yaml:"exclude_rounds,omitempty" json:"exclude_rounds,omitempty"`
 	// ReferenceFraction is tier 2's bar: how much of the round's aggregate
 	// improvement a sampled update must achieve on its own shard (0: the
 	// default, 0.35, measured on MNIST MLPs; see verify.ReferenceFraction).
@@ -135,8 +143,15 @@ type Verify struct {
 // Network says where a node listens and whom it asks first. It is local to
 // each node and left out of the swarm's identity.
 type Network struct {
-	Listen          []string `yaml:"listen" json:"-"`
-	Bootstrap       []string `yaml:"bootstrap" json:"-"`
+	Listen    []string `yaml:"listen" json:"-"`
+	Bootstrap []string `yaml:"bootstrap" json:"-"`
+	// Relay is how this node crosses NATs: serve (publicly reachable: a
+	// limited relay for the others), use (behind a NAT: reserve a relay
+	// slot on the bootstrap peers), auto (AutoNAT decides), off.
+	Relay string `yaml:"relay" json:"-"`
+	// Announce replaces the addresses this node advertises (a port
+	// forward, a public address it cannot see itself).
+	Announce        []string `yaml:"announce" json:"-"`
 	MaxMessageBytes int      `yaml:"max_message_bytes" json:"max_message_bytes"`
 }
 
@@ -198,6 +213,10 @@ func Default() *Swarm {
 		Verify: Verify{Aggregation: "clip-mean", TrimFraction: 0.2, Tier2Sample: 2},
 		Network: Network{
 			Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+			// A config file is the coordinator's: it is the swarm's entry
+			// point and reachable by everyone who joins, so it relays for
+			// peers behind NAT (within p2p.RelayResources).
+			Relay: "serve",
 			// gossipsub's own default is 1 MiB; payloads above the inline
 			// limit travel by CID over bitswap, never in a message.
 			MaxMessageBytes: 1 << 20,

@@ -50,6 +50,11 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"round: {deadline: soon}\n", `swarm.yaml:1: "soon" is not a duration (write e.g. 30s or 2m)`},
 		{"train: {batch_size: many}\n", "swarm.yaml:1: cannot unmarshal !!str `many` into int"},
 		{"network: {listen: [\"tcp/1\"]}\n", `swarm.yaml: network.listen[0]: "tcp/1" is not a multiaddr`},
+		{"network: {relay: always}\n", `swarm.yaml: network.relay: unknown value "always" (want one of [serve use auto off])`},
+		{"network: {announce: [\"/ip4/203.0.113.7\"]}\n", `swarm.yaml: network.announce[0]: "/ip4/203.0.113.7" needs a host and a port`},
+		{"network: {announce: [\"/udp/4001/quic-v1\"]}\n", `swarm.yaml: network.announce[0]: "/udp/4001/quic-v1" must start with /ip4, /ip6 or /dns`},
+		{"network: {announce: [\"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp\"]}\n", `swarm.yaml: network.announce[0]: "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp" names a peer or a relay`},
+		{"network: {announce: [\"/ip4/203.0.113.7/ws\"]}\n", `swarm.yaml: network.announce[0]: "/ip4/203.0.113.7/ws" needs a /tcp/PORT or /udp/PORT/quic-v1 after the host`},
 		{"model: {kind: cnn, channels: [8], dense: 10}\n", "swarm.yaml: model.channels: a cnn needs 2 convolution widths, got 1"},
 		{"round: {quorum: 2, min_contributions: 3}\n", "swarm.yaml: round.min_contributions: must be in [1, round.quorum=2], got 3"},
 	} {

@@ -284,6 +284,12 @@ func (s *Swarm) validateVerify() error {
 	if v.Tier2Sample < 0 {
 		return fieldError("verify.tier2_sample", "must be >= 0, got %d", v.Tier2Sample)
 	}
+	if v.Audits < 0 {
+		return fieldError("verify.audits", "must be >= 0, got %d", v.Audits)
+	}
+	if v.ExcludeRounds < 0 || v.ExcludeRounds > 1<<20 {
+		return fieldError("verify.exclude_rounds", "must be in [0, 1048576], got %d", v.ExcludeRounds)
+	}
 	return nil
 }
 
@@ -299,8 +305,52 @@ func (s *Swarm) validateNetwork() error {
 			return fieldError(fmt.Sprintf("network.bootstrap[%d]", i), "%q is not a multiaddr: %v", a, err)
 		}
 	}
+	if err := CheckRelay("network.relay", n.Relay); err != nil {
+		return err
+	}
+	for i, a := range n.Announce {
+		if err := CheckAnnounce(fmt.Sprintf("network.announce[%d]", i), a); err != nil {
+			return err
+		}
+	}
 	if n.MaxMessageBytes < 4<<10 {
 		return fieldError("network.max_message_bytes", "must be >= 4096, got %d", n.MaxMessageBytes)
+	}
+	return nil
+}
+
+// RelayModes are the values network.relay takes (node/p2p's RelayServe,
+// RelayUse, RelayAuto, RelayOff: node's tests check the two lists agree).
+var RelayModes = []string{"serve", "use", "auto", "off"}
+
+// CheckRelay checks a relay mode; field names it in the error (a config
+// path or a CLI flag).
+func CheckRelay(field, v string) error { return oneOf(field, v, RelayModes) }
+
+// CheckAnnounce checks an address to announce: a multiaddr with a host
+// (ip4, ip6, dns, dns4, dns6) and a TCP or UDP port, without /p2p/ (the
+// node appends its own ID). field names it in the error.
+func CheckAnnounce(field, a string) error {
+	m, err := ma.NewMultiaddr(a)
+	if err != nil {
+		return fieldError(field, "%q is not a multiaddr: %v", a, err)
+	}
+	comps := []ma.Component(m)
+	if len(comps) < 2 {
+		return fieldError(field, "%q needs a host and a port, e.g. /ip4/203.0.113.7/tcp/4001 or /dns4/example.org/udp/4001/quic-v1", a)
+	}
+	switch comps[0].Protocol().Code {
+	case ma.P_IP4, ma.P_IP6, ma.P_DNS, ma.P_DNS4, ma.P_DNS6:
+	default:
+		return fieldError(field, "%q must start with /ip4, /ip6 or /dns: it is where other peers dial", a)
+	}
+	if c := comps[1].Protocol().Code; c != ma.P_TCP && c != ma.P_UDP {
+		return fieldError(field, "%q needs a /tcp/PORT or /udp/PORT/quic-v1 after the host", a)
+	}
+	for _, c := range comps {
+		if c.Protocol().Code == ma.P_P2P || c.Protocol().Code == ma.P_CIRCUIT {
+			return fieldError(field, "%q names a peer or a relay: announce only this node's own address (its ID is added)", a)
+		}
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
@@ -36,7 +37,7 @@ import (
 func (c *Coordinator) serveAPI(ctx context.Context, addr string) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/swarm", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, SwarmResponse{Swarm: c.swarmID, Manifest: c.manifest, Config: json.RawMessage(c.manifest.Config), Head: c.currentHead()})
+		writeJSON(w, SwarmResponse{Swarm: c.swarmID, Manifest: c.manifest, Config: json.RawMessage(c.manifest.Config), Head: c.currentHead(), Peers: c.peerConns()})
 	})
 	mux.HandleFunc("GET /v1/rounds/{n}", func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
@@ -230,4 +231,27 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// peerConns are the coordinator's connected and scored peers, sorted by
+// ID, with the path to each.
+func (c *Coordinator) peerConns() []PeerConn {
+	ids := map[peer.ID]bool{}
+	for _, p := range c.net.Host.Network().Peers() {
+		ids[p] = true
+	}
+	c.mu.Lock()
+	for _, s := range c.scores {
+		if p, err := peer.Decode(s.Peer); err == nil {
+			ids[p] = true
+		}
+	}
+	c.mu.Unlock()
+	out := make([]PeerConn, 0, len(ids))
+	for p := range ids {
+		path, punched := c.PeerPath(p)
+		out = append(out, PeerConn{Peer: p.String(), Path: string(path), HolePunched: punched})
+	}
+	slices.SortFunc(out, func(a, b PeerConn) int { return cmp.Compare(a.Peer, b.Peer) })
+	return out
 }

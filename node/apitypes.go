@@ -16,6 +16,19 @@ type SwarmResponse struct {
 	Manifest *record.SwarmManifest `json:"manifest"`
 	Config   json.RawMessage       `json:"config"` // the canonical config
 	Head     Head                  `json:"head"`
+	// Peers are the peers the coordinator is connected to or has scored,
+	// by peer ID, with how it reaches each.
+	Peers []PeerConn `json:"peers"`
+}
+
+// PeerConn is how a node reaches one peer: Path is direct, relayed (only
+// through a relay: control traffic, no payloads) or unreachable (no
+// connection now); HolePunched says a DCUtR hole punch made the direct
+// path.
+type PeerConn struct {
+	Peer        string `json:"peer"`
+	Path        string `json:"path"`
+	HolePunched bool   `json:"hole_punched,omitempty"`
 }
 
 // RoundResponse is GET /v1/rounds/{n} and /v1/rounds/latest.

@@ -1,10 +1,12 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,7 +31,12 @@ type ContributorConfig struct {
 	Bootstrap []string
 	DataDir   string
 	Listen    []string
-	Train     *data.Set // this machine's copy of the training set
+	// Relay is how the contributor crosses NATs (config.RelayModes); ""
+	// is auto: AutoNAT decides whether to reserve a relay slot.
+	Relay string
+	// Announce replaces the addresses the contributor advertises.
+	Announce []string
+	Train    *data.Set // this machine's copy of the training set
 	// LoadTrain, when Train is nil, loads it once the swarm manifest has
 	// said which dataset the swarm trains on (and which hash it pins).
 	LoadTrain func(*config.Swarm) (*data.Set, error)
@@ -62,6 +69,11 @@ type Contributor struct {
 	// Owned by the run goroutine.
 	st           contributorState
 	lastAnnounce []byte
+	// pending is the worker state before the last announced work, while
+	// its record is awaited (verify.audits > 0): if the record does not
+	// hold the contribution, the state chain did not move, and the worker
+	// goes back to it.
+	pending *pendingWork
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -74,6 +86,11 @@ type Contributor struct {
 	// payloads seen on the contributions topic, by round: a fast peer's
 	// contribution to the next round can arrive before this round's record.
 	payloads map[int64]map[cid.Cid][]byte
+}
+
+type pendingWork struct {
+	round int64
+	start []float32
 }
 
 // contributorState is what a contributor mirrors of the swarm.
@@ -111,7 +128,18 @@ func NewContributor(cfg ContributorConfig, opts ...Option) (*Contributor, error)
 	// The contributor's own fault score: peers it proved faults of at tier
 	// 0 lose its gossip mesh as they lose the coordinator's.
 	k.faults = newFaultScore()
-	b, err := openBase(ctx, cfg.DataDir, listen, o, cfg.Log, p2p.WithMaxMessageSize(config.Default().Network.MaxMessageBytes), p2p.WithAppScore(k.faults.appScore))
+	relay := cmp.Or(cfg.Relay, "auto")
+	if err := config.CheckRelay("relay", relay); err != nil {
+		cancel()
+		return nil, err
+	}
+	for _, a := range cfg.Announce {
+		if err := config.CheckAnnounce("announce", a); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	b, err := openBase(ctx, cfg.DataDir, listen, reach{relay: relay, announce: cfg.Announce, bootstrap: cfg.Bootstrap}, o, cfg.Log, p2p.WithMaxMessageSize(config.Default().Network.MaxMessageBytes), p2p.WithAppScore(k.faults.appScore))
 	if err != nil {
 		cancel()
 		return nil, err
@@ -176,6 +204,9 @@ func (k *Contributor) emit(e Event) {
 // republishInterval is how often a contributor re-announces its
 // contribution while it waits for the round's record.
 const republishInterval = 5 * time.Second
+
+// maxRepublishGap caps the back-off between re-announcements.
+const maxRepublishGap = 40 * time.Second
 
 func (k *Contributor) run() error {
 	if err := k.join(); err != nil {
@@ -434,14 +465,34 @@ func (k *Contributor) work() bool {
 		return false // no usable base: wait for the next record
 	}
 	shard := round.Shard(k.cfg.Train, st.seed, k.id.String(), k.sc.Train.ShardSize)
+	var start []float32
+	if k.p.Audits > 0 {
+		start = k.worker.State()
+	}
+	began := time.Now()
 	payload, _, stats, err := k.worker.Work(k.ctx, st.params, shard, uint64(st.seed))
+	compute := time.Since(began)
 	if err != nil {
 		if k.ctx.Err() == nil {
 			k.emit(Refused{Round: st.round, Reason: "local work: " + err.Error()})
 		}
+		if start != nil {
+			_ = k.worker.SetState(start) // nothing announced: the chain stays
+		}
 		return false
 	}
-	blk, err := announce(k.ctx, k.base, k.ctopic, contribution(k.cfg.SwarmID, k.id, st, k.worker.Codec().Name(), payload, stats, k.sc.Compression.InlineMaxBytes), payload)
+	c := contribution(k.cfg.SwarmID, k.id, st, k.worker.Codec().Name(), payload, stats, k.sc.Compression.InlineMaxBytes)
+	if start != nil {
+		// Tier 3: commit to the state the work started from and ended in,
+		// stored as files this peer serves over bitswap to its auditor.
+		if c.Start, c.End, err = k.commitStates(start, k.worker.State()); err != nil {
+			k.log.Warn("storing the committed worker state", "round", st.round, "err", err)
+			_ = k.worker.SetState(start)
+			return false
+		}
+		k.pending = &pendingWork{round: st.round, start: start}
+	}
+	blk, err := announce(k.ctx, k.base, k.ctopic, c, payload)
 	if err != nil {
 		if k.ctx.Err() == nil {
 			k.log.Warn("announcing the contribution", "round", st.round, "err", err)
@@ -450,7 +501,7 @@ func (k *Contributor) work() bool {
 	}
 	k.keepPayload(st.round, blk.payload, payload)
 	k.lastAnnounce = blk.raw
-	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw)})
+	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw), Compute: compute})
 	return true
 }
 
@@ -496,6 +547,12 @@ func announce(ctx context.Context, b *base, topic *pubsub.Topic, c *record.Contr
 func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord, error) {
 	resend := time.NewTicker(republishInterval)
 	defer resend.Stop()
+	// Re-announcements back off (5, 10, 20 s ... up to maxRepublishGap):
+	// every peer validates each one, so at a fixed interval a round that
+	// stretches (a slow or crowded machine) drew more of them, which
+	// stretched it further — a swarm's validation work grew with the
+	// square of its size times the round's length (benchmarks/scale).
+	gap, lastSent := republishInterval, time.Now()
 	for {
 		select {
 		case <-k.ctx.Done():
@@ -507,8 +564,9 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 			if rec, _ := headRecord(k.ctx, k.base, k.coordinator, k.cfg.SwarmID, r-1); rec != nil {
 				return rec, nil
 			}
-			if announced {
+			if announced && time.Since(lastSent) >= gap-republishInterval/2 {
 				_ = p2p.Publish(k.ctx, k.ctopic, k.lastAnnounce)
+				lastSent, gap = time.Now(), min(2*gap, maxRepublishGap)
 			}
 		case rec := <-k.records:
 			if rec.Round >= r {
@@ -526,6 +584,21 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 // peer keeps no base and waits for the next record.
 func (k *Contributor) apply(rec *record.RoundRecord) {
 	n := k.model.NumParams()
+	if w := k.pending; w != nil && w.round <= rec.Round {
+		k.pending = nil
+		switch {
+		case w.round < rec.Round:
+			// Its record was missed: whether the chain moved is unknown,
+			// so start over from the zero state, always a valid start.
+			if l, err := k.p.StateLen(n); err == nil {
+				_ = k.worker.SetState(make([]float32, l))
+			}
+		case !slices.ContainsFunc(rec.Entries, func(e record.Entry) bool { return e.Peer == k.id.String() }):
+			// The contribution is not in the ledger: the chain still ends
+			// where this work started.
+			_ = k.worker.SetState(w.start)
+		}
+	}
 	replayed := false
 	if k.st.params != nil && rec.Base.Equals(k.st.base) {
 		params, outer, err := round.Replay(k.p, k.st.params, k.st.outer, rec.Entries, func(c cid.Cid) ([]byte, error) { return k.payload(rec.Round, c) })
@@ -575,4 +648,22 @@ func (k *Contributor) payload(r int64, c cid.Cid) ([]byte, error) {
 		return nil, err
 	}
 	return pb.RawData(), nil
+}
+
+// commitStates stores a worker's start and end states as files (served
+// over bitswap) and returns their CIDs.
+func (k *Contributor) commitStates(start, end []float32) (*cid.Cid, *cid.Cid, error) {
+	var out [2]*cid.Cid
+	for i, v := range [][]float32{start, end} {
+		f, err := round.StateFile(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := k.ex.AddFile(k.ctx, f)
+		if err != nil {
+			return nil, nil, err
+		}
+		out[i] = &c
+	}
+	return out[0], out[1], nil
 }

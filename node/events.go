@@ -48,7 +48,8 @@ type Worked struct {
 	Round          int64
 	Steps, Samples int
 	Loss           float64
-	Bytes          int // the signed contribution's size
+	Bytes          int           // the signed contribution's size
+	Compute        time.Duration // wall time of the local work (H steps, compression)
 }
 
 // Applied: a contributor applied a sealed round. Replayed says whether its

@@ -196,7 +196,7 @@ func loopbackHost(t testing.TB) host.Host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := p2p.NewHost(k, []string{"/ip4/127.0.0.1/tcp/0"})
+	h, err := p2p.NewHost(k, []string{"/ip4/127.0.0.1/tcp/0"}, p2p.HostConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

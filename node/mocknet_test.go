@@ -83,7 +83,7 @@ type attacker struct {
 // runAttacker runs an attacker on h until the swarm's last round or ctx
 // ends (a graylisted attacker hears no more records and waits for ctx).
 func runAttacker(ctx context.Context, h host.Host, dir, swarm, bootstrap string, trainSet *data.Set, adv adversary) error {
-	b, err := openBase(ctx, dir, nil, options{host: h}, quietLog)
+	b, err := openBase(ctx, dir, nil, reach{}, options{host: h}, quietLog)
 	if err != nil {
 		return err
 	}

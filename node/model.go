@@ -28,9 +28,12 @@ func putFile(ctx context.Context, ex *storage.Exchange, b []byte) (cid.Cid, erro
 	return c, nil
 }
 
-// loadVector fetches a checkpoint by CID and flattens its tensors in file order.
+// loadVector fetches a checkpoint by CID and flattens its tensors in file
+// order. It reads the checkpoint into memory without storing it
+// (Exchange.Load): a node needs a model it could not compute once, and
+// writing it to LevelDB costs more than fetching it (benchmarks/transfer).
 func loadVector(ctx context.Context, ex *storage.Exchange, c cid.Cid, want int) ([]float32, error) {
-	b, err := ex.File(ctx, c)
+	b, err := ex.Load(ctx, c)
 	if err != nil {
 		return nil, err
 	}

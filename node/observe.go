@@ -97,7 +97,7 @@ func newObserver(ctx context.Context, bootstrap, dir string) (*observer, error) 
 	if err != nil {
 		return nil, err
 	}
-	h, err := p2p.NewHost(key, []string{"/ip4/127.0.0.1/tcp/0"})
+	h, err := p2p.NewHost(key, []string{"/ip4/127.0.0.1/tcp/0"}, p2p.HostConfig{Relay: p2p.RelayOff})
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/swarmtrain/swarmtrain/node/p2p"
 	"github.com/swarmtrain/swarmtrain/storage"
@@ -37,20 +38,55 @@ type base struct {
 	log     *slog.Logger
 	ownHost bool // close the host on close (not a WithHost one)
 	netOpts []p2p.Option
+	// paths records hole punches (empty on a WithHost host).
+	paths *p2p.Paths
+}
+
+// reach is how a role's own host crosses NATs: network.relay, the
+// addresses to announce, and the peers to reserve relay slots on.
+type reach struct {
+	relay     string
+	announce  []string
+	bootstrap []string
+}
+
+// hostConfig turns r into p2p's form; the strings were validated by
+// config or the CLI, and an error here names the bad one.
+func (r reach) hostConfig(paths *p2p.Paths) (p2p.HostConfig, error) {
+	hc := p2p.HostConfig{Relay: r.relay, Paths: paths}
+	for _, a := range r.announce {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return hc, fmt.Errorf("announce %s: %w", a, err)
+		}
+		hc.Announce = append(hc.Announce, m)
+	}
+	for _, a := range r.bootstrap {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return hc, fmt.Errorf("bootstrap %s: %w", a, err)
+		}
+		hc.Relays = append(hc.Relays, *ai)
+	}
+	return hc, nil
 }
 
 // openBase opens the data dir's store and the host (the data dir's
 // identity on a TCP host listening on listen, or the WithHost one), and
 // starts the DHT, gossip and bitswap on it; ctx bounds their lifetime.
-func openBase(ctx context.Context, dataDir string, listen []string, o options, log *slog.Logger, netOpts ...p2p.Option) (*base, error) {
-	b := &base{log: log, netOpts: append([]p2p.Option{p2p.WithLogger(log)}, netOpts...)}
+func openBase(ctx context.Context, dataDir string, listen []string, r reach, o options, log *slog.Logger, netOpts ...p2p.Option) (*base, error) {
+	b := &base{log: log, netOpts: append([]p2p.Option{p2p.WithLogger(log)}, netOpts...), paths: p2p.NewPaths(log)}
 	h := o.host
 	if h == nil {
+		hc, err := r.hostConfig(b.paths)
+		if err != nil {
+			return nil, err
+		}
 		key, err := p2p.LoadOrCreateIdentity(dataDir)
 		if err != nil {
 			return nil, err
 		}
-		if h, err = p2p.NewHost(key, listen); err != nil {
+		if h, err = p2p.NewHost(key, listen, hc); err != nil {
 			return nil, err
 		}
 		b.ownHost = true
@@ -109,6 +145,12 @@ func (b *base) Addrs() []string {
 		out = append(out, fmt.Sprintf("%s/p2p/%s", a, b.id))
 	}
 	return out
+}
+
+// PeerPath is how this node reaches p now, and whether a hole punch made
+// the direct path.
+func (b *base) PeerPath(p peer.ID) (p2p.Path, bool) {
+	return p2p.PeerPath(b.net.Host.Network(), p), b.paths.HolePunched(p)
 }
 
 // ID is the node's peer ID.

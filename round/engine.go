@@ -31,13 +31,30 @@ type State struct {
 	History map[cid.Cid]int64
 	// Scores is every peer's standing so far.
 	Scores map[string]record.PeerScore
+	// Chain is, per peer, where its last contribution in the ledger left
+	// its private state: the next one must start there (tier 3).
+	Chain map[string]Link
+}
+
+// Link is the end of a peer's state chain: the end state its last
+// contribution committed to and that contribution's payload (whose
+// magnitude bounds the residual in the state, CheckStart).
+type Link struct {
+	End, Payload cid.Cid
 }
 
 // Genesis is the state round 0 starts from: the manifest's initial model,
 // seed and a zero outer state.
 func Genesis(m *record.SwarmManifest, initial []float32) State {
 	return State{Seed: m.Seed, Base: m.InitialModel, Params: slices.Clone(initial), Outer: make([]float32, len(initial)),
-		History: map[cid.Cid]int64{}, Scores: map[string]record.PeerScore{}}
+		History: map[cid.Cid]int64{}, Scores: map[string]record.PeerScore{}, Chain: map[string]Link{}}
+}
+
+// Checks are the evidence a round's sampled checks bring: tier 2 (loss on
+// data) and tier 3 (recomputation audits). Nil or Size 0 runs none.
+type Checks struct {
+	Tier2 Tier2
+	Audit Auditor
 }
 
 // Contribution is one contribution as the round sees it, in record order
@@ -81,6 +98,21 @@ type Outcome struct {
 // that feeds it the same contributions and tier-2 evidence get the same
 // record and model, bit for bit.
 func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (Outcome, error) {
+	return RunWith(ctx, p, st, in, Checks{Tier2: t2})
+}
+
+// RunWith is Run with tier-3 audits as well. With p.Audits > 0 every
+// contribution must commit to its private start and end state, the start
+// being where its author's last contribution ended (else: chain); after
+// tier 2, audits are drawn with a seed fixed only by the round's
+// contributions — updates tier 2 rejected first (tier 2 flags,
+// recomputation decides: one that replays exactly stands), then updates
+// flagged as colluding, then at random — and a contribution whose replay
+// does not give its payload and end state is a proven fault (audit). A
+// peer with a proven fault is excluded for p.ExcludeRounds rounds,
+// doubling with each further fault.
+func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks Checks) (Outcome, error) {
+	t2 := checks.Tier2
 	n := len(st.Params)
 	if len(st.Outer) != n {
 		return Outcome{}, fmt.Errorf("round %d: outer state has %d values, the model %d", st.Round, len(st.Outer), n)
@@ -98,6 +130,9 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 	}
 	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: st.Base, Seed: st.Seed, Elems: n, History: st.History}, cands)
 	if err != nil {
+		return Outcome{}, err
+	}
+	if err := commitments(p, st, in, verdicts); err != nil {
 		return Outcome{}, err
 	}
 	w := p.Weight()
@@ -141,6 +176,10 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 			verdicts[i].Reason = verify.Tier2ReasonAt(t, p.Scoring.ReferenceFraction) // keeps Norm: the record shows what was checked
 		}
 	}
+	audits, auditSeed, auditSize, err := audit(ctx, p, st, in, verdicts, contribs, checks.Audit)
+	if err != nil {
+		return Outcome{}, err
+	}
 	out := Outcome{}
 	var ups []gradient.Update
 	var lossSum float64
@@ -177,7 +216,15 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 	if err != nil {
 		return Outcome{}, err
 	}
-	scores, history := maps.Clone(st.Scores), maps.Clone(st.History)
+	scores, history, chain := maps.Clone(st.Scores), maps.Clone(st.History), maps.Clone(st.Chain)
+	if chain == nil {
+		chain = map[string]Link{}
+	}
+	for _, c := range in {
+		if c.Record.End != nil {
+			chain[c.Record.Peer] = Link{End: *c.Record.End, Payload: c.Record.Payload}
+		}
+	}
 	entries := make([]record.Entry, len(in))
 	for i, c := range in {
 		v, rec := verdicts[i], c.Record
@@ -190,9 +237,13 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 			e.Tier2 = &t
 		}
 		e.EvidenceBlocks = evidenceBlocks(v.Reason, v.Evidence)
+		if a, ok := audits[rec.Peer]; ok {
+			e.Audit = &a
+		}
 		ps := scores[rec.Peer]
 		ps.Peer = rec.Peer
 		p.Scoring.Apply(&ps, st.Round, e)
+		exclude(p, &ps, st.Round, e)
 		scores[rec.Peer] = ps
 		e.Score = ps.Score
 		entries[i] = e
@@ -208,8 +259,8 @@ func Run(ctx context.Context, p Params, st State, in []Contribution, t2 Tier2) (
 	// their next shard before this round is sealed.
 	nextSeed := NextSeed(st.Seed, modelCID)
 	out.Record = record.RoundRecord{Round: st.Round, Seed: nextSeed, Base: st.Base, Model: modelCID, OuterState: &outerCID,
-		Entries: entries, Scores: table, SampleSeed: sampleSeed, SampleSize: sampleSize}
-	out.Next = State{Round: st.Round + 1, Seed: nextSeed, Base: modelCID, Params: params, Outer: outer, History: history, Scores: scores}
+		Entries: entries, Scores: table, SampleSeed: sampleSeed, SampleSize: sampleSize, AuditSeed: auditSeed, AuditSize: auditSize}
+	out.Next = State{Round: st.Round + 1, Seed: nextSeed, Base: modelCID, Params: params, Outer: outer, History: history, Scores: scores, Chain: chain}
 	return out, nil
 }
 

@@ -53,6 +53,7 @@ type ledger struct {
 	outcomes []Outcome
 	coordKey crypto.PrivKey
 	records  []cid.Cid
+	flipper  string // the audited ledger's cheat
 }
 
 // sealLedger runs rounds rounds of workers honest peers (plus, each
@@ -61,8 +62,20 @@ type ledger struct {
 // does.
 func sealLedger(t *testing.T, rounds, workers int) *ledger {
 	t.Helper()
+	return sealLedgerWith(t, rounds, workers, false)
+}
+
+// sealLedgerWith seals with tier 3 when audited: every contribution
+// commits to its state, every candidate is audited, proven faults exclude
+// for 2 rounds, and one more peer (the flipper, last of the honest ones)
+// trains honestly but sends its update negated.
+func sealLedgerWith(t *testing.T, rounds, workers int, audited bool) *ledger {
+	t.Helper()
 	ctx := context.Background()
 	sc := testSwarm()
+	if audited {
+		sc.Verify.Audits, sc.Verify.ExcludeRounds = 10, 2
+	}
 	p := ParamsOf(sc)
 	trainSet, testSet := data.Synthetic(2000, 1), data.Synthetic(500, 2)
 	store, err := storage.Open(t.TempDir())
@@ -92,6 +105,11 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 		t.Fatal(err)
 	}
 	defer scratch.Close()
+	replay, err := train.New(p.Model, sc.Train.BatchSize, sc.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replay.Close()
 	initFile, err := CheckpointFile(p.Model, train.Snapshot(scratch))
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +133,9 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 		w   *Worker
 	}
 	var peers []peerState
+	if audited {
+		workers++
+	}
 	for i := 0; i < workers; i++ {
 		k, id := key(t)
 		model, err := train.New(p.Model, sc.Train.BatchSize, sc.Seed)
@@ -146,7 +167,8 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 			in = append(in, Contribution{Record: c, Block: b.Cid(), Payload: payload})
 		}
 		var first []byte
-		for _, ps := range peers {
+		for i, ps := range peers {
+			start := ps.w.State()
 			payload, _, stats, err := ps.w.Work(ctx, st.Params, Shard(trainSet, st.Seed, ps.id.String(), sc.Train.ShardSize), uint64(st.Seed))
 			if err != nil {
 				t.Fatal(err)
@@ -154,15 +176,54 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 			seed := st.Seed
 			// A claimed sample count far above what the round allows
 			// must not change the weight.
-			sign(ps.key, &record.Contribution{Swarm: swarm, Round: st.Round, Peer: ps.id.String(), Base: st.Base, Codec: p.Codec,
-				Samples: int64(stats.Samples) * 100, Loss: stats.MeanLoss, Created: 1, Seed: &seed}, payload)
+			c := &record.Contribution{Swarm: swarm, Round: st.Round, Peer: ps.id.String(), Base: st.Base, Codec: p.Codec,
+				Samples: int64(stats.Samples) * 100, Loss: stats.MeanLoss, Created: 1, Seed: &seed}
+			if audited {
+				for _, s := range []struct {
+					v  []float32
+					to **cid.Cid
+				}{{start, &c.Start}, {ps.w.State(), &c.End}} {
+					f, err := StateFile(s.v)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fc := putFile(f)
+					*s.to = &fc
+				}
+				if i == len(peers)-1 {
+					vec, err := verify.DecodePayload(payload, len(st.Params))
+					if err != nil {
+						t.Fatal(err)
+					}
+					for j := range vec {
+						vec[j] = -vec[j]
+					}
+					if payload, err = gradient.Marshal(ps.w.Codec(), vec); err != nil {
+						t.Fatal(err)
+					}
+					l.flipper = ps.id.String()
+				}
+			}
+			sign(ps.key, c, payload)
 			if first == nil {
 				first = payload
 			}
 		}
 		seed := st.Seed
 		sign(copierKey, &record.Contribution{Swarm: swarm, Round: st.Round, Peer: copierID.String(), Base: st.Base, Codec: p.Codec, Created: 1, Seed: &seed}, first)
-		out, err := Run(ctx, p, st, in, &DataTier2{Model: scratch, Train: trainSet, Test: testSet, ShardSize: sc.Train.ShardSize, SampleSize: sc.Verify.Tier2Sample})
+		t2 := &DataTier2{Model: scratch, Train: trainSet, Test: testSet, ShardSize: sc.Train.ShardSize, SampleSize: sc.Verify.Tier2Sample}
+		var auditor Auditor
+		if audited {
+			auditor = &DataAuditor{P: p, Model: replay, Train: trainSet, File: store.ReadFile, Audits: sc.Verify.Audits,
+				Payload: func(ctx context.Context, c cid.Cid) ([]byte, error) {
+					b, err := store.Get(ctx, c)
+					if err != nil {
+						return nil, err
+					}
+					return b.RawData(), nil
+				}}
+		}
+		out, err := RunWith(ctx, p, st, in, Checks{Tier2: t2, Audit: auditor})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +270,7 @@ func TestSealRecheckReplayAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := l.p.NumParams()
-	if st.Params, err = VectorOf(init, n); err != nil {
+	if st.Params, err = ModelVector(l.p.Model, init); err != nil {
 		t.Fatal(err)
 	}
 	st.Outer = make([]float32, n)

@@ -39,6 +39,12 @@ type Params struct {
 	// Tier2Sample is how many accepted contributions tier 2 checks per
 	// round where the sealer has the data (0: none).
 	Tier2Sample int
+	// Audits is how many contributions tier 3 recomputes per round (0:
+	// none, and contributions need not commit to their state).
+	Audits int
+	// ExcludeRounds is how long a proven fault excludes a peer (doubling
+	// with each further one; 0: never).
+	ExcludeRounds int
 }
 
 // Outer optimizer names, as written in a swarm config.
@@ -69,6 +75,8 @@ func ParamsOf(sc *config.Swarm) Params {
 		Tier1:         verify.DefaultTier1Params(),
 		Scoring:       scoring,
 		Tier2Sample:   sc.Verify.Tier2Sample,
+		Audits:        sc.Verify.Audits,
+		ExcludeRounds: sc.Verify.ExcludeRounds,
 	}
 }
 

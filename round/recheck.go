@@ -12,6 +12,8 @@ import (
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -38,6 +40,21 @@ type RecheckSummary struct {
 // store. A rejection as unavailable cannot be disproven (the payload may
 // have reached this store later) and is taken as recorded.
 func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) {
+	return RecheckWith(ctx, store, RecheckOptions{})
+}
+
+// RecheckOptions are what a recheck may bring beyond the ledger.
+type RecheckOptions struct {
+	// AuditData, when set, is the training set: every recorded audit is
+	// replayed (DataAuditor, from the state blocks in the store) instead
+	// of taken as recorded, and the replay must give the recorded audit —
+	// a sealer that records a cheat's failed replay as a pass, verdict and
+	// model included, is caught only this way.
+	AuditData *data.Set
+}
+
+// RecheckWith is Recheck with options.
+func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) (RecheckSummary, error) {
 	var sum RecheckSummary
 	ls, m, chain, err := verify.Walk(ctx, store)
 	sum.LedgerSummary = ls
@@ -57,11 +74,12 @@ func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) 
 	if err != nil {
 		return sum, fmt.Errorf("cannot recheck: the initial model %s is not in this store: %w", m.InitialModel, err)
 	}
-	initial, err := VectorOf(file, n)
+	initial, err := ModelVector(p.Model, file)
 	if err != nil {
 		return sum, fmt.Errorf("initial model %s: %w", m.InitialModel, err)
 	}
 	st := Genesis(m, initial)
+	var replayModel train.Model
 	for _, s := range chain {
 		rec := s.Record
 		where := fmt.Sprintf("record %s (round %d)", s.CID, rec.Round)
@@ -73,8 +91,28 @@ func Recheck(ctx context.Context, store *storage.Store) (RecheckSummary, error) 
 			}
 			in[i] = c
 		}
-		out, err := Run(ctx, p, st, in, recordedTier2{rec})
+		var auditor Auditor = recordedAudit{rec}
+		if opt.AuditData != nil && rec.AuditSize != nil {
+			if replayModel == nil {
+				if replayModel, err = train.New(p.Model, p.BatchSize, 1); err != nil {
+					return sum, err
+				}
+				defer replayModel.Close()
+			}
+			auditor = &DataAuditor{P: p, Model: replayModel, Train: opt.AuditData, File: store.ReadFile, Audits: int(*rec.AuditSize),
+				Payload: func(ctx context.Context, c cid.Cid) ([]byte, error) {
+					b, err := store.Get(ctx, c)
+					if err != nil {
+						return nil, err
+					}
+					return b.RawData(), nil
+				}}
+		}
+		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: auditor})
 		if err != nil {
+			return sum, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := sameAudits(rec, &out.Record); err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
 		if err := sameRecord(rec, &out.Record); err != nil {
@@ -112,6 +150,9 @@ func sameRecord(got, want *record.RoundRecord) error {
 	case !sameOptional(got.SampleSeed, want.SampleSeed) || !sameOptional(got.SampleSize, want.SampleSize):
 		return fmt.Errorf("recorded tier-2 sample (seed %s, size %s), recomputed (seed %s, size %s)",
 			optional(got.SampleSeed), optional(got.SampleSize), optional(want.SampleSeed), optional(want.SampleSize))
+	case !sameOptional(got.AuditSeed, want.AuditSeed) || !sameOptional(got.AuditSize, want.AuditSize):
+		return fmt.Errorf("recorded audit draw (seed %s, size %s), recomputed (seed %s, size %s)",
+			optional(got.AuditSeed), optional(got.AuditSize), optional(want.AuditSeed), optional(want.AuditSize))
 	case !got.Base.Equals(want.Base):
 		return fmt.Errorf("recorded base %s, recomputed %s", got.Base, want.Base)
 	case !got.Model.Equals(want.Model):
@@ -141,6 +182,8 @@ func sameEntry(g, w record.Entry) error {
 		return fmt.Errorf("recorded norm %v, rechecked %v", g.Norm, w.Norm)
 	case (g.Tier2 == nil) != (w.Tier2 == nil):
 		return fmt.Errorf("tier-2 evidence recorded: %v, drawn by the sample: %v", g.Tier2 != nil, w.Tier2 != nil)
+	case (g.Audit == nil) != (w.Audit == nil):
+		return fmt.Errorf("audit recorded: %v, drawn by the audit seed: %v", g.Audit != nil, w.Audit != nil)
 	case g.Score != w.Score:
 		return fmt.Errorf("recorded score %v, recomputed %v", g.Score, w.Score)
 	case !g.Contribution.Equals(w.Contribution) || !g.Payload.Equals(w.Payload) || g.Loss != w.Loss || g.Samples != w.Samples:
@@ -225,7 +268,7 @@ func sameScores(got, want []record.PeerScore) error {
 		if g.Peer != w.Peer {
 			return fmt.Errorf("score table: peer %s where the recomputed table has %s", g.Peer, w.Peer)
 		}
-		if g.Score != w.Score || g.Accepted != w.Accepted || g.Rejected != w.Rejected || g.LastRound != w.LastRound || !reflect.DeepEqual(counts(g.Rejections), counts(w.Rejections)) {
+		if g.Score != w.Score || g.Accepted != w.Accepted || g.Rejected != w.Rejected || g.LastRound != w.LastRound || !reflect.DeepEqual(counts(g.Rejections), counts(w.Rejections)) || !sameOptional(g.ExcludedUntil, w.ExcludedUntil) {
 			return fmt.Errorf("peer %s: recorded score %v (accepted %d, rejected %d), recomputed %v (accepted %d, rejected %d)",
 				g.Peer, g.Score, g.Accepted, g.Rejected, w.Score, w.Accepted, w.Rejected)
 		}
@@ -256,6 +299,33 @@ func describeVerdict(verdict, reason string) string {
 		return verdict
 	}
 	return verdict + " (" + reason + ")"
+}
+
+// sameAudits compares the recorded audits with the recomputed ones (the
+// same when taken as recorded; the replay's when the recheck replays).
+func sameAudits(got, want *record.RoundRecord) error {
+	if len(got.Entries) != len(want.Entries) {
+		return nil // sameRecord names it
+	}
+	for i, g := range got.Entries {
+		w := want.Entries[i]
+		if g.Audit == nil || w.Audit == nil {
+			continue
+		}
+		a, b := g.Audit, w.Audit
+		if !a.Start.Equals(b.Start) || !sameCID(a.Payload, b.Payload) || !sameCID(a.End, b.End) || a.Fault != b.Fault {
+			return fmt.Errorf("peer %s: recorded audit (payload %v, end %v, fault %q), replayed (payload %v, end %v, fault %q)",
+				g.Peer, a.Payload, a.End, a.Fault, b.Payload, b.End, b.Fault)
+		}
+	}
+	return nil
+}
+
+func sameCID(a, b *cid.Cid) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equals(*b)
 }
 
 func deref[T any](p *[]T) []T {

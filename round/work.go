@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/storage/safetensors"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
@@ -81,4 +82,76 @@ func (w *Worker) Work(ctx context.Context, base []float32, shard *data.Set, seed
 // (verify.OwnShard is its first Tier2EvalSamples).
 func Shard(trainSet *data.Set, seed int64, peer string, shardSize int) *data.Set {
 	return trainSet.Subset(data.Assign(uint64(seed), peer, trainSet.N, shardSize))
+}
+
+// WorkerStateName is the tensor a worker's private state is stored as.
+const WorkerStateName = "worker.state"
+
+// State is the worker's private state as one vector: the error-feedback
+// residual (when on), then the inner optimizer's state (train.Optimizer.
+// State). With the round's public inputs it fixes what Work computes, so a
+// contribution commits to it (record.Contribution Start and End, the CID
+// of StateFile) and an auditor replays from it (Audit).
+func (w *Worker) State() []float32 {
+	var s []float32
+	if w.ef != nil {
+		s = append(s, w.ef.Residual()...)
+	}
+	return append(s, w.opt.State()...)
+}
+
+// SetState restores a State.
+func (w *Worker) SetState(s []float32) error {
+	n := 0
+	if w.ef != nil {
+		n = len(w.ef.Residual())
+		if len(s) < n {
+			return fmt.Errorf("worker state: %d values, the residual alone has %d", len(s), n)
+		}
+	}
+	if err := w.opt.SetState(s[n:]); err != nil {
+		return fmt.Errorf("worker state: %w", err)
+	}
+	if w.ef != nil {
+		copy(w.ef.Residual(), s[:n])
+	}
+	return nil
+}
+
+// StateFile is the file a worker state is committed to by CID.
+func StateFile(s []float32) ([]byte, error) { return VectorFile(WorkerStateName, s) }
+
+// StateLen is the length of a worker's state for n parameters.
+func (p Params) StateLen(n int) (int, error) {
+	opt, err := train.NewOptimizer(p.Inner, n)
+	if err != nil {
+		return 0, fmt.Errorf("train.inner_optimizer: %w", err)
+	}
+	k := len(opt.State())
+	if p.ErrorFeedback {
+		k += n
+	}
+	return k, nil
+}
+
+// StateOf decodes a committed worker state file (StateFile) holding want
+// values.
+func StateOf(file []byte, want int) ([]float32, error) {
+	return NamedVector(file, WorkerStateName, want)
+}
+
+// NamedVector decodes a one-tensor vector file (VectorFile) whose tensor is
+// name and holds want values.
+func NamedVector(file []byte, name string, want int) ([]float32, error) {
+	ts, _, err := safetensors.Decode(file)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) != 1 || ts[0].Name != name {
+		return nil, fmt.Errorf("not a %s file (one tensor %s)", name, name)
+	}
+	if len(ts[0].Data) != want {
+		return nil, fmt.Errorf("%s: %d values, want %d", name, len(ts[0].Data), want)
+	}
+	return ts[0].Data, nil
 }

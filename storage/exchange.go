@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
@@ -22,6 +23,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/swarmtrain/swarmtrain/storage/safetensors"
+	"github.com/swarmtrain/swarmtrain/storage/transfer"
 )
 
 // MaxCheckpointBytes caps a checkpoint read from the network.
@@ -30,25 +32,51 @@ const MaxCheckpointBytes = 2 << 30
 // Exchange moves blocks between peers: bitswap over a libp2p host, with a
 // content router to find providers and to announce what we store.
 type Exchange struct {
-	store  *Store
-	router routing.ContentRouting
-	bswap  *bitswap.Bitswap
-	bserv  blockservice.BlockService
-	dag    ipld.DAGService
+	h          host.Host
+	noTransfer bool
+	store      *Store
+	router     routing.ContentRouting
+	bswap      *bitswap.Bitswap
+	bserv      blockservice.BlockService
+	dag        ipld.DAGService
+	// directFetches counts files fetched over the transfer protocol (tests).
+	directFetches atomic.Int64
 }
 
-// NewExchange starts bitswap on h over the store. router (the DHT, or nil
-// for "ask connected peers only") finds providers and receives our
-// announcements. ctx bounds bitswap's lifetime; Close stops it earlier.
+// NewExchange starts bitswap on h over the store and serves the store's
+// blocks over /swarmtrain/blocks/1. router (the DHT, or nil for "ask
+// connected peers only") finds providers and receives our announcements.
+// ctx bounds bitswap's lifetime; Close stops it earlier.
 func NewExchange(ctx context.Context, h host.Host, router routing.ContentRouting, store *Store) *Exchange {
+	return NewExchangeWith(ctx, h, router, store, ExchangeOptions{})
+}
+
+// ExchangeOptions turn off parts of the exchange, for benchmarks/transfer
+// to measure each path alone; nodes use NewExchange.
+type ExchangeOptions struct {
+	// BitswapDefaults runs bitswap with boxo's defaults, not bitswapOptions.
+	BitswapDefaults bool
+	// NoTransfer neither serves nor uses /swarmtrain/blocks/1.
+	NoTransfer bool
+}
+
+// NewExchangeWith is NewExchange with some parts turned off.
+func NewExchangeWith(ctx context.Context, h host.Host, router routing.ContentRouting, store *Store, o ExchangeOptions) *Exchange {
 	net := bsnet.NewFromIpfsHost(h)
 	var finder routing.ContentDiscovery
 	if router != nil {
 		finder = router
 	}
-	bswap := bitswap.New(ctx, net, finder, store.Blockstore())
+	var opts []bitswap.Option
+	if !o.BitswapDefaults {
+		opts = bitswapOptions
+	}
+	bswap := bitswap.New(ctx, net, finder, store.Blockstore(), opts...)
 	bserv := blockservice.New(store.Blockstore(), bswap)
-	return &Exchange{store: store, router: router, bswap: bswap, bserv: bserv, dag: merkledag.NewDAGService(bserv)}
+	if !o.NoTransfer {
+		h.SetStreamHandler(transfer.ID, transfer.NewServer(store.Blockstore()).Handle)
+	}
+	return &Exchange{h: h, noTransfer: o.NoTransfer, store: store, router: router, bswap: bswap, bserv: bserv, dag: merkledag.NewDAGService(bserv)}
 }
 
 // Put stores a block and tells bitswap peers that want it.
@@ -132,9 +160,63 @@ func ReaderCID(r io.Reader) (cid.Cid, error) {
 	return importFile(discardDAG{}, r, ChunkSize, MaxLinks)
 }
 
-// File reads a UnixFS file by CID, fetching missing blocks from peers.
+// File reads a UnixFS file by CID and keeps its blocks in the store. A file
+// not stored here comes over /swarmtrain/blocks/1 from a connected peer
+// that speaks it (storage/transfer: several times bitswap's speed), else
+// over bitswap, which also finds providers through the router.
 func (e *Exchange) File(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if have, err := e.store.Has(ctx, c); err == nil && !have {
+		if f := e.direct(ctx, c); f != nil {
+			if err := e.bserv.AddBlocks(ctx, f.Blocks); err != nil {
+				return nil, fmt.Errorf("storage: storing file %s: %w", c, err)
+			}
+			return f.Data, nil
+		}
+	}
 	return readFile(ctx, e.dag, c)
+}
+
+// Load reads a UnixFS file by CID into memory without storing its blocks:
+// for a checkpoint the node only needs once (a model it could not replay).
+// It tries the store, then /swarmtrain/blocks/1, then bitswap (which does
+// store what it fetches).
+func (e *Exchange) Load(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if have, err := e.store.Has(ctx, c); err == nil && !have {
+		if f := e.direct(ctx, c); f != nil {
+			return f.Data, nil
+		}
+	}
+	return readFile(ctx, e.dag, c)
+}
+
+// maxDirectPeers bounds how many connected peers a file is asked of over
+// the transfer protocol before bitswap takes over: asking a peer that
+// lacks the root costs one round trip.
+const maxDirectPeers = 8
+
+// direct fetches c over the transfer protocol from a connected peer that
+// advertises it (identify fills the peerstore), or returns nil. Every
+// block is hash-checked on arrival, so which peer answers does not matter.
+func (e *Exchange) direct(ctx context.Context, c cid.Cid) *transfer.File {
+	if e.noTransfer {
+		return nil
+	}
+	tried := 0
+	for _, p := range e.h.Network().Peers() {
+		if tried == maxDirectPeers || ctx.Err() != nil {
+			return nil
+		}
+		if ok, err := e.h.Peerstore().SupportsProtocols(p, transfer.ID); err != nil || len(ok) == 0 {
+			continue
+		}
+		tried++
+		f, err := transfer.Fetch(ctx, e.h, p, c, MaxCheckpointBytes)
+		if err == nil {
+			e.directFetches.Add(1)
+			return f
+		}
+	}
+	return nil
 }
 
 // ReadFile reads a UnixFS file by CID from the store alone, offline.
@@ -189,8 +271,13 @@ func (e *Exchange) GetCheckpoint(ctx context.Context, c cid.Cid) ([]safetensors.
 	return t, m, nil
 }
 
-// Close stops bitswap.
-func (e *Exchange) Close() error { return e.bswap.Close() }
+// Close stops serving the transfer protocol and bitswap.
+func (e *Exchange) Close() error {
+	if !e.noTransfer {
+		e.h.RemoveStreamHandler(transfer.ID)
+	}
+	return e.bswap.Close()
+}
 
 // discardDAG is a DAGService that keeps nothing: for computing CIDs.
 type discardDAG struct{}

@@ -94,7 +94,14 @@ func bigCheckpoint(n int) []safetensors.Tensor {
 	return []safetensors.Tensor{mk("layers.0.weight", n/1000, 999), mk("layers.0.bias", n/1000), mk("extra", n/1000)}
 }
 
-func TestCheckpointFetchedOverBitswap(t *testing.T) {
+// TestCheckpointFetched fetches a checkpoint over /swarmtrain/blocks/1 and,
+// from a peer that does not serve it, over bitswap.
+func TestCheckpointFetched(t *testing.T) {
+	t.Run("transfer", func(t *testing.T) { testCheckpointFetched(t, ExchangeOptions{}, 1) })
+	t.Run("bitswap", func(t *testing.T) { testCheckpointFetched(t, ExchangeOptions{NoTransfer: true}, 0) })
+}
+
+func testCheckpointFetched(t *testing.T, serverOpts ExchangeOptions, direct int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a, b := loopbackHost(t), loopbackHost(t)
@@ -102,7 +109,7 @@ func TestCheckpointFetchedOverBitswap(t *testing.T) {
 	sb, _ := Open(t.TempDir())
 	defer sa.Close()
 	defer sb.Close()
-	ea, eb := NewExchange(ctx, a, nil, sa), NewExchange(ctx, b, nil, sb)
+	ea, eb := NewExchangeWith(ctx, a, nil, sa, serverOpts), NewExchange(ctx, b, nil, sb)
 	defer ea.Close()
 	defer eb.Close()
 
@@ -124,6 +131,9 @@ func TestCheckpointFetchedOverBitswap(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("fetched %d bytes, not identical to the %d written", len(got), len(want))
+	}
+	if n := eb.directFetches.Load(); n != direct {
+		t.Fatalf("%d files came over the transfer protocol, want %d", n, direct)
 	}
 	ts, meta, err := safetensors.Decode(got)
 	if err != nil {
@@ -271,5 +281,45 @@ func TestWriteFileAtomic(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 {
 		t.Errorf("dir holds %d entries after the writes, want the file and the directory", len(entries))
+	}
+}
+
+// TestLoadKeepsNothing: Load fetches a file over the transfer protocol into
+// memory and stores none of its blocks (a contributor's model it could not
+// replay); File stores them.
+func TestLoadKeepsNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, b := loopbackHost(t), loopbackHost(t)
+	sa, _ := Open(t.TempDir())
+	sb, _ := Open(t.TempDir())
+	defer sa.Close()
+	defer sb.Close()
+	ea, eb := NewExchange(ctx, a, nil, sa), NewExchange(ctx, b, nil, sb)
+	defer ea.Close()
+	defer eb.Close()
+	want := bytes.Repeat([]byte("swarmtrain"), 300_000) // 3 MB: several 1 MiB leaves
+	c, err := ea.AddFile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := eb.Load(ctx, c)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("Load: %v (%d bytes, want %d)", err, len(got), len(want))
+	}
+	if have, _ := sb.Has(ctx, c); have {
+		t.Fatal("Load stored the file's root")
+	}
+	if n := eb.directFetches.Load(); n != 1 {
+		t.Fatalf("%d fetches over the transfer protocol, want 1", n)
+	}
+	if _, err := eb.File(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if have, _ := sb.Has(ctx, c); !have {
+		t.Fatal("File did not store the file's root")
 	}
 }

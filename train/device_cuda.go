@@ -2,8 +2,8 @@
 
 package train
 
-// cudaBuilt says whether this binary was built with the cuda tag. The CUDA
-// engine itself does not build yet: gorgonia.org/cu v0.9.6 targets the
-// CUDA 10/11 driver API and fails against CUDA 13's headers (see
-// docs/ARCHITECTURE.md, "CUDA"), so New still refuses a cuda device.
+// cudaBuilt says whether this binary was built with the cuda tag. With it,
+// gorgonia's CUDA engine builds (gorgonia.org/cu is patched in-tree for CUDA
+// 13 and cuDNN 9, third_party/gorgonia-cu), but New still refuses a cuda
+// device until the engine seam exists (docs/ARCHITECTURE.md, "CUDA").
 const cudaBuilt = true

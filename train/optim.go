@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // OptimizerSpec configures an inner optimizer. Fields a given optimizer does
@@ -65,6 +66,28 @@ type Optimizer interface {
 	SetLRScale(scale float64)
 	// Reset forgets all state (moments, step count).
 	Reset()
+	// State is a copy of everything Step carries from one call to the next
+	// (moments, step count) as one vector; SetState restores it. A
+	// contributor commits to it so that an auditor can replay its local
+	// work (round.Worker).
+	State() []float32
+	SetState(s []float32) error
+}
+
+// setState copies s into the parts of an optimizer's state, checking the
+// length.
+func setState(name string, s []float32, parts ...[]float32) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if len(s) != n {
+		return fmt.Errorf("%s state: %d values, want %d", name, len(s), n)
+	}
+	for _, p := range parts {
+		s = s[copy(p, s):]
+	}
+	return nil
 }
 
 // NewOptimizer returns the optimizer spec names, for nParams parameters.
@@ -87,7 +110,11 @@ type sgd struct {
 	lr, wd float32
 }
 
-func (o *sgd) Reset()                   {}
+func (o *sgd) Reset()           {}
+func (o *sgd) State() []float32 { return []float32{} }
+func (o *sgd) SetState(s []float32) error {
+	return setState("sgd", s)
+}
 func (o *sgd) SetLRScale(scale float64) { o.lr = float32(o.spec.LR * scale) }
 func (o *sgd) Step(p, g []float32) {
 	elementwise(len(p), func(lo, hi int) {
@@ -103,7 +130,11 @@ type momentum struct {
 	v    []float32
 }
 
-func (o *momentum) Reset()                   { clear(o.v) }
+func (o *momentum) Reset()           { clear(o.v) }
+func (o *momentum) State() []float32 { return slices.Clone(o.v) }
+func (o *momentum) SetState(s []float32) error {
+	return setState("momentum", s, o.v)
+}
 func (o *momentum) SetLRScale(scale float64) { o.lr = o.spec.LR * scale }
 func (o *momentum) Step(p, g []float32) {
 	lr, mu, wd := float32(o.lr), float32(o.spec.Momentum), float32(o.spec.WeightDecay)
@@ -127,7 +158,27 @@ type adam struct {
 	t    int
 }
 
-func (o *adam) Reset()                   { clear(o.m); clear(o.v); o.t = 0 }
+func (o *adam) Reset() { clear(o.m); clear(o.v); o.t = 0 }
+
+// State is m, then v, then the step count (exact as a float32 up to 2^24
+// steps).
+func (o *adam) State() []float32 {
+	return append(append(slices.Clone(o.m), o.v...), float32(o.t))
+}
+
+func (o *adam) SetState(s []float32) error {
+	if len(s) > 0 {
+		if t := s[len(s)-1]; !(t >= 0 && t < 1<<24 && t == float32(int(t))) {
+			return fmt.Errorf("adam state: step count %v is not a count", t)
+		}
+	}
+	t := make([]float32, 1)
+	if err := setState("adam", s, o.m, o.v, t); err != nil {
+		return err
+	}
+	o.t = int(t[0])
+	return nil
+}
 func (o *adam) SetLRScale(scale float64) { o.lr = o.spec.LR * scale }
 func (o *adam) Step(p, g []float32) {
 	o.t++

@@ -28,6 +28,9 @@ const (
 	ReasonNorm          = "norm"           // norm far above the round's median
 	ReasonStale         = "stale"          // built on another base model
 	ReasonUnavailable   = "unavailable"    // payload could not be fetched
+	ReasonChain         = "chain"          // commits to a start state that is not where its last contribution ended (tier 3)
+	ReasonAudit         = "audit"          // recomputation from its committed state does not give its payload (tier 3)
+	ReasonExcluded      = "excluded"       // sent while excluded for an earlier proven fault
 	ReasonTier2         = "tier2"          // sampled, and helped neither its own shard nor held-out data
 )
 
@@ -201,21 +204,18 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 		}
 	}
 	// Near duplicates: each standing update against the earlier standing ones.
-	var kept []int
+	vecs := make([][]float32, len(out))
 	for i := range out {
-		v := &out[i]
-		if !v.Accepted() {
-			continue
+		if out[i].Accepted() {
+			vecs[i] = out[i].Vec
 		}
-		for _, j := range kept {
-			if sim := Similarity(out[j].Vec, v.Vec); sim >= p.NearDuplicate {
-				v.Reason = fmt.Sprintf("%s: %.3f similar to %s's update", ReasonNearDuplicate, sim, cands[j].Contribution.Peer)
-				v.Evidence = cands[j].Contribution.Peer
-				break
-			}
-		}
-		if v.Accepted() {
-			kept = append(kept, i)
+	}
+	of, sims := nearDuplicates(vecs, p.NearDuplicate)
+	for i, j := range of {
+		if j >= 0 {
+			v := &out[i]
+			v.Reason = fmt.Sprintf("%s: %.3f similar to %s's update", ReasonNearDuplicate, sims[i], cands[j].Contribution.Peer)
+			v.Evidence = cands[j].Contribution.Peer
 		}
 	}
 	for i := range out {

@@ -3,7 +3,7 @@
 // enough to span several UnixFS blocks), connects a Kubo daemon to the
 // coordinator and checks, with Kubo's own commands, that
 //
-//   - `ipfs cat <model>` gives the bytes `swarmtrain export` writes;
+//   - `ipfs cat <model>` gives the bytes `swarmtrain export --raw` writes;
 //   - `ipfs add -n` with the unixfs-v1-2025 parameters gives the model's CID;
 //   - `ipfs dag resolve <head>/body/model` and `<head>/body/prev/body/model`
 //     reach the models the last two rounds sealed;
@@ -133,7 +133,9 @@ func run(ipfs, st string, rounds int, hidden string, keep bool) error {
 	stop(peer)
 
 	exported := filepath.Join(tmp, "export.safetensors")
-	if _, err := output(ctx, nil, st, "export", model, "-o", exported, "--bootstrap", addr); err != nil {
+	// --raw: the stored checkpoint as the CID names it (plain export adds
+	// provenance to the metadata).
+	if _, err := output(ctx, nil, st, "export", model, "-o", exported, "--bootstrap", addr, "--raw"); err != nil {
 		return err
 	}
 	want, err := os.ReadFile(exported)
@@ -175,9 +177,9 @@ func run(ipfs, st string, rounds int, hidden string, keep bool) error {
 		return err
 	}
 	if !bytes.Equal(got, want) {
-		return fmt.Errorf("ipfs cat %s: %d bytes, not the %d bytes swarmtrain export wrote", model, len(got), len(want))
+		return fmt.Errorf("ipfs cat %s: %d bytes, not the %d bytes swarmtrain export --raw wrote", model, len(got), len(want))
 	}
-	fmt.Printf("ipfs cat %s: %d bytes in %v, byte-identical to swarmtrain export\n", model, len(got), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("ipfs cat %s: %d bytes in %v, byte-identical to swarmtrain export --raw\n", model, len(got), time.Since(start).Round(time.Millisecond))
 
 	added, err := output(ctx, kenv, ipfs, "add", "-n", "-Q", "--cid-version=1", "--raw-leaves", "--chunker=size-1048576", "--max-file-links=1024", exported)
 	if err != nil {

@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 go build -o "$OUT/swarmtrain" ./cmd/swarmtrain
 echo "# $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 nice -n 10 "$OUT/swarmtrain" train --config benchmarks/lm/brown-20min.yaml --dataset-dir "$DATA" \
-	--time-limit "${MINUTES}m" --eval-samples 1000 --save "$OUT/brown.safetensors" >"$OUT/go.log" 2>&1 &
+	--time-limit "${MINUTES}m" --eval-samples 1000 --output "$OUT/brown.safetensors" >"$OUT/go.log" 2>&1 &
 go_pid=$!
 nice -n 10 "$PYTHON" benchmarks/lm/torch_lm.py --data "$DATA" --minutes "$MINUTES" --eval-every 200 --eval-windows 1000 >"$OUT/torch.log" 2>&1 &
 torch_pid=$!

@@ -7,6 +7,13 @@
 //
 //	go run ./benchmarks/sim -codec topk+int8 -density 0.01 -workers 4 -h 20 -rounds 60
 //	go run ./benchmarks/sim -codec dense -workers 4 -h 20 -rounds 60 -json
+//	go run ./benchmarks/sim -codec topk+int8 -density 0.01 -h 20 -rounds 60 -overlap
+//
+// -overlap measures overlapped rounds (one-step-delayed application, as
+// streaming / overlapped DiLoCo does): a worker starts round r+1's local
+// work while round r is being sealed, so from the model before round r's
+// aggregate is applied; round r+1's engine applies that update to the
+// model after round r. Round 0 starts from the initial model either way.
 //
 // Every setting maps to a swarm config field (round.ParamsOf), so a
 // simulated round is a swarm round: same worker, same engine.
@@ -42,6 +49,7 @@ type roundReport struct {
 
 type report struct {
 	Codec          string        `json:"codec"`
+	Overlap        bool          `json:"overlap"`
 	ErrorFeedback  string        `json:"error_feedback"`
 	Density        float64       `json:"density"`
 	Workers        int           `json:"workers"`
@@ -75,6 +83,7 @@ func main() {
 	evalEvery := flag.Int("eval-every", 1, "evaluate on the test set every this many rounds (and after the last)")
 	cfgPath := flag.String("config", "", "take the model, dataset and settings from this swarm config (flags given explicitly override it); -data is then the dataset's directory")
 	evalSamples := flag.Int("eval-samples", 0, "evaluate on the first N test samples only (0: all)")
+	overlap := flag.Bool("overlap", false, "overlapped rounds: each round's local work starts from the model before the previous round's aggregate (one-step-delayed application)")
 	flag.Parse()
 	sc := config.Default()
 	if *cfgPath != "" {
@@ -140,7 +149,7 @@ func main() {
 		os.Exit(2)
 	}
 	sc.Verify.Aggregation, sc.Verify.TrimFraction = *rule, 0.2
-	if err := run(sc, *workers, *rounds, *dataDir, *asJSON, *evalEvery, *evalSamples, *efMode); err != nil {
+	if err := run(sc, *workers, *rounds, *dataDir, *asJSON, *evalEvery, *evalSamples, *efMode, *overlap); err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
@@ -159,7 +168,7 @@ func defaultData() string {
 	return "../shared/data/mnist"
 }
 
-func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, evalEvery, evalSamples int, efName string) error {
+func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, evalEvery, evalSamples int, efName string, overlap bool) error {
 	start := time.Now()
 	ctx := context.Background()
 	p := round.ParamsOf(sc)
@@ -196,7 +205,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		}
 		ws[i] = &worker{id: fmt.Sprintf("w%03d", i), w: w, shard: trainSet.Subset(idx)}
 	}
-	rep := report{Codec: p.Codec, ErrorFeedback: efName, Density: p.Density, Workers: workers, H: p.InnerSteps, Rounds: rounds, Params: n}
+	rep := report{Overlap: overlap, Codec: p.Codec, ErrorFeedback: efName, Density: p.Density, Workers: workers, H: p.InnerSteps, Rounds: rounds, Params: n}
 	initial, err := round.CheckpointFile(p.Model, train.Snapshot(global))
 	if err != nil {
 		return err
@@ -206,11 +215,17 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		return err
 	}
 	st := round.Genesis(&record.SwarmManifest{InitialModel: initCID, Seed: 1}, train.Snapshot(global))
+	// base is the model local work starts from: the round's own, or with
+	// -overlap the one before the previous round's aggregate was applied.
+	base := append([]float32(nil), st.Params...)
 	for r := 0; r < rounds; r++ {
+		if !overlap {
+			copy(base, st.Params)
+		}
 		var in []round.Contribution
 		bytesRound := 0
 		for i, w := range ws {
-			msg, _, stats, err := w.w.Work(ctx, st.Params, w.shard, uint64(r*workers+i))
+			msg, _, stats, err := w.w.Work(ctx, base, w.shard, uint64(r*workers+i))
 			if err != nil {
 				return err
 			}
@@ -224,6 +239,11 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 			seed := st.Seed
 			c := &record.Contribution{Round: st.Round, Peer: w.id, Base: st.Base, Payload: pc, Codec: p.Codec, Samples: int64(stats.Samples), Loss: stats.MeanLoss, Seed: &seed}
 			in = append(in, round.Contribution{Record: c, Block: pc, Payload: msg})
+		}
+		if overlap {
+			// What the workers hold while this round is sealed: this
+			// round's starting model, the next round's base.
+			copy(base, st.Params)
 		}
 		out, err := round.Run(ctx, p, st, in, nil)
 		if err != nil {
@@ -259,8 +279,12 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Printf("%s (density %g, error feedback %s), %d workers, H=%d, %d rounds, %d samples: final test accuracy %.2f%%, %d bytes per worker (dense fp32: %d, %.0fx less) in %s\n",
-		p.Codec, p.Density, efName, workers, p.InnerSteps, rounds, rep.SamplesPerRun, 100*rep.FinalAccuracy, rep.BytesPerWorker, rep.DenseBytes,
+	mode := ""
+	if overlap {
+		mode = ", overlapped rounds"
+	}
+	fmt.Printf("%s (density %g, error feedback %s%s), %d workers, H=%d, %d rounds, %d samples: final test accuracy %.2f%%, %d bytes per worker (dense fp32: %d, %.0fx less) in %s\n",
+		p.Codec, p.Density, efName, mode, workers, p.InnerSteps, rounds, rep.SamplesPerRun, 100*rep.FinalAccuracy, rep.BytesPerWorker, rep.DenseBytes,
 		float64(rep.DenseBytes)/float64(rep.BytesPerWorker), rep.Elapsed)
 	return nil
 }

@@ -16,10 +16,14 @@
 //     evaluations of 1,000 samples; the two
 //     shared "before" losses are paid once a round and not counted).
 //
+//   - Tier1Round: verify.CheckRound over whole rounds of 8 to 128 honest
+//     contributions (the seal's tier 1 as a function of the peer count).
+//
 //     go test -run '^$' -bench . -benchtime 20x -cpu 1 ./benchmarks/verify/
 package verify
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -105,6 +109,57 @@ func BenchmarkTier1(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*roundSize)/1e6, "ms/contribution")
 	b.ReportMetric(float64(n), "params")
+}
+
+// BenchmarkTier1Round: tier 1 over a round of n honest top-k updates that
+// share the coordinates every honest update moves most (half of each
+// support), as a round's do; per round and per contribution.
+func BenchmarkTier1Round(b *testing.B) {
+	n, err := train.NumParams(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	codec, _ := gradient.NewCodec(gradient.TopKInt8, 0.01)
+	base, _ := verify.PayloadCID([]byte("base"))
+	seed := int64(1)
+	r := rand.New(rand.NewPCG(3, 4))
+	common := r.Perm(n)[:n/200]
+	var cands []verify.Candidate
+	for _, peers := range []int{8, 16, 32, 64, 128} {
+		for len(cands) < peers {
+			v := make([]float32, n)
+			for j := range v {
+				v[j] = float32(r.NormFloat64()) * 1e-3
+			}
+			for _, j := range common {
+				v[j] += 0.01
+			}
+			payload, err := gradient.Marshal(codec, v)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pc, _ := verify.PayloadCID(payload)
+			c := &record.Contribution{Swarm: "s", Round: 3, Peer: fmt.Sprintf("peer-%d", len(cands)), Base: base, Payload: pc, Inline: &payload,
+				Codec: codec.Name(), PayloadBytes: int64(len(payload)), Samples: 1600, Loss: 0.3, Seed: &seed}
+			cands = append(cands, verify.Candidate{Contribution: c, Payload: payload})
+		}
+		rc := verify.RoundContext{Round: 3, Base: base, Seed: 1, Elems: n, History: map[cid.Cid]int64{}}
+		b.Run(fmt.Sprintf("peers=%d", peers), func(b *testing.B) {
+			for b.Loop() {
+				vs, err := verify.CheckRound(verify.DefaultTier1Params(), rc, cands[:peers])
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, v := range vs {
+					if !v.Accepted() {
+						b.Fatal(v.Reason)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/round")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*peers)/1e6, "ms/contribution")
+		})
+	}
 }
 
 func BenchmarkTier2(b *testing.B) {

@@ -289,12 +289,16 @@ func (d *demo) run(ctx context.Context) error {
 	bootstrap := pickAddr(ready.Addrs)
 	fmt.Fprintf(e.stdout, "swarm %s: coordinator at %s, %d contributors, %d rounds of %d inner steps, %s at density %g, MLP %v\n",
 		ready.Swarm, bootstrap, d.peers, sc.Train.Rounds, sc.Train.InnerSteps, sc.Compression.Codec, sc.Compression.Density, sc.Model.Hidden)
+	joined := time.Now()
+	var contributors []*child
 	for i := 1; i <= d.peers; i++ {
 		name := fmt.Sprintf("contributor-%d", i)
-		if _, err := d.start(name, nil, "join", ready.Swarm, "--bootstrap", bootstrap, "--data-dir", filepath.Join(d.dir, name),
-			"--dataset-dir", sc.Data.Dir, "--log-level", "warn"); err != nil {
+		ch, err := d.start(name, nil, "join", ready.Swarm, "--bootstrap", bootstrap, "--data-dir", filepath.Join(d.dir, name),
+			"--dataset-dir", sc.Data.Dir, "--log-level", "warn")
+		if err != nil {
 			return err
 		}
+		contributors = append(contributors, ch)
 	}
 
 	fmt.Fprintf(e.stdout, "%5s  %8s  %10s  %13s  %22s  %8s\n", "round", "accepted", "train loss", "test accuracy", "bytes sent/contributor", "seal")
@@ -337,6 +341,7 @@ func (d *demo) run(ctx context.Context) error {
 			}
 		}
 	}
+	ran := time.Since(joined)
 	perContrib := totalBytes / max(totalContrib, 1)
 	fmt.Fprintf(e.stdout, "\nfinal test accuracy %.2f%% after %d rounds in %s; final model %s\n", 100*last.TestAccuracy, done.Rounds, time.Since(began).Round(time.Second), done.Model)
 	fmt.Fprintf(e.stdout, "each contribution: %d bytes on average; dense fp32 would be %d bytes (%.0fx more)\n", perContrib, denseBytes, float64(denseBytes)/float64(max(perContrib, 1)))
@@ -356,6 +361,10 @@ func (d *demo) run(ctx context.Context) error {
 	if coord.err != nil {
 		return coord.failure()
 	}
+	if busy, n := computeTime(contributors); n > 0 {
+		fmt.Fprintf(e.stdout, "\ncontributor utilisation: %.0f%% of the wall time computing (%s of local work each on average, in %s from their start to the last seal)\n",
+			100*busy.Seconds()/float64(n)/ran.Seconds(), (busy / time.Duration(n)).Round(time.Millisecond), ran.Round(time.Millisecond))
+	}
 	fmt.Fprintln(e.stdout)
 	lg := newRoot(d.e)
 	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--data-dir", filepath.Join(d.dir, "coordinator")})
@@ -366,6 +375,28 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// computeTime sums the local work the contributors' logs report ("computed
+// D" on each round's line), and says how many logs it read.
+func computeTime(cs []*child) (time.Duration, int) {
+	var sum time.Duration
+	n := 0
+	for _, c := range cs {
+		b, err := os.ReadFile(c.log)
+		if err != nil {
+			continue
+		}
+		n++
+		for _, line := range strings.Split(string(b), "\n") {
+			if _, after, ok := strings.Cut(line, "  computed "); ok {
+				if d, err := time.ParseDuration(strings.TrimSpace(after)); err == nil {
+					sum += d
+				}
+			}
+		}
+	}
+	return sum, n
 }
 
 // denseSize is what one contribution would weigh as dense fp32.

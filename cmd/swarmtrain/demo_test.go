@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
+	"github.com/swarmtrain/swarmtrain/node"
 )
 
 // The smallest demo that still runs every step: two contributors, two
@@ -153,4 +154,26 @@ func TestDemoInterrupt(t *testing.T) {
 		t.Errorf("last line %q, stderr %q; want one line saying the 3 processes were stopped and %s removed", last, stderr.String(), tmp)
 	}
 	checkNothingLeft(t, tmp)
+}
+
+// TestComputeTimeReadsWorkedLines: the demo's utilisation line sums what
+// the contributors' "round N ... computed D" lines say, from the line
+// format lines.go writes.
+func TestComputeTimeReadsWorkedLines(t *testing.T) {
+	var buf bytes.Buffer
+	eventLine(&buf, node.Worked{Round: 0, Steps: 20, Samples: 100, Loss: 1, Bytes: 10, Compute: 1500 * time.Millisecond})
+	eventLine(&buf, node.Applied{Round: 0})
+	eventLine(&buf, node.Worked{Round: 1, Steps: 20, Samples: 100, Loss: 1, Bytes: 10, Compute: 250 * time.Millisecond})
+	dir := t.TempDir()
+	a, b := dir+"/a.log", dir+"/b.log"
+	if err := os.WriteFile(a, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("joined swarm x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum, n := computeTime([]*child{{log: a}, {log: b}, {log: dir + "/missing.log"}})
+	if sum != 1750*time.Millisecond || n != 2 {
+		t.Fatalf("computeTime = %s over %d logs, want 1.75s over 2", sum, n)
+	}
 }

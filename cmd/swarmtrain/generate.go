@@ -23,7 +23,7 @@ func newGenerateCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "generate --model CID|FILE --config FILE --prompt TEXT [--tokens N] [--temperature T]",
 		Short: "Continue a prompt with a trained language model (a transformer on a text dataset)",
-		Long: `generate loads a transformer checkpoint — a safetensors FILE (train --save,
+		Long: `generate loads a transformer checkpoint — a safetensors FILE (train --output,
 export) or a model CID from a stopped node's --data-dir or a live swarm peer
 (--bootstrap) — and continues --prompt character by character. The config gives
 the model's shape and the text dataset, whose vocabulary maps tokens to
@@ -109,5 +109,6 @@ func readModel(ctx context.Context, arg, dataDir, bootstrap string) ([]byte, err
 		}
 		return b, err
 	}
-	return readLocalFile(ctx, dataDir, c)
+	o, err := readLocalModel(ctx, dataDir, c)
+	return o.File, err
 }

@@ -37,7 +37,7 @@ func eventLine(w io.Writer, ev node.Event) {
 	case node.Joined:
 		fmt.Fprintf(w, "joined swarm %s (%s) as %s at round %d\n", e.Swarm, e.Name, e.Peer, e.Round)
 	case node.Worked:
-		fmt.Fprintf(w, "round %3d  %d steps on %d samples  loss %.4f  sent %d bytes\n", e.Round, e.Steps, e.Samples, e.Loss, e.Bytes)
+		fmt.Fprintf(w, "round %3d  %d steps on %d samples  loss %.4f  sent %d bytes  computed %s\n", e.Round, e.Steps, e.Samples, e.Loss, e.Bytes, e.Compute.Round(time.Millisecond))
 	case node.Applied:
 		how := "replayed locally, CID matches the record"
 		if !e.Replayed {

@@ -153,6 +153,8 @@ func TestJoinRejectsBadArgumentsFirst(t *testing.T) {
 		{[]string{"join", swarm, "--bootstrap", "127.0.0.1:4001"}, "--bootstrap 127.0.0.1:4001 is not a peer multiaddr"},
 		{[]string{"join", "not-a-swarm", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM"}, `swarm ID "not-a-swarm" is not a CID`},
 		{[]string{"join", swarm}, "--bootstrap: give the address start printed"},
+		{[]string{"join", swarm, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM", "--relay", "sometimes"}, `--relay: unknown value "sometimes" (want one of [serve use auto off])`},
+		{[]string{"join", swarm, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM", "--announce", "/ip4/203.0.113.7"}, `--announce: "/ip4/203.0.113.7" needs a host and a port`},
 		{[]string{"join", swarm, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM"}, "no bootstrap peer serves swarm " + swarm + ": /ip4/127.0.0.1/tcp/1/p2p/12D3KooWRpWb81BgrmLTBSNwrqsx4UTovDFHpuPR7MHSGYfH4jPM: "},
 	} {
 		code, _, stderr := swarmtrain(t, append(c.args, "--data-dir", dir, "--dataset-dir", mnist)...)

@@ -162,7 +162,7 @@ api: {listen: ""}
 }
 
 // TestOwnTextTrainsAndGenerates: a text corpus (one .txt file) goes through
-// data hash, train --save and generate with only a config.
+// data hash, train --output and generate with only a config.
 func TestOwnTextTrainsAndGenerates(t *testing.T) {
 	dir := t.TempDir()
 	text := strings.Repeat("the cat sat on the mat. ", 400)
@@ -176,7 +176,7 @@ func TestOwnTextTrainsAndGenerates(t *testing.T) {
 	section := strings.SplitN(out, "#", 2)[0]
 	cfg := writeFile(t, "text.yaml", fmt.Sprintf("name: text\nmodel: {kind: transformer, layers: 1, width: 32, heads: 2, context: 16}\n%s  dir: %s\ntrain: {epochs: 2, steps_per_epoch: 150, batch_size: 16, inner_optimizer: {name: adam, lr: 0.003, beta1: 0.9, beta2: 0.99, eps: 1.0e-8}}\n", section, dir))
 	model := filepath.Join(t.TempDir(), "text.safetensors")
-	code, out, stderr = swarmtrain(t, "train", "--config", cfg, "--save", model)
+	code, out, stderr = swarmtrain(t, "train", "--config", cfg, "--output", model)
 	if code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
 	}

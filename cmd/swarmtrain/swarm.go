@@ -224,11 +224,16 @@ func invokedAs() string {
 	return a
 }
 
-// pickAddr prefers a TCP address for the printed join line.
+// pickAddr prefers a QUIC address for the printed join line, then TCP: a
+// contributor behind a NAT learns its public QUIC address from this
+// connection, and QUIC is what DCUtR punches holes with (TCP dials leave
+// from a fresh port, as TCP listens without SO_REUSEPORT: p2p.NewHost).
 func pickAddr(addrs []string) string {
-	for _, a := range addrs {
-		if strings.Contains(a, "/tcp/") {
-			return a
+	for _, want := range []string{"/quic-v1/", "/tcp/"} {
+		for _, a := range addrs {
+			if strings.Contains(a, want) {
+				return a
+			}
 		}
 	}
 	if len(addrs) > 0 {
@@ -242,8 +247,8 @@ func pickAddr(addrs []string) string {
 const coordinatorTextWindows = 1000
 
 func newJoinCmd(e *env) *cobra.Command {
-	var dataDir, datasetFlag, device string
-	var bootstrap, listen []string
+	var dataDir, datasetFlag, device, relay string
+	var bootstrap, listen, announce []string
 	cmd := &cobra.Command{
 		Use:   "join SWARM-ID --bootstrap MULTIADDR",
 		Short: "Contribute to a swarm from this machine (a contributor's command)",
@@ -267,6 +272,14 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 			for _, a := range bootstrap {
 				if _, err := peer.AddrInfoFromString(a); err != nil {
 					return fmt.Errorf("--bootstrap %s is not a peer multiaddr (%v): give the address start printed, /ip4/HOST/tcp/PORT/p2p/PEER-ID", a, err)
+				}
+			}
+			if err := config.CheckRelay("--relay", relay); err != nil {
+				return err
+			}
+			for _, a := range announce {
+				if err := config.CheckAnnounce("--announce", a); err != nil {
+					return err
 				}
 			}
 			// The dataset is the swarm's: it is loaded once the manifest
@@ -295,7 +308,7 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 			var mu sync.Mutex
 			applied, first, last := 0, int64(-1), int64(-1)
 			err = node.RunContributor(cmd.Context(), node.ContributorConfig{
-				SwarmID: swarmID, Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, LoadTrain: loadTrain, Device: dev, Log: e.log,
+				SwarmID: swarmID, Bootstrap: bootstrap, DataDir: dataDir, Listen: listen, Relay: relay, Announce: announce, LoadTrain: loadTrain, Device: dev, Log: e.log,
 				Event: func(ev node.Event) {
 					eventLine(e.stdout, ev)
 					if a, ok := ev.(node.Applied); ok {
@@ -330,7 +343,11 @@ contributor-2, contributor-3, ... that no running contributor uses.`,
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the contributor's directory: identity and blocks (default ~/.swarmtrain/contributor, or the first free contributor-N)")
 	addDatasetFlag(cmd.Flags(), &datasetFlag, "mnist-dir")
 	cmd.Flags().StringVar(&device, "device", "cpu", "where local steps run: cpu, cuda or cuda:N")
-	cmd.Flags().StringSliceVar(&listen, "listen", []string{"/ip4/127.0.0.1/tcp/0"}, "listen multiaddrs")
+	// TCP and QUIC: QUIC dials from its listening socket, which is what lets
+	// DCUtR punch through a NAT.
+	cmd.Flags().StringSliceVar(&listen, "listen", config.Default().Network.Listen, "listen multiaddrs (behind a NAT: /ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1)")
+	cmd.Flags().StringVar(&relay, "relay", "auto", "NAT traversal: auto (AutoNAT decides), use (behind a NAT: reserve a relay slot on the bootstrap peers now), serve (publicly reachable: relay for others), off")
+	cmd.Flags().StringSliceVar(&announce, "announce", nil, "addresses to advertise instead of the observed ones (a port forward), e.g. /ip4/203.0.113.7/udp/4001/quic-v1")
 	return cmd
 }
 

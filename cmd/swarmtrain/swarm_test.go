@@ -37,7 +37,7 @@ func TestStartAndJoinSayWhatHappens(t *testing.T) {
 	cfg := writeFile(t, "swarm.yaml", fmt.Sprintf(`name: say
 model: {kind: mlp, hidden: [16]}
 data: {dir: %s}
-train: {rounds: 4, inner_steps: 5}
+train: {rounds: 8, inner_steps: 5}
 round: {deadline: 2s, quorum: 3, min_contributions: 1}
 network: {listen: ["/ip4/127.0.0.1/tcp/0"]}
 api: {listen: "127.0.0.1:0"}
@@ -78,12 +78,14 @@ api: {listen: "127.0.0.1:0"}
 	first := filepath.Join(home, ".swarmtrain", "contributor")
 	c1 := run("c1", "join", swarm, "--bootstrap", boot, "--dataset-dir", mnist)
 	c1.waitLine(t, regexp.MustCompile(`^joined swarm `+swarm), time.Minute)
+	// Pasting a held --data-dir says which one to use instead (checked
+	// while contributor 1 surely still runs: under load it could otherwise
+	// finish every round before this line).
+	code, _, stderr = swarmtrain(t, "join", swarm, "--bootstrap", boot, "--data-dir", first, "--dataset-dir", mnist)
+	oneLine(t, code, stderr, "--data-dir "+first+" is in use by another running swarmtrain: give each contributor on this machine its own, e.g. --data-dir "+first+"-2")
 	c2 := run("c2", "join", swarm, "--bootstrap", boot, "--dataset-dir", mnist)
 	c2.waitLine(t, regexp.MustCompile(`^data dir `+regexp.QuoteMeta(first+"-2 ("+first+" is in use by another contributor on this machine)")), time.Minute)
 	c2.waitLine(t, regexp.MustCompile(`^joined swarm `+swarm), time.Minute)
-	// Pasting a held --data-dir says which one to use instead.
-	code, _, stderr = swarmtrain(t, "join", swarm, "--bootstrap", boot, "--data-dir", first, "--dataset-dir", mnist)
-	oneLine(t, code, stderr, "--data-dir "+first+" is in use by another running swarmtrain: give each contributor on this machine its own, e.g. --data-dir "+first+"-3")
 	// A running coordinator's dir: export says to fetch from the swarm.
 	code, _, stderr = swarmtrain(t, "export", other, "--data-dir", coordDir)
 	oneLine(t, code, stderr, "--data-dir "+coordDir+" is in use by a running node: export from the live swarm with --bootstrap MULTIADDR or --api URL")
@@ -117,7 +119,7 @@ api: {listen: "127.0.0.1:0"}
 		t.Fatalf("start after Ctrl-C: %v, want exit 0", err)
 	}
 	lines := strings.Split(coord.output(), "\n")
-	if last := lines[len(lines)-1]; last != "stopped: swarm "+swarm+" sealed all 4 rounds; ledger and models saved in "+coordDir+" (final model "+final[1]+")" {
+	if last := lines[len(lines)-1]; last != "stopped: swarm "+swarm+" sealed all 8 rounds; ledger and models saved in "+coordDir+" (final model "+final[1]+")" {
 		t.Errorf("start's last line after Ctrl-C: %q", last)
 	}
 	// Every block of the ledger is linked from its head: the walk a
@@ -134,7 +136,7 @@ api: {listen: "127.0.0.1:0"}
 	if n := strings.Count(string(logb), "fewer than round.quorum 3: every round will wait the full deadline"); n != 1 {
 		t.Errorf("%d below-quorum warnings in start's log, want 1:\n%s", n, logb)
 	}
-	checkEvents(t, events, swarm, final[1], 4)
+	checkEvents(t, events, swarm, final[1], 8)
 }
 
 // checkEvents reads a start --events file and checks its sequence: ready,

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,17 +16,21 @@ import (
 )
 
 func newTrainCmd(e *env) *cobra.Command {
-	var cfgPath, datasetFlag, device, savePath string
+	var cfgPath, datasetFlag, device, output string
 	var epochs, limit, evalSamples int
 	var timeLimit time.Duration
 	cmd := &cobra.Command{
-		Use:   "train --config FILE",
+		Use:   "train --config FILE [--output model.safetensors]",
 		Short: "Train in one process: the baseline swarm runs are judged against",
 		Long: `train runs the config's model and inner optimizer on its whole dataset in
 one process, printing loss, test accuracy (for text: held-out bits per character
 and perplexity) and speed per epoch. It is the reference a swarm with the same
-sample budget is compared with. --save FILE writes the final model as a
-safetensors checkpoint (generate reads it).`,
+sample budget is compared with.
+
+--output writes the trained model as a safetensors checkpoint PyTorch loads
+with no mapping (tensor names and shapes as the torch.nn module its metadata
+describes; examples/python/load_checkpoint.py), with the config and the
+final test metric in its metadata; generate reads it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cfgPath)
@@ -74,8 +81,14 @@ safetensors checkpoint (generate reads it).`,
 				fitOpts = append(fitOpts, train.WithEvalSamples(evalSamples))
 			}
 			spec := m.Spec()
+			if output != "" {
+				// Fail on an unwritable path now, not after the training.
+				if err := checkWritable(output); err != nil {
+					return fmt.Errorf("--output %s: %w", output, err)
+				}
+			}
 			tty := isTerminal(e.stdout)
-			_, err = train.Fit(cmd.Context(), m, opt, trainSet, testSet, cfg.Train.Epochs, cfg.Seed, func(s train.EpochStats) {
+			stats, err := train.Fit(cmd.Context(), m, opt, trainSet, testSet, cfg.Train.Epochs, cfg.Seed, func(s train.EpochStats) {
 				if !s.Done {
 					if tty {
 						fmt.Fprintf(e.stdout, "\repoch %d  step %d/%d  loss %.4f  %.0f samples/s ", s.Epoch, s.Step, s.Steps, s.Loss, s.SamplesPerSec)
@@ -109,17 +122,23 @@ safetensors checkpoint (generate reads it).`,
 					fmt.Fprintf(e.stdout, "final: whole test set (%d samples): loss %.4f  accuracy %.2f%%\n", testSet.N, tl, 100*ta)
 				}
 			}
-			if savePath == "" {
+			if output == "" {
 				return nil
 			}
-			file, err := round.CheckpointFile(spec, train.Snapshot(m))
+			canon, err := cfg.Canonical()
 			if err != nil {
 				return err
 			}
-			if err := storage.WriteFileAtomic(savePath, file, 0o644); err != nil {
-				return fmt.Errorf("--save: %w", err)
+			p := round.Provenance{Name: cfg.Name, Config: canon}
+			if len(stats) > 0 {
+				last := stats[len(stats)-1]
+				n := testSet.Head(evalSamples).N
+				p.Test = round.Metric{Samples: n, Correct: int(math.Round(last.TestAccuracy * float64(n))), Loss: last.TestLoss}
 			}
-			fmt.Fprintf(e.stdout, "model saved to %s\n", savePath)
+			if err := writeCheckpoint(output, spec, train.Snapshot(m), p); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s: %s\n", output, loadHint(output))
 			return nil
 		},
 	}
@@ -130,8 +149,43 @@ safetensors checkpoint (generate reads it).`,
 	cmd.Flags().IntVar(&epochs, "epochs", 0, "override train.epochs")
 	cmd.Flags().DurationVar(&timeLimit, "time-limit", 0, "stop after this much training time (e.g. 20m), checked every 100 steps, and evaluate")
 	cmd.Flags().IntVar(&evalSamples, "eval-samples", 0, "evaluate each epoch on the first N test samples only, and on all of them at the end")
-	cmd.Flags().StringVar(&savePath, "save", "", "write the trained model to this safetensors file")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the trained model to this safetensors file")
+	cmd.Flags().StringVar(&output, "save", "", "the same as --output")
 	cmd.Flags().IntVar(&limit, "limit", 0, "use only the first N training and test samples: images, or text windows (quick checks)")
 	cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// writeCheckpoint writes params as a PyTorch-loadable checkpoint with p in
+// its metadata, atomically (an interrupted run leaves no partial file).
+func writeCheckpoint(path string, spec train.ModelSpec, params []float32, p round.Provenance) error {
+	stored, err := round.CheckpointFile(spec, params)
+	if err != nil {
+		return err
+	}
+	b, err := round.ExportFile(stored, p)
+	if err != nil {
+		return err
+	}
+	if err := storage.WriteFileAtomic(path, b, 0o644); err != nil {
+		return fmt.Errorf("--output %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkWritable fails when path's directory does not exist or path is a
+// directory.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("is a directory")
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("no directory %s", filepath.Dir(path))
+	}
+	return nil
+}
+
+// loadHint says how a PyTorch user loads a checkpoint file.
+func loadHint(path string) string {
+	return fmt.Sprintf("load it in PyTorch with examples/python/load_checkpoint.py %s (or safetensors.torch.load_file(%q) into the nn.Sequential its metadata describes, strict=True)", path, path)
 }

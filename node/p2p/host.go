@@ -116,6 +116,10 @@ const (
 	EvidenceProtocol = protocol.ID("/swarmtrain/evidence/1")
 	// HeadProtocol answers "what is the latest record of this swarm?".
 	HeadProtocol = protocol.ID("/swarmtrain/head/1")
+	// BlocksProtocol moves whole checkpoint files (storage/transfer, which
+	// names it transfer.ID; p2p imports nothing of the project, and a test
+	// checks the two agree).
+	BlocksProtocol = protocol.ID("/swarmtrain/blocks/1")
 )
 
 // DefaultMaxMessageBytes is gossipsub's own default message cap; payloads
@@ -146,6 +150,19 @@ const (
 	headMemory      = 1 << 20
 )
 
+// Blocks protocol limits. A fetch uses one stream (transfer.Streams; up to
+// 4 with transfer.FetchStreams) and each served stream reserves one block
+// (2 MiB) plus its buffers. A peer may run two fetches of 4 streams at once
+// (a model and its outer state); all peers
+// together get 16 streams, what the server itself serves at once
+// (transfer.MaxServing), so throwaway identities cannot hold more than
+// blocksMemory of serving buffers.
+const (
+	blocksPeerStreams = 2 * 4
+	blocksStreams     = 16
+	blocksMemory      = blocksStreams * (2<<20 + 128<<10)
+)
+
 // Limits returns the resource manager limits of a swarmtrain host: libp2p's
 // defaults scaled to this machine, with the evidence and head protocols
 // bounded as above.
@@ -164,17 +181,28 @@ func Limits() rcmgr.ConcreteLimitConfig {
 	limits.AddProtocolPeerLimit(HeadProtocol,
 		rcmgr.BaseLimit{StreamsInbound: headPeerStreams, StreamsOutbound: headPeerStreams, Streams: 2 * headPeerStreams, Memory: headMemory},
 		rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolLimit(BlocksProtocol,
+		rcmgr.BaseLimit{StreamsInbound: blocksStreams, StreamsOutbound: blocksStreams, Streams: 2 * blocksStreams, Memory: blocksMemory},
+		rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(BlocksProtocol,
+		rcmgr.BaseLimit{StreamsInbound: blocksPeerStreams, StreamsOutbound: blocksPeerStreams, Streams: 2 * blocksPeerStreams, Memory: blocksMemory},
+		rcmgr.BaseLimitIncrease{})
 	return limits.AutoScale()
 }
 
 // NewHost starts a libp2p host with key on the listen multiaddrs (TCP and
-// QUIC), a resource manager with Limits, and a connection manager.
+// QUIC), a resource manager with Limits, a connection manager, and the NAT
+// traversal of hc (relay mode, announced addresses, hole punching).
 //
 // TCP listens without SO_REUSEPORT (libp2p's default turns it on): with it,
 // a second node started on a port another node holds listens too, the
 // kernel splits incoming connections between them, and dials fail with
 // "peer id mismatch". Without it a taken port is an error naming it.
-func NewHost(key crypto.PrivKey, listen []string) (host.Host, error) {
+func NewHost(key crypto.PrivKey, listen []string, hc HostConfig) (host.Host, error) {
+	nat, err := hc.natOptions()
+	if err != nil {
+		return nil, err
+	}
 	cm, err := connmgr.NewConnManager(connLowWater, connHighWater, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, err
@@ -183,17 +211,20 @@ func NewHost(key crypto.PrivKey, listen []string) (host.Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(
+	h, err := libp2p.New(append([]libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.ConnectionManager(cm),
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.ResourceManager(rm),
-	)
+	}, nat...)...)
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("listening on %v: %w (is another node using the address? pick another port or stop it)", listen, err)
+	}
+	if hc.Paths != nil {
+		h.Network().Notify(hc.Paths.Notifee())
 	}
 	return h, nil
 }

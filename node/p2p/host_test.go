@@ -7,8 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/swarmtrain/swarmtrain/storage/transfer"
 )
 
 // portOf returns the port a host listens on for proto (tcp, udp).
@@ -29,7 +33,7 @@ func portOf(t *testing.T, addrs []ma.Multiaddr, proto int) string {
 // two identities); the second fails naming the port.
 func TestSecondNodeOnATakenPortFails(t *testing.T) {
 	k1, _ := LoadOrCreateIdentity(t.TempDir())
-	first, err := NewHost(k1, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+	first, err := NewHost(k1, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}, HostConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +42,7 @@ func TestSecondNodeOnATakenPortFails(t *testing.T) {
 	quicAddr := "/ip4/127.0.0.1/udp/" + portOf(t, first.Addrs(), ma.P_UDP) + "/quic-v1"
 	for _, addr := range []string{tcpAddr, quicAddr} {
 		k2, _ := LoadOrCreateIdentity(t.TempDir())
-		second, err := NewHost(k2, []string{addr})
+		second, err := NewHost(k2, []string{addr}, HostConfig{})
 		if err == nil {
 			second.Close()
 			t.Errorf("a second node listens on %s, which the first holds", addr)
@@ -104,5 +108,26 @@ func TestIdentityFileIsPrivateAndAtomic(t *testing.T) {
 	}
 	if !bytes.Equal(b, before) {
 		t.Fatal("a refused key file was replaced")
+	}
+}
+
+// TestTransferProtocolIsLimited: the resource manager bounds the blocks
+// protocol's streams per peer and in all, under the ID storage/transfer
+// serves.
+func TestTransferProtocolIsLimited(t *testing.T) {
+	if BlocksProtocol != transfer.ID {
+		t.Fatalf("p2p limits %s, storage/transfer serves %s", BlocksProtocol, transfer.ID)
+	}
+	l := rcmgr.NewFixedLimiter(Limits())
+	peerLimit := l.GetProtocolPeerLimits(BlocksProtocol)
+	all := l.GetProtocolLimits(BlocksProtocol)
+	if got := peerLimit.GetStreamLimit(network.DirInbound); got < 2*transfer.Streams {
+		t.Errorf("inbound blocks streams per peer: %d, fewer than two fetches' (%d)", got, 2*transfer.Streams)
+	}
+	if got := all.GetStreamLimit(network.DirInbound); got != transfer.MaxServing {
+		t.Errorf("inbound blocks streams in all: %d, want what the server serves (%d)", got, transfer.MaxServing)
+	}
+	if got := all.GetMemoryLimit(); got < int64(transfer.MaxServing)*transfer.MaxBlockBytes {
+		t.Errorf("blocks memory %d cannot hold %d served blocks", got, transfer.MaxServing)
 	}
 }

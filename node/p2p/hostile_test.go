@@ -188,7 +188,7 @@ func TestCoordinatorAndMeshAreProtected(t *testing.T) {
 	defer cancel()
 	mk := func() *Node {
 		k, _ := LoadOrCreateIdentity(t.TempDir())
-		h, err := NewHost(k, []string{"/ip4/127.0.0.1/tcp/0"})
+		h, err := NewHost(k, []string{"/ip4/127.0.0.1/tcp/0"}, HostConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}

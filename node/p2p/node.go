@@ -42,6 +42,9 @@ type Node struct {
 	ctx    context.Context // the node's lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu           sync.Mutex
+	relayedAgain map[peer.ID]int // relayAgain's tries per peer
 }
 
 // Option configures New.
@@ -287,6 +290,9 @@ func (n *Node) findOnce(ctx context.Context, ns string, found func(peer.ID)) {
 		if ai.ID == n.Host.ID() || len(ai.Addrs) == 0 || n.Host.Network().Connectedness(ai.ID) == network.Connected {
 			continue
 		}
+		if n.Host.Network().Connectedness(ai.ID) == network.Limited && !n.relayAgain(ai.ID) {
+			continue
+		}
 		// Past the budget, or with connections enough that the connection
 		// manager would trim new ones, drain the channel without dialling.
 		if dials >= maxDialsPerFind || len(n.Host.Network().Peers()) >= connLowWater {
@@ -307,6 +313,46 @@ func (n *Node) findOnce(ctx context.Context, ns string, found func(peer.ID)) {
 			found(ai.ID)
 		}
 	}
+}
+
+// Hole punches are started by the peer that accepts a relayed connection
+// (DCUtR), and only once it knows a public address of its own: a relayed
+// connection that arrived earlier — a newcomer's first seconds — is never
+// upgraded. A peer reached only through a relay for relayAgainAfter is
+// therefore dialled through the relay again (the old circuit closed) so
+// that the other side tries once more, at most maxRelayAgain times: a NAT
+// that cannot be punched (symmetric) leaves the peer relayed.
+const (
+	relayAgainAfter = 10 * time.Second
+	maxRelayAgain   = 3
+)
+
+// relayAgain closes the relayed connections to p when it is time to try
+// a hole punch again, and says whether it did.
+func (n *Node) relayAgain(p peer.ID) bool {
+	conns := n.Host.Network().ConnsToPeer(p)
+	for _, c := range conns {
+		if ConnPath(c) == PathDirect || time.Since(c.Stat().Opened) < relayAgainAfter {
+			return false
+		}
+	}
+	n.mu.Lock()
+	if n.relayedAgain == nil {
+		n.relayedAgain = map[peer.ID]int{}
+	}
+	tries := n.relayedAgain[p]
+	if tries < maxRelayAgain {
+		n.relayedAgain[p]++
+	}
+	n.mu.Unlock()
+	if tries >= maxRelayAgain {
+		return false
+	}
+	n.cfg.log.Info("still relayed: dialling through the relay again for a hole punch", "peer", p, "try", tries+1)
+	for _, c := range conns {
+		c.Close()
+	}
+	return true
 }
 
 // Reconnect dials every address not connected now, first forgetting the

@@ -179,7 +179,7 @@ func TestTakenListenAddressIsNamed(t *testing.T) {
 	defer l.Close()
 	addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port)
 	k, _ := LoadOrCreateIdentity(t.TempDir())
-	h, err := NewHost(k, []string{addr})
+	h, err := NewHost(k, []string{addr}, HostConfig{})
 	if err == nil {
 		h.Close()
 		t.Fatal("listening on a taken address succeeded")

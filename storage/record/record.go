@@ -76,6 +76,8 @@ type Contribution struct {
 	loss Float
 	created Int
 	seed optional Int
+	start optional Link
+	end optional Link
 }
 
 type Entry struct {
@@ -92,6 +94,14 @@ type Entry struct {
 	samples Int
 	tier2 optional Tier2
 	evidenceBlocks optional [Link]
+	audit optional Audit
+}
+
+type Audit struct {
+	start Link
+	payload optional Link
+	end optional Link
+	fault String
 }
 
 type Tier2 struct {
@@ -116,6 +126,7 @@ type PeerScore struct {
 	rejected Int
 	lastRound Int
 	rejections optional [ReasonCount]
+	excludedUntil optional Int
 }
 
 type RoundRecord struct {
@@ -131,6 +142,8 @@ type RoundRecord struct {
 	sealed Int
 	sampleSeed optional Int
 	sampleSize optional Int
+	auditSeed optional Int
+	auditSize optional Int
 }
 `
 
@@ -169,6 +182,15 @@ type Contribution struct {
 	// Seed is the round seed the contributor drew its shard with
 	// (data.Assign(seed, peer)); tier 0 checks it is the round's.
 	Seed *int64 `json:"seed,omitempty"`
+	// Start and End commit to the contributor's private state (its
+	// error-feedback residual and inner optimizer state, one vector file,
+	// round.Worker.State) before and after this round's local work: what a
+	// tier-3 audit replays from and must end at. Start must be End of the
+	// peer's previous contribution in the ledger (the zero state for its
+	// first), so the state is hash-chained. Nil for a peer that does not
+	// commit (a swarm without audits).
+	Start *cid.Cid `json:"start,omitempty"`
+	End   *cid.Cid `json:"end,omitempty"`
 }
 
 // Entry is one contribution's fate in a round record.
@@ -191,6 +213,24 @@ type Entry struct {
 	// contributions of an equivocation — so that pinning a record pins its
 	// proof; nil when the evidence is not a block.
 	EvidenceBlocks *[]cid.Cid `json:"evidence_blocks,omitempty"`
+	// Audit is the evidence of a tier-3 recomputation; nil when the
+	// contribution was not audited.
+	Audit *Audit `json:"audit,omitempty"`
+}
+
+// Audit is what replaying a contribution's local work gave (round.Audit):
+// from the committed start state, on the round's base, shard and seed. The
+// contribution passes when Payload and End are the ones it names and Fault
+// is empty.
+type Audit struct {
+	Start cid.Cid `json:"start"`
+	// Payload and End are the replay's payload CID and end-state CID; nil
+	// when the replay could not run (Fault says why).
+	Payload *cid.Cid `json:"payload,omitempty"`
+	End     *cid.Cid `json:"end,omitempty"`
+	// Fault is why the start state itself is refused (unavailable,
+	// malformed, out of bounds); "" when it is fine.
+	Fault string `json:"fault"`
 }
 
 // Tier2 is the evidence of one tier-2 check: mean losses of the round's base
@@ -225,6 +265,10 @@ type PeerScore struct {
 	LastRound int64   `json:"last_round"`
 	// Rejections counts rejections by kind, sorted by kind.
 	Rejections *[]ReasonCount `json:"rejections,omitempty"`
+	// ExcludedUntil is the first round the peer's contributions count
+	// again after a proven fault (round.Params.Exclusion); nil when never
+	// excluded.
+	ExcludedUntil *int64 `json:"excluded_until,omitempty"`
 }
 
 // RoundRecord is the ledger entry the coordinator seals for each round.
@@ -243,6 +287,11 @@ type RoundRecord struct {
 	// (verify.Sample); nil when tier 2 did not run.
 	SampleSeed *int64 `json:"sample_seed,omitempty"`
 	SampleSize *int64 `json:"sample_size,omitempty"`
+	// AuditSeed and AuditSize say how the round's tier-3 audits were
+	// drawn (round.AuditSeed, at most AuditSize of them); nil when no
+	// audit ran.
+	AuditSeed *int64 `json:"audit_seed,omitempty"`
+	AuditSize *int64 `json:"audit_size,omitempty"`
 }
 
 // typeSystem is the parsed schema: computed once, never changed.

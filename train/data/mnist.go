@@ -18,6 +18,10 @@ const (
 
 func init() { register("mnist", mnistKind{}) }
 
+// MNISTNormalisation is the mean and standard deviation LoadMNIST
+// standardises pixels (scaled to [0,1]) with, for checkpoint metadata.
+func MNISTNormalisation() (mean, std float64) { return mnistMean, mnistStd }
+
 // File is one file of a dataset and the SHA-256 of its bytes.
 type File struct {
 	Name   string

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/swarmtrain/swarmtrain/round"
+	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/verify"
+)
+
+// margins measures what a cross-build audit tolerance must sit between:
+// how far an honest replay on another build (OpenBLAS against pure Go)
+// lands from the contributor's payload, and how far each attack's payload
+// is from the honest replay of its own committed state. Distances are
+// ‖a − b‖ / ‖b‖ over the decoded payloads, b the replay.
+type margins struct {
+	dir    string
+	attack func(ctx context.Context, e *env, class string, model train.Model, st round.State, peer string, start []float32, payload []byte) error
+	worst  map[string]float64 // per class, the smallest distance seen
+}
+
+func newMargins(dir string) *margins {
+	m := &margins{dir: dir, worst: map[string]float64{}}
+	m.attack = m.measure
+	return m
+}
+
+// dump saves honest-0's inputs of round r: base model and start state.
+func (m *margins) dump(r int, base, start []float32) error {
+	for name, v := range map[string][]float32{"base": base, "start": start} {
+		f, err := round.VectorFile(name, v)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-%s.safetensors", r, name)), f, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dumpPayload saves honest-0's payload and the round's seed.
+func (m *margins) dumpPayload(r int, payload []byte, seed int64) error {
+	if err := os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-payload.bin", r)), payload, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-seed.txt", r)), fmt.Appendf(nil, "%d", seed), 0o644)
+}
+
+func (m *margins) measure(ctx context.Context, e *env, class string, model train.Model, st round.State, peer string, start []float32, payload []byte) error {
+	shard := round.Shard(e.train, st.Seed, peer, e.p.ShardSize)
+	replay, _, err := round.ReplayWork(ctx, e.p, model, st.Params, shard, uint64(st.Seed), start)
+	if err != nil {
+		return err
+	}
+	d, err := distance(payload, replay, len(st.Params))
+	if err != nil {
+		return err
+	}
+	if w, ok := m.worst[class]; !ok || d < w {
+		m.worst[class] = d
+	}
+	return nil
+}
+
+func distance(a, b []byte, n int) (float64, error) {
+	va, err := verify.DecodePayload(a, n)
+	if err != nil {
+		return 0, err
+	}
+	vb, err := verify.DecodePayload(b, n)
+	if err != nil {
+		return 0, err
+	}
+	var dd, bb float64
+	for i := range va {
+		x := float64(va[i]) - float64(vb[i])
+		dd += x * x
+		bb += float64(vb[i]) * float64(vb[i])
+	}
+	return math.Sqrt(dd / bb), nil
+}
+
+// crossBuild replays, with this build, every round of honest-0's work that
+// another build dumped (-margins-write) from the same base and start
+// state, and prints how far this build's payload is from that build's.
+func crossBuild(ctx context.Context, e *env, dir string, rounds int) error {
+	n, err := e.p.NumParams()
+	if err != nil {
+		return err
+	}
+	k, err := e.p.StateLen(n)
+	if err != nil {
+		return err
+	}
+	model, err := train.New(e.p.Model, e.p.BatchSize, 1)
+	if err != nil {
+		return err
+	}
+	defer model.Close()
+	worst := 0.0
+	for r := range rounds {
+		read := func(name string, want int) ([]float32, error) {
+			f, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("r%02d-%s.safetensors", r, name)))
+			if err != nil {
+				return nil, err
+			}
+			return round.NamedVector(f, name, want)
+		}
+		base, err := read("base", n)
+		if err != nil {
+			return err
+		}
+		start, err := read("start", k)
+		if err != nil {
+			return err
+		}
+		theirs, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("r%02d-payload.bin", r)))
+		if err != nil {
+			return err
+		}
+		seed, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("r%02d-seed.txt", r)))
+		if err != nil {
+			return err
+		}
+		var s int64
+		if _, err := fmt.Sscan(string(seed), &s); err != nil {
+			return err
+		}
+		shard := round.Shard(e.train, s, "honest-0", e.p.ShardSize)
+		mine, _, err := round.ReplayWork(ctx, e.p, model, base, shard, uint64(s), start)
+		if err != nil {
+			return err
+		}
+		d, err := distance(mine, theirs, n)
+		if err != nil {
+			return err
+		}
+		worst = max(worst, d)
+		fmt.Printf("round %2d: this build's replay is %.3g from the dumped payload (identical bytes: %v)\n", r, d, string(mine) == string(theirs))
+	}
+	fmt.Printf("honest cross-build distance, worst of %d rounds: %.3g (%s)\n", rounds, worst, train.BLAS())
+	return nil
+}

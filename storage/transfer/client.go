@@ -1,0 +1,386 @@
+package transfer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Streams is how many streams one fetch spreads a DAG level over: one.
+// Several would let the store reads and hashing of different blocks run on
+// different cores, but they share the one secure connection, and yamux
+// grows each stream's flow-control window separately (from 256 KiB), so
+// streams carrying a part of the file each spend longer at a small window.
+// Measured side by side (benchmarks/README.md, BenchmarkTransfer with
+// TRANSFER_STREAMS=1), one stream was never slower than four and often
+// faster (500 MB: 247 against 158 MB/s); FetchStreams takes any count.
+const Streams = 1
+
+// maxDepth bounds the DAG's depth. A balanced DAG of 174-link nodes and
+// 256 KiB leaves holds 1.7 TiB at depth 4; 16 is only a guard against a
+// hostile chain of single-child nodes.
+const maxDepth = 16
+
+// maxBlocks bounds the blocks one fetch will ask for (with 1 MiB leaves,
+// a 1 TiB file): every child must carry at least one byte, so a DAG cannot
+// make a requester loop over empty blocks, but tiny leaves could still
+// make it keep millions of them.
+const maxBlocks = 1 << 20
+
+// ErrDontHave is returned when the peer does not have a block of the file.
+var ErrDontHave = errors.New("peer does not have the block")
+
+// File is a fetched UnixFS file: its bytes and every block of its DAG,
+// each checked against its CID (leaves are slices of Data, not copies).
+type File struct {
+	Data   []byte
+	Blocks []blocks.Block
+}
+
+// Fetch reads the UnixFS file root (a balanced DAG with raw or dag-pb
+// leaves, or a single raw block) from peer p over up to Streams streams.
+// A file of more than maxBytes is refused before its bytes are read.
+// Errors name the peer.
+func Fetch(ctx context.Context, h host.Host, p peer.ID, root cid.Cid, maxBytes int64) (*File, error) {
+	return FetchStreams(ctx, h, p, root, maxBytes, Streams)
+}
+
+// FetchStreams is Fetch over up to streams streams (benchmarks/transfer
+// compares counts; nodes use Fetch).
+func FetchStreams(ctx context.Context, h host.Host, p peer.ID, root cid.Cid, maxBytes int64, streams int) (*File, error) {
+	if streams < 1 {
+		return nil, fmt.Errorf("transfer: %d streams", streams)
+	}
+	var mu sync.Mutex
+	var open []network.Stream
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, st := range open {
+			_ = st.Reset()
+		}
+	})
+	defer stop()
+	dial := func() (io.ReadWriter, error) {
+		// A checkpoint never crosses a relay: a relayed connection carries
+		// a hole punch's few messages (node/p2p's RelayResources cut it at
+		// 1 MiB). With only such a connection, fail at once so the caller
+		// falls back to bitswap, whose streams wait for the direct
+		// connection DCUtR makes; with a direct one, the stream uses it.
+		if h.Network().Connectedness(p) == network.Limited {
+			return nil, fmt.Errorf("transfer: only a relayed connection to %s", p)
+		}
+		st, err := h.NewStream(ctx, p, ID)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		open = append(open, st)
+		mu.Unlock()
+		return stallGuard{st}, nil
+	}
+	f, err := fetch(dial, root, maxBytes, streams)
+	mu.Lock()
+	for _, st := range open {
+		if err != nil {
+			_ = st.Reset()
+		} else {
+			_ = st.Close()
+		}
+	}
+	mu.Unlock()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("transfer: %s from %s: %w", root, p, err)
+	}
+	return f, nil
+}
+
+// stallGuard gives every read of a stream idleTimeout to make progress: a
+// peer that stops sending fails the fetch (and the caller falls back)
+// instead of holding it until the caller's deadline.
+type stallGuard struct{ network.Stream }
+
+func (g stallGuard) Read(p []byte) (int, error) {
+	_ = g.SetReadDeadline(time.Now().Add(idleTimeout))
+	return g.Stream.Read(p)
+}
+
+// task is one block to fetch and where its content goes in the file.
+type task struct {
+	c         cid.Cid
+	off, size uint64
+}
+
+// conn is one stream of a fetch.
+type conn struct {
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+// fetcher is the state of one fetch: the file's buffer and the blocks.
+type fetcher struct {
+	buf    []byte
+	mu     sync.Mutex
+	blocks []blocks.Block
+	nblock int
+}
+
+// fetch runs the protocol over streams from dial; the tests and the fuzz
+// target drive it without a network.
+func fetch(dial func() (io.ReadWriter, error), root cid.Cid, maxBytes int64, streams int) (*File, error) {
+	c0, err := newConn(dial)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeRequest(c0.w, []cid.Cid{root}); err != nil {
+		return nil, err
+	}
+	have, n, err := readBlockHeader(c0.r, MaxBlockBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !have {
+		return nil, fmt.Errorf("root %s: %w", root, ErrDontHave)
+	}
+	if int64(n) > maxBytes {
+		return nil, fmt.Errorf("file %s is over the limit of %d bytes", root, maxBytes)
+	}
+	raw := make([]byte, n)
+	if err := readChecked(c0.r, root, raw); err != nil {
+		return nil, err
+	}
+	f := &fetcher{}
+	switch root.Prefix().Codec {
+	case cid.Raw:
+		return &File{Data: raw, Blocks: []blocks.Block{mustBlock(raw, root)}}, nil
+	case cid.DagProtobuf:
+	default:
+		return nil, fmt.Errorf("root %s: codec %#x is not a UnixFS file", root, root.Prefix().Codec)
+	}
+	size, err := fileSize(root, raw)
+	if err != nil {
+		return nil, err
+	}
+	if size > uint64(maxBytes) {
+		return nil, fmt.Errorf("file %s is %d bytes, over the limit of %d", root, size, maxBytes)
+	}
+	f.buf = make([]byte, size)
+	level, err := f.node(task{c: root, size: size}, raw)
+	if err != nil {
+		return nil, err
+	}
+	conns := []*conn{c0}
+	for depth := 1; len(level) > 0; depth++ {
+		if depth > maxDepth {
+			return nil, fmt.Errorf("file %s: DAG deeper than %d", root, maxDepth)
+		}
+		w := min(streams, len(level))
+		for len(conns) < w {
+			c, err := newConn(dial)
+			if err != nil {
+				return nil, err
+			}
+			conns = append(conns, c)
+		}
+		next := make([][]task, w)
+		errs := make([]error, w)
+		var wg sync.WaitGroup
+		for i := 0; i < w; i++ {
+			part := level[i*len(level)/w : (i+1)*len(level)/w]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				next[i], errs[i] = f.fetchTasks(conns[i], part)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		level = level[:0]
+		for _, n := range next {
+			level = append(level, n...)
+		}
+	}
+	return &File{Data: f.buf, Blocks: f.blocks}, nil
+}
+
+func newConn(dial func() (io.ReadWriter, error)) (*conn, error) {
+	rw, err := dial()
+	if err != nil {
+		return nil, err
+	}
+	return &conn{r: bufio.NewReaderSize(rw, bufBytes), w: bufio.NewWriterSize(rw, bufBytes)}, nil
+}
+
+// fetchTasks asks for part, MaxWant at a time, and returns the children of
+// the dag-pb nodes among them, in order.
+func (f *fetcher) fetchTasks(c *conn, part []task) ([]task, error) {
+	var next []task
+	var tmp []byte
+	for len(part) > 0 {
+		batch := part[:min(len(part), MaxWant)]
+		part = part[len(batch):]
+		want := make([]cid.Cid, len(batch))
+		for i, t := range batch {
+			want[i] = t.c
+		}
+		if err := writeRequest(c.w, want); err != nil {
+			return nil, err
+		}
+		for _, t := range batch {
+			have, n, err := readBlockHeader(c.r, MaxBlockBytes)
+			if err != nil {
+				return nil, err
+			}
+			if !have {
+				return nil, fmt.Errorf("block %s: %w", t.c, ErrDontHave)
+			}
+			if t.c.Prefix().Codec == cid.Raw {
+				// A raw leaf is the file's bytes: read it into its place.
+				if uint64(n) != t.size {
+					return nil, fmt.Errorf("leaf %s is %d bytes, its parent says %d", t.c, n, t.size)
+				}
+				dst := f.buf[t.off : t.off+t.size]
+				if err := readChecked(c.r, t.c, dst); err != nil {
+					return nil, err
+				}
+				f.add(mustBlock(dst, t.c))
+				continue
+			}
+			if cap(tmp) < n {
+				tmp = make([]byte, n)
+			}
+			raw := tmp[:n]
+			if err := readChecked(c.r, t.c, raw); err != nil {
+				return nil, err
+			}
+			own := append([]byte(nil), raw...)
+			kids, err := f.node(t, own)
+			if err != nil {
+				return nil, err
+			}
+			next = append(next, kids...)
+		}
+	}
+	return next, nil
+}
+
+// node checks a hash-checked dag-pb block against what its parent said of
+// it, copies its inline data into place, keeps the block and returns its
+// children with their places in the file.
+func (f *fetcher) node(t task, raw []byte) ([]task, error) {
+	if t.c.Prefix().Codec != cid.DagProtobuf {
+		return nil, fmt.Errorf("block %s: codec %#x is not part of a UnixFS file", t.c, t.c.Prefix().Codec)
+	}
+	pn, err := merkledag.DecodeProtobuf(raw)
+	if err != nil {
+		return nil, fmt.Errorf("block %s: %w", t.c, err)
+	}
+	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+	if err != nil {
+		return nil, fmt.Errorf("block %s: %w", t.c, err)
+	}
+	if ty := fsn.Type(); ty != unixfspb.Data_File && ty != unixfspb.Data_Raw {
+		return nil, fmt.Errorf("block %s: UnixFS %s, not a file", t.c, ty)
+	}
+	links := pn.Links()
+	sizes := fsn.BlockSizes()
+	if len(links) != len(sizes) {
+		return nil, fmt.Errorf("block %s: %d links but %d sizes", t.c, len(links), len(sizes))
+	}
+	if len(links) > MaxWant {
+		return nil, fmt.Errorf("block %s: %d links, over %d", t.c, len(links), MaxWant)
+	}
+	data := fsn.Data()
+	if fsn.FileSize() != t.size {
+		return nil, fmt.Errorf("block %s: says %d bytes, its parent says %d", t.c, fsn.FileSize(), t.size)
+	}
+	sum := uint64(len(data))
+	for i, s := range sizes {
+		if s == 0 {
+			return nil, fmt.Errorf("block %s: link %d is empty", t.c, i)
+		}
+		if sum+s < sum || sum+s > t.size {
+			return nil, fmt.Errorf("block %s: its parts add up to more than its %d bytes", t.c, t.size)
+		}
+		sum += s
+	}
+	if sum != t.size {
+		return nil, fmt.Errorf("block %s: its parts add up to %d bytes, not %d", t.c, sum, t.size)
+	}
+	copy(f.buf[t.off:], data)
+	kids := make([]task, len(links))
+	off := t.off + uint64(len(data))
+	for i, l := range links {
+		if l.Cid.Prefix().Codec == cid.Raw && sizes[i] > MaxBlockBytes {
+			return nil, fmt.Errorf("block %s: leaf %d of %d bytes, over %d", t.c, i, sizes[i], MaxBlockBytes)
+		}
+		kids[i] = task{c: l.Cid, off: off, size: sizes[i]}
+		off += sizes[i]
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nblock += len(kids)
+	if f.nblock > maxBlocks {
+		return nil, fmt.Errorf("block %s: the file has over %d blocks", t.c, maxBlocks)
+	}
+	f.blocks = append(f.blocks, mustBlock(raw, t.c))
+	return kids, nil
+}
+
+func (f *fetcher) add(b blocks.Block) {
+	f.mu.Lock()
+	f.blocks = append(f.blocks, b)
+	f.mu.Unlock()
+}
+
+// readChecked fills dst from r and checks that it hashes to c.
+func readChecked(r io.Reader, c cid.Cid, dst []byte) error {
+	if _, err := io.ReadFull(r, dst); err != nil {
+		return fmt.Errorf("block %s: %w", c, noEOF(err))
+	}
+	got, err := c.Prefix().Sum(dst)
+	if err != nil {
+		return fmt.Errorf("block %s: %w", c, err)
+	}
+	if !got.Equals(c) {
+		return fmt.Errorf("block %s: the peer sent bytes that hash to %s", c, got)
+	}
+	return nil
+}
+
+// fileSize is the size a dag-pb root says its file has.
+func fileSize(c cid.Cid, raw []byte) (uint64, error) {
+	pn, err := merkledag.DecodeProtobuf(raw)
+	if err != nil {
+		return 0, fmt.Errorf("root %s: %w", c, err)
+	}
+	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+	if err != nil {
+		return 0, fmt.Errorf("root %s: %w", c, err)
+	}
+	return fsn.FileSize(), nil
+}
+
+// mustBlock wraps bytes already checked against c.
+func mustBlock(data []byte, c cid.Cid) blocks.Block {
+	b, _ := blocks.NewBlockWithCid(data, c) // checks only under u.Debug; we checked
+	return b
+}

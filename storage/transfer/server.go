@@ -1,0 +1,111 @@
+package transfer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// Getter is where the server reads blocks: the node's hash-checking
+// blockstore, so a block corrupted on disk is not served.
+type Getter interface {
+	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
+}
+
+// MaxServing bounds the streams served at once, over all peers: a few
+// whole-file fetches at a time saturate the node's link and disk; more
+// would only share them and hold memory (one block each). A stream over the
+// cap is reset at once, and the requester falls back to bitswap. The
+// resource manager (node/p2p) adds a per-peer cap (8), so one peer cannot
+// take them all.
+const MaxServing = 16
+
+// idleTimeout is how long a stream may go without progress — the server
+// waiting for the next request or for the requester to take the next
+// block, the requester waiting for the next bytes — before it is dropped:
+// a stalled peer must not hold a serving slot, nor keep a fetch from
+// falling back to bitswap. It bounds each step, not the whole transfer, so
+// a big file over a slow link still completes.
+var idleTimeout = 30 * time.Second // a var so tests can shorten it
+
+// bufBytes is the stream buffer each side uses: small frames (headers,
+// requests) are batched, block bodies bypass it.
+const bufBytes = 64 << 10
+
+// Server answers /swarmtrain/blocks/1 requests from a blockstore.
+type Server struct {
+	bs    Getter
+	slots chan struct{}
+}
+
+// NewServer serves the blocks in bs.
+func NewServer(bs Getter) *Server {
+	return &Server{bs: bs, slots: make(chan struct{}, MaxServing)}
+}
+
+// Handle is the stream handler (host.SetStreamHandler(ID, s.Handle)).
+func (s *Server) Handle(st network.Stream) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		_ = st.Reset()
+		return
+	}
+	// Account for the block in flight and the buffers, so the resource
+	// manager's protocol memory limit bounds what serving can hold.
+	if err := st.Scope().ReserveMemory(MaxBlockBytes+2*bufBytes, network.ReservationPriorityMedium); err != nil {
+		_ = st.Reset()
+		return
+	}
+	defer st.Scope().ReleaseMemory(MaxBlockBytes + 2*bufBytes)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.serve(ctx, st, func() { _ = st.SetDeadline(time.Now().Add(idleTimeout)) }); err != nil {
+		_ = st.Reset()
+		return
+	}
+	_ = st.Close()
+}
+
+// serve answers requests on rw until the requester closes its side (nil)
+// or something goes wrong. progress runs before each request is read and
+// each block is written (it pushes the stream's deadline back).
+func (s *Server) serve(ctx context.Context, rw io.ReadWriter, progress func()) error {
+	r := bufio.NewReaderSize(rw, bufBytes)
+	w := bufio.NewWriterSize(rw, bufBytes)
+	for {
+		progress()
+		want, err := readRequest(r)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, c := range want {
+			// A block missing, corrupt on disk (the blockstore re-hashes it)
+			// or larger than any importer makes is "don't have": the
+			// requester tries elsewhere.
+			b, err := s.bs.Get(ctx, c)
+			progress()
+			if err == nil && len(b.RawData()) <= MaxBlockBytes {
+				err = writeBlock(w, b.RawData(), true)
+			} else {
+				err = writeBlock(w, nil, false)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+}
