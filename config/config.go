@@ -65,6 +65,14 @@ type Data struct {
 	// output follow from them.
 	Shape   []int `yaml:"shape,omitempty" json:"shape,omitempty"`
 	Classes int   `yaml:"classes,omitempty" json:"classes,omitempty"`
+	// Mean and Std normalise an idx dataset's pixels, (p/255 - Mean)/Std:
+	// the training images' statistics, which swarmtrain data hash prints.
+	// They are pinned here (and so in the swarm's identity) rather than
+	// only computed on load because they change the model's inputs: a
+	// checkpoint's metadata tells a PyTorch user these values, and every
+	// peer trains with exactly them. MNIST has its fixed constants.
+	Mean float64 `yaml:"mean,omitempty" json:"mean,omitempty"`
+	Std  float64 `yaml:"std,omitempty" json:"std,omitempty"`
 	// HeldOut is the fraction at the end of a text held out (default 0.1).
 	HeldOut float64 `yaml:"held_out,omitempty" json:"held_out,omitempty"`
 	// Dir holds the dataset's files. It is local to each machine, so it is

@@ -56,6 +56,9 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"network: {announce: [\"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp\"]}\n", `swarm.yaml: network.announce[0]: "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp" names a peer or a relay`},
 		{"network: {announce: [\"/ip4/203.0.113.7/ws\"]}\n", `swarm.yaml: network.announce[0]: "/ip4/203.0.113.7/ws" needs a /tcp/PORT or /udp/PORT/quic-v1 after the host`},
 		{"model: {kind: cnn, channels: [8], dense: 10}\n", "swarm.yaml: model.channels: a cnn needs 2 convolution widths, got 1"},
+		{"data: {name: own, kind: idx, hash: 908c42b98faaf14d69a1a42ece4e4e5d5508ad0fe2b6aa3c5a16dce46ded9886, shape: [12, 16], classes: 3}\n", "swarm.yaml: data.std: required for an idx dataset"},
+		{"data: {name: own, kind: idx, hash: 908c42b98faaf14d69a1a42ece4e4e5d5508ad0fe2b6aa3c5a16dce46ded9886, shape: [12, 16], classes: 3, mean: 1.5, std: 0.3}\n", "swarm.yaml: data.mean: the training pixels' mean, in [0, 1], got 1.5"},
+		{"data: {name: mnist, std: 0.3}\n", "swarm.yaml: data.std: only an idx dataset is normalised by the config (mnist's is fixed)"},
 		{"round: {quorum: 2, min_contributions: 3}\n", "swarm.yaml: round.min_contributions: must be in [1, round.quorum=2], got 3"},
 	} {
 		_, err := Parse([]byte(tc.yaml), "swarm.yaml")

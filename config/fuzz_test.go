@@ -11,7 +11,7 @@ import (
 func FuzzFromCanonical(f *testing.F) {
 	for _, y := range []string{"", "model: {kind: cnn, channels: [8, 16], dense: 128}\n",
 		"model: {kind: transformer, layers: 2, width: 64, heads: 2, context: 64}\ndata: {name: brown, kind: text, hash: 908c42b98faaf14d69a1a42ece4e4e5d5508ad0fe2b6aa3c5a16dce46ded9886, classes: 86}\n",
-		"model: {kind: mlp, hidden: [32]}\ndata: {name: own, kind: idx, hash: 908c42b98faaf14d69a1a42ece4e4e5d5508ad0fe2b6aa3c5a16dce46ded9886, shape: [12, 16], classes: 3}\nverify: {reference_fraction: 0.2}\n"} {
+		"model: {kind: mlp, hidden: [32]}\ndata: {name: own, kind: idx, hash: 908c42b98faaf14d69a1a42ece4e4e5d5508ad0fe2b6aa3c5a16dce46ded9886, shape: [12, 16], classes: 3, mean: 0.28604063, std: 0.35302424}\nverify: {reference_fraction: 0.2}\n"} {
 		s, err := Parse([]byte(y), "seed")
 		if err != nil {
 			f.Fatal(err)

@@ -166,6 +166,15 @@ func (s *Swarm) validateData() error {
 		if d.Classes == 0 {
 			return fieldError("data.classes", "required for an idx dataset (the number of labels)")
 		}
+		if d.Std == 0 {
+			return fieldError("data.std", "required for an idx dataset (with data.mean, the training images' normalisation, which swarmtrain data hash DIR prints)")
+		}
+		if !(d.Mean >= 0 && d.Mean <= 1) {
+			return fieldError("data.mean", "the training pixels' mean, in [0, 1], got %v", d.Mean)
+		}
+		if !(d.Std > 0 && d.Std <= 1) {
+			return fieldError("data.std", "the training pixels' standard deviation, in (0, 1], got %v", d.Std)
+		}
 	case "text":
 		if d.Shape != nil {
 			return fieldError("data.shape", "a text dataset has no image shape")
@@ -173,6 +182,13 @@ func (s *Swarm) validateData() error {
 		if d.Classes == 0 {
 			return fieldError("data.classes", "required for a text dataset (its vocabulary size, which swarmtrain data hash prints)")
 		}
+	}
+	if kind != "idx" && (d.Mean != 0 || d.Std != 0) {
+		field := "data.mean"
+		if d.Mean == 0 {
+			field = "data.std"
+		}
+		return fieldError(field, "only an idx dataset is normalised by the config (%s's is fixed)", kind)
 	}
 	if d.HeldOut < 0 || d.HeldOut >= 1 || (d.HeldOut != 0 && kind != "text") {
 		return fieldError("data.held_out", "a text dataset's held-out fraction, in (0, 1), got %v", d.HeldOut)

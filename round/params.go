@@ -86,12 +86,13 @@ func ModelSpec(sc *config.Swarm) train.ModelSpec {
 	m := sc.Model
 	return train.ModelSpec{Kind: m.Kind, Hidden: m.Hidden, Channels: m.Channels, Dense: m.Dense,
 		Layers: m.Layers, Width: m.Width, Heads: m.Heads, Context: m.Context,
-		Input: sc.Data.Shape, Classes: sc.Data.Classes}
+		Input: sc.Data.Shape, Classes: sc.Data.Classes, Mean: sc.Data.Mean, Std: sc.Data.Std}
 }
 
 // DataSpec is the dataset a swarm config pins, as train/data loads it.
 func DataSpec(sc *config.Swarm) data.Spec {
-	s := data.Spec{Kind: sc.DataKind(), Hash: sc.Data.Hash, Classes: sc.Data.Classes, Context: sc.Model.Context, HeldOut: sc.Data.HeldOut}
+	s := data.Spec{Kind: sc.DataKind(), Hash: sc.Data.Hash, Classes: sc.Data.Classes, Context: sc.Model.Context, HeldOut: sc.Data.HeldOut,
+		Mean: sc.Data.Mean, Std: sc.Data.Std}
 	if len(sc.Data.Shape) == 2 {
 		s.Rows, s.Cols = sc.Data.Shape[0], sc.Data.Shape[1]
 	}

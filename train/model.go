@@ -35,6 +35,12 @@ type ModelSpec struct {
 	Input []int `json:"input,omitempty"`
 	// Classes is the output size: labels, or a transformer's vocabulary.
 	Classes int `json:"classes,omitempty"`
+	// Mean and Std are how an image's pixel bytes were normalised,
+	// (p/255 - Mean)/Std; zero means MNIST's constants. They do not change
+	// the graph, only what a user must feed it (the checkpoint's input
+	// metadata), so they ride along with the spec the file names.
+	Mean float64 `json:"mean,omitempty"`
+	Std  float64 `json:"std,omitempty"`
 }
 
 func (s ModelSpec) rows() int {

@@ -129,7 +129,10 @@ func TorchLayout(spec ModelSpec) (TorchModel, error) {
 	}
 	b.WriteString(")")
 	tm.Module = b.String()
-	mean, std := data.MNISTNormalisation()
+	mean, std := spec.Mean, spec.Std
+	if mean == 0 && std == 0 {
+		mean, std = data.MNISTNormalisation()
+	}
 	tm.Input = TorchInput{Shape: []int{1, imageRows, imageCols}, Scale: 255, Mean: mean, Std: std}
 	tm.Output = fmt.Sprintf("logits of shape (N, %d): the predicted class is their argmax; trained with cross-entropy (log_softmax + NLL, mean over the batch)", numClass)
 	return tm, nil

@@ -64,3 +64,19 @@ func TestTorchLayout(t *testing.T) {
 		t.Errorf("short tensor: %v", err)
 	}
 }
+
+// An image model's input metadata carries the normalisation it was trained
+// with: the spec's (an idx dataset's pinned values), else MNIST's.
+func TestTorchInputNormalisation(t *testing.T) {
+	tm, err := TorchLayout(ModelSpec{Kind: "mlp", Hidden: []int{4}, Input: []int{12, 16}, Classes: 3, Mean: 0.25, Std: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TorchInput{Shape: []int{1, 12, 16}, Scale: 255, Mean: 0.25, Std: 0.5}); !slices.Equal(tm.Input.Shape, want.Shape) || tm.Input.Mean != want.Mean || tm.Input.Std != want.Std {
+		t.Errorf("own idx input %+v, want %+v", tm.Input, want)
+	}
+	tm, _ = TorchLayout(ModelSpec{Kind: "cnn", Channels: []int{2, 3}, Dense: 4})
+	if tm.Input.Mean != 0.1307 || tm.Input.Std != 0.3081 {
+		t.Errorf("mnist input %+v", tm.Input)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -110,6 +111,11 @@ needs: every peer must hold files with this content hash.`,
 				fmt.Fprintf(e.stdout, "  shape: [%d, %d]\n", spec.Rows, spec.Cols)
 			}
 			fmt.Fprintf(e.stdout, "  classes: %d\n", spec.Classes)
+			if kind == "idx" {
+				// The shortest form that reads back as the same float32,
+				// the precision training normalises with.
+				fmt.Fprintf(e.stdout, "  mean: %s\n  std: %s\n", strconv.FormatFloat(float64(tr.Mean), 'g', -1, 32), strconv.FormatFloat(float64(tr.Std), 'g', -1, 32))
+			}
 			if tr.IsText() {
 				fmt.Fprintf(e.stdout, "# %d training characters, vocabulary of %d (with the unknown character)\n", len(tr.Tokens), spec.Classes)
 			} else {

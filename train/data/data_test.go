@@ -122,3 +122,46 @@ func TestSubsetAndHead(t *testing.T) {
 		t.Fatal("head")
 	}
 }
+
+// An idx dataset normalises with the values its config pins, after
+// checking them against the training images; a wrong pin is a one-line
+// error naming the field.
+func TestIDXPinnedNormalisation(t *testing.T) {
+	dir := t.TempDir()
+	idxFile := func(name string, dims []int, b []byte) {
+		h := []byte{0, 0, 8, byte(len(dims))}
+		for _, d := range dims {
+			h = append(h, byte(d>>24), byte(d>>16), byte(d>>8), byte(d))
+		}
+		writeGz(t, filepath.Join(dir, name), append(h, b...))
+	}
+	pix := []byte{0, 255, 51, 102, 0, 0, 255, 255} // 2 images of 2x2
+	for _, p := range []string{"train", "t10k"} {
+		idxFile(p+"-images-idx3-ubyte.gz", []int{2, 2, 2}, pix)
+		idxFile(p+"-labels-idx1-ubyte.gz", []int{2}, []byte{0, 1})
+	}
+	spec, tr, err := Describe("idx", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pinned value is the float32 data hash prints; training uses it.
+	spec.Mean, spec.Std = float64(tr.Mean), float64(tr.Std)+1e-8
+	got, _, err := Load(spec, dir)
+	if err != nil || got.Std != float32(spec.Std) || got.Mean != tr.Mean {
+		t.Fatalf("pinned %v %v: got %v %v, %v", spec.Mean, spec.Std, got.Mean, got.Std, err)
+	}
+	for _, tc := range []struct {
+		mean, std float64
+		want      string
+	}{
+		{spec.Mean + 0.01, spec.Std, "data.mean: the config pins"},
+		{spec.Mean, spec.Std * 1.01, "data.std: the config pins"},
+	} {
+		s := spec
+		s.Mean, s.Std = tc.mean, tc.std
+		_, _, err := Load(s, dir)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("mean %v std %v: %v, want %q", tc.mean, tc.std, err, tc.want)
+		}
+	}
+}

@@ -15,6 +15,11 @@ import (
 // make us allocate gigabytes. MNIST's largest file is 47 MB.
 const maxIDXBytes = 512 << 20
 
+// normTolerance is how far a pinned normalisation may be from the one
+// computed from the files: a float32 rounding is ~1e-8 away, another
+// dataset's statistics far more.
+const normTolerance = 1e-6
+
 func init() { register("idx", idxKind{}) }
 
 // idx is one decoded IDX file: unsigned bytes with their dimensions.
@@ -120,6 +125,18 @@ func (idxKind) Load(files []string, spec Spec) (trainSet, testSet *Set, err erro
 	std := math.Sqrt(max(sq/n-mean*mean, 0))
 	if std == 0 {
 		std = 1
+	}
+	if spec.Mean != 0 || spec.Std != 0 {
+		// The printed values are float32s in shortest form; a peer whose
+		// float64 sum rounds differently (fused multiply-add) is still
+		// within far less than normTolerance of them.
+		if math.Abs(spec.Mean-mean) > normTolerance {
+			return nil, nil, fmt.Errorf("data.mean: the config pins %v, the training images in %s have mean %v", spec.Mean, files[0], float32(mean))
+		}
+		if math.Abs(spec.Std-std) > normTolerance {
+			return nil, nil, fmt.Errorf("data.std: the config pins %v, the training images in %s have standard deviation %v", spec.Std, files[0], float32(std))
+		}
+		mean, std = spec.Mean, spec.Std
 	}
 	for _, s := range []*Set{trainSet, testSet} {
 		s.Classes, s.Mean, s.Std = classes, float32(mean), float32(std)

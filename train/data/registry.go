@@ -29,6 +29,11 @@ type Spec struct {
 	Context int
 	// HeldOut is the fraction of a text held out at its end (0: 0.1).
 	HeldOut float64
+	// Mean and Std are an idx dataset's pinned normalisation: Load checks
+	// them against the training images' statistics and normalises with
+	// exactly these values, so every peer feeds the model the same floats
+	// whatever its float arithmetic. Zero for other kinds.
+	Mean, Std float64
 }
 
 // Kind is one kind of dataset: which files in a directory make it and how
