@@ -32,8 +32,8 @@ const (
 	MetaRound        = "swarmtrain.round"         // the round that produced the model
 	MetaRecord       = "swarmtrain.record"        // that round's record CID
 	MetaModelCID     = "swarmtrain.model_cid"     // the stored checkpoint's CID
-	MetaTestSamples  = "swarmtrain.test_samples"  // test images the metric counts
-	MetaTestCorrect  = "swarmtrain.test_correct"  // of which classified correctly
+	MetaTestSamples  = "swarmtrain.test_samples"  // test images (text: predicted characters) the metric counts
+	MetaTestCorrect  = "swarmtrain.test_correct"  // of which predicted correctly
 	MetaTestAccuracy = "swarmtrain.test_accuracy" // test_correct / test_samples
 	MetaTestLoss     = "swarmtrain.test_loss"     // mean cross-entropy on them
 )

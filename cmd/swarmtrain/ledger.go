@@ -289,7 +289,18 @@ func evaluate(sc *config.Swarm, params []float32, testSet *data.Set) (round.Metr
 	if err != nil {
 		return round.Metric{}, err
 	}
-	return round.Metric{Samples: testSet.N, Correct: int(math.Round(acc * float64(testSet.N))), Loss: loss}, nil
+	return testMetric(testSet, testSet.N, acc, loss), nil
+}
+
+// testMetric is a checkpoint's test figures for the first n samples of
+// testSet: images classified, or for text every predicted character (a
+// window of Context+1 tokens predicts Context), so test_correct counts
+// what the accuracy counts and a PyTorch loader can reproduce it exactly.
+func testMetric(testSet *data.Set, n int, acc, loss float64) round.Metric {
+	if testSet.IsText() {
+		n *= testSet.Context
+	}
+	return round.Metric{Samples: n, Correct: int(math.Round(acc * float64(n))), Loss: loss}
 }
 
 // exportTimeout bounds fetching a model from a live swarm: a checkpoint is

@@ -21,6 +21,7 @@ import (
 	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/safetensors"
+	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
 // interopEnv set to "required" (CI sets it) turns a missing PyTorch from a
@@ -59,11 +60,12 @@ type loaderResult struct {
 	Samples       int     `json:"samples"`
 	Correct       int     `json:"correct"`
 	Loss          float64 `json:"loss"`
+	BPC           float64 `json:"bits_per_char"`
 	ModuleMatches bool    `json:"module_matches_metadata"`
 }
 
 // runLoader evaluates a checkpoint with the example loader in PyTorch.
-func runLoader(t *testing.T, py, file, mnist string, limit int) loaderResult {
+func runLoader(t *testing.T, py, file, dataDir string, limit int) loaderResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -72,7 +74,7 @@ func runLoader(t *testing.T, py, file, mnist string, limit int) loaderResult {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	c := exec.CommandContext(ctx, py, script, file, "--mnist", mnist, "--limit", strconv.Itoa(limit), "--json")
+	c := exec.CommandContext(ctx, py, script, file, "--data", dataDir, "--limit", strconv.Itoa(limit), "--json")
 	c.Stderr = &stderr
 	out, err := c.Output()
 	if err != nil {
@@ -256,4 +258,74 @@ func TestPyTorchReproducesTrainOutput(t *testing.T) {
 	// A path in no directory fails before any training.
 	code, _, stderr = swarmtrain(t, "train", "--config", cfg, "--dataset-dir", mnist, "--output", filepath.Join(out, "nodir", "x"))
 	oneLine(t, code, stderr, "--output "+filepath.Join(out, "nodir", "x"))
+}
+
+// trainOutput runs train --output with cfg and returns the checkpoint's
+// test figures from its metadata, with what train printed.
+func trainOutput(t *testing.T, cfg, out string, args ...string) (round.Metric, string) {
+	t.Helper()
+	code, stdout, stderr := swarmtrain(t, append([]string{"train", "--config", cfg, "--output", out}, args...)...)
+	if code != 0 || !strings.Contains(stdout, "wrote "+out) {
+		t.Fatalf("train --output: exit %d, %s%s", code, stdout, stderr)
+	}
+	meta := checkpointMeta(t, out)
+	var m round.Metric
+	m.Samples, _ = strconv.Atoi(meta[round.MetaTestSamples])
+	m.Correct, _ = strconv.Atoi(meta[round.MetaTestCorrect])
+	m.Loss, _ = strconv.ParseFloat(meta[round.MetaTestLoss], 64)
+	return m, stdout
+}
+
+// TestPyTorchReproducesOwnModels: the loader builds what the metadata
+// describes for any dataset, not only MNIST's shapes: an own IDX set (12x16,
+// 3 classes, its own pinned normalisation) and a text set's transformer,
+// both from train --output, each scored in PyTorch as swarmtrain scored
+// it.
+func TestPyTorchReproducesOwnModels(t *testing.T) {
+	if raceEnabled || testing.Short() {
+		t.Skip("training two small models and PyTorch, about 10 s: make test-long runs it")
+	}
+	py := torchPython(t)
+
+	idxDir := t.TempDir()
+	writeOwnIDX(t, idxDir, 600, 300)
+	cfg := ownConfig(t, idxDir, "{kind: cnn, channels: [4, 8], dense: 16}", "train: {epochs: 2, batch_size: 32}\n")
+	out := filepath.Join(t.TempDir(), "own.safetensors")
+	m, _ := trainOutput(t, cfg, out)
+	meta := checkpointMeta(t, out)
+	var input struct{ Mean, Std float64 }
+	json.Unmarshal([]byte(meta[round.MetaInput]), &input)
+	if input.Mean == 0 || input.Mean == 0.1307 || input.Std == 0.3081 {
+		t.Errorf("own IDX checkpoint's input %s: want the dataset's pinned normalisation, not MNIST's", meta[round.MetaInput])
+	}
+	r := runLoader(t, py, out, idxDir, 0)
+	t.Logf("own IDX cnn: PyTorch %d/%d correct, loss %.6f; train %d/%d, loss %.6f", r.Correct, r.Samples, r.Loss, m.Correct, m.Samples, m.Loss)
+	if r.Samples != 300 || m.Samples != 300 || r.Correct != m.Correct || math.Abs(r.Loss-m.Loss) > 1e-4 {
+		t.Errorf("PyTorch: %d/%d correct, loss %.6f; train: %d/%d, loss %.6f", r.Correct, r.Samples, r.Loss, m.Correct, m.Samples, m.Loss)
+	}
+
+	textDir := t.TempDir()
+	var text strings.Builder
+	rng := data.Rand(5)
+	words := []string{"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran ", "far, ", "away "}
+	for text.Len() < 12000 {
+		text.WriteString(words[rng.IntN(len(words))])
+	}
+	if err := os.WriteFile(filepath.Join(textDir, "corpus.txt"), []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, hash, stderr := swarmtrain(t, "data", "hash", textDir)
+	if code != 0 {
+		t.Fatalf("data hash: %s", stderr)
+	}
+	cfg = writeFile(t, "text.yaml", fmt.Sprintf("name: text\nmodel: {kind: transformer, layers: 2, width: 32, heads: 2, context: 16}\n%s  dir: %s\n  held_out: 0.2\ntrain: {epochs: 1, steps_per_epoch: 100, batch_size: 16, inner_optimizer: {name: adam, lr: 0.003, beta1: 0.9, beta2: 0.99, eps: 1.0e-8}}\n",
+		strings.SplitN(hash, "#", 2)[0], textDir))
+	out = filepath.Join(t.TempDir(), "text.safetensors")
+	m, printed := trainOutput(t, cfg, out)
+	bpc := regexp.MustCompile(`held-out (\S+) bits/char`).FindStringSubmatch(printed)
+	r = runLoader(t, py, out, textDir, 0)
+	t.Logf("transformer: PyTorch %d/%d characters predicted, %.5f bits/char; train %d/%d, %.5f bits/char (printed %v)", r.Correct, r.Samples, r.BPC, m.Correct, m.Samples, m.Loss/math.Ln2, bpc)
+	if r.Samples == 0 || r.Samples != m.Samples || r.Correct != m.Correct || math.Abs(r.BPC-m.Loss/math.Ln2) > 1e-4 {
+		t.Errorf("PyTorch: %d/%d, %.6f bits/char; train: %d/%d, %.6f bits/char", r.Correct, r.Samples, r.BPC, m.Correct, m.Samples, m.Loss/math.Ln2)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -132,8 +131,7 @@ final test metric in its metadata; generate reads it.`,
 			p := round.Provenance{Name: cfg.Name, Config: canon}
 			if len(stats) > 0 {
 				last := stats[len(stats)-1]
-				n := testSet.Head(evalSamples).N
-				p.Test = round.Metric{Samples: n, Correct: int(math.Round(last.TestAccuracy * float64(n))), Loss: last.TestLoss}
+				p.Test = testMetric(testSet, testSet.Head(evalSamples).N, last.TestAccuracy, last.TestLoss)
 			}
 			if err := writeCheckpoint(output, spec, train.Snapshot(m), p); err != nil {
 				return err
