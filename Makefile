@@ -24,8 +24,8 @@ test: ## vet and every test in its short form (one mixed adversarial swarm, 3 de
 	$(GO) test -count=1 -short -timeout 30m ./...
 	$(GO) test -count=1 -short -race -timeout 30m $(RACE_PKGS)
 
-test-long: ## the long tests CI adds: every adversary kind, the 40-round end-to-end swarm, the demo 20 times, the dashboard over 10 rounds, Kubo's 1 GiB CIDs, PyTorch loading our checkpoints, the swarm across two NATs (root: network namespaces), the text swarm
-	$(GO) test -count=1 -timeout 60m -run 'TestAdversaries|TestEndToEndSwarm|TestDemoAlwaysEnds|TestDashboardInChromium|TestPyTorch|TestNATSwarm|TestOwnTextSwarm' ./node ./cmd/swarmtrain
+test-long: ## the long tests CI adds: every adversary kind, the 40-round end-to-end swarm, the demo 20 times, the dashboard over 10 rounds, Kubo's 1 GiB CIDs, PyTorch loading our checkpoints, the swarm across two NATs (root: network namespaces), the text swarm and the text demo
+	$(GO) test -count=1 -timeout 60m -run 'TestAdversaries|TestEndToEndSwarm|TestDemoAlwaysEnds|TestDashboardInChromium|TestPyTorch|TestNATSwarm|TestOwnTextSwarm|TestDemoText' ./node ./cmd/swarmtrain
 	$(GO) test -count=1 -run 'TestFileCIDsMatchKubo' ./storage
 
 test-openblas: ## the train tests once more on OpenBLAS

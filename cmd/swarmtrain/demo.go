@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,19 +19,25 @@ import (
 	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/node"
 	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
 func newDemoCmd(e *env) *cobra.Command {
 	var peers, rounds int
-	var datasetFlag, workDir string
+	var datasetFlag, workDir, textDir, prompt string
 	var hidden []int
 	cmd := &cobra.Command{
-		Use:   "demo [--peers N] [--rounds N]",
+		Use:   "demo [--peers N] [--rounds N] [--text DIR]",
 		Short: "Run a whole swarm on 127.0.0.1: one coordinator and N contributors as separate processes",
 		Long: `demo starts "swarmtrain start" and N "swarmtrain join" processes on 127.0.0.1,
 training the MNIST MLP with topk+int8 compression, prints one line per round and a
 summary: accuracy, bytes each contributor sent against dense fp32, scores, and
 the ledger's verification. It follows the coordinator through start --events.
+
+With --text DIR (a directory holding one UTF-8 .txt or .txt.gz file, e.g. the
+Brown corpus) the swarm trains a small character-level transformer instead,
+prints held-out bits per character each round, and ends with a sample the
+final model generates from --prompt.
 
 Ctrl-C stops every process it started, removes its temporary directory and
 exits 0. The processes' logs are kept only when something fails.`,
@@ -41,12 +48,21 @@ exits 0. The processes' logs are kept only when something fails.`,
 			}
 			sc := config.Default()
 			sc.Name = "demo"
-			dsDir, why := datasetDir(sc, datasetFlag, "")
-			if err := checkMNISTPresent(dsDir, why); err != nil {
-				return err
+			if textDir != "" {
+				if !cmd.Flags().Changed("rounds") {
+					rounds = textDemoRounds
+				}
+				if err := textDemoConfig(sc, textDir); err != nil {
+					return err
+				}
+			} else {
+				dsDir, why := datasetDir(sc, datasetFlag, "")
+				if err := checkMNISTPresent(dsDir, why); err != nil {
+					return err
+				}
+				sc.Data.Dir = absDir(dsDir)
+				sc.Model.Hidden = hidden
 			}
-			sc.Data.Dir = absDir(dsDir)
-			sc.Model.Hidden = hidden
 			sc.Train.Rounds = rounds
 			sc.Round.Quorum = peers
 			sc.Round.MinContributions = 1
@@ -69,7 +85,7 @@ exits 0. The processes' logs are kept only when something fails.`,
 			if err != nil {
 				return err
 			}
-			d := &demo{e: e, sc: sc, peers: peers, dir: workDir, self: self}
+			d := &demo{e: e, sc: sc, peers: peers, dir: workDir, self: self, prompt: prompt}
 			err = d.run(cmd.Context())
 			n := d.stopAll()
 			switch {
@@ -96,6 +112,8 @@ exits 0. The processes' logs are kept only when something fails.`,
 	cmd.Flags().IntVar(&rounds, "rounds", 40, "rounds to run")
 	cmd.Flags().IntSliceVar(&hidden, "hidden", []int{256, 128}, "MLP hidden layer widths")
 	addDatasetFlag(cmd.Flags(), &datasetFlag, "mnist-dir")
+	cmd.Flags().StringVar(&textDir, "text", "", "train a character-level transformer on the text in DIR (one .txt or .txt.gz file) and print a sample at the end")
+	cmd.Flags().StringVar(&prompt, "prompt", "The ", "with --text: the prompt of the final sample")
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "keep the nodes' data dirs and logs here (default: a temporary dir, removed at the end)")
 	return cmd
 }
@@ -112,11 +130,12 @@ const (
 // reading); the coordinator's events come over a pipe that a goroutine
 // reads until EOF, whatever the demo is doing.
 type demo struct {
-	e     *env
-	sc    *config.Swarm
-	peers int
-	dir   string
-	self  string
+	e      *env
+	sc     *config.Swarm
+	peers  int
+	dir    string
+	self   string
+	prompt string // a text demo's sample prompt
 
 	children []*child
 	exited   chan *child // every child, once, when it exits
@@ -287,8 +306,13 @@ func (d *demo) run(ctx context.Context) error {
 		}
 	}
 	bootstrap := pickAddr(ready.Addrs)
-	fmt.Fprintf(e.stdout, "swarm %s: coordinator at %s, %d contributors, %d rounds of %d inner steps, %s at density %g, MLP %v\n",
-		ready.Swarm, bootstrap, d.peers, sc.Train.Rounds, sc.Train.InnerSteps, sc.Compression.Codec, sc.Compression.Density, sc.Model.Hidden)
+	text := sc.Model.Kind == "transformer"
+	model := fmt.Sprintf("MLP %v", sc.Model.Hidden)
+	if text {
+		model = fmt.Sprintf("transformer of %d layers, width %d, context %d on %s (vocabulary %d)", sc.Model.Layers, sc.Model.Width, sc.Model.Context, sc.Data.Dir, sc.Data.Classes)
+	}
+	fmt.Fprintf(e.stdout, "swarm %s: coordinator at %s, %d contributors, %d rounds of %d inner steps, %s at density %g, %s\n",
+		ready.Swarm, bootstrap, d.peers, sc.Train.Rounds, sc.Train.InnerSteps, sc.Compression.Codec, sc.Compression.Density, model)
 	joined := time.Now()
 	var contributors []*child
 	for i := 1; i <= d.peers; i++ {
@@ -301,7 +325,11 @@ func (d *demo) run(ctx context.Context) error {
 		contributors = append(contributors, ch)
 	}
 
-	fmt.Fprintf(e.stdout, "%5s  %8s  %10s  %13s  %22s  %8s\n", "round", "accepted", "train loss", "test accuracy", "bytes sent/contributor", "seal")
+	metric := "test accuracy"
+	if text {
+		metric = "held-out bits/char"
+	}
+	fmt.Fprintf(e.stdout, "%5s  %8s  %10s  %13s  %22s  %8s\n", "round", "accepted", "train loss", metric, "bytes sent/contributor", "seal")
 	// A round seals at its deadline with one contribution: far longer
 	// without one means every contributor is stuck.
 	stall := 3*sc.Round.Deadline.D() + time.Minute
@@ -334,7 +362,11 @@ func (d *demo) run(ctx context.Context) error {
 				per := s.BytesIn / max(n, 1)
 				totalBytes += s.BytesIn
 				totalContrib += n
-				fmt.Fprintf(e.stdout, "%5d  %8d  %10.4f  %12.2f%%  %22d  %8s\n", s.Round, s.Accepted, s.TrainLoss, 100*s.TestAccuracy, per, time.Duration(s.SealMS)*time.Millisecond)
+				if text {
+					fmt.Fprintf(e.stdout, "%5d  %8d  %10.4f  %18.3f  %22d  %8s\n", s.Round, s.Accepted, s.TrainLoss, s.TestLoss/math.Ln2, per, time.Duration(s.SealMS)*time.Millisecond)
+				} else {
+					fmt.Fprintf(e.stdout, "%5d  %8d  %10.4f  %12.2f%%  %22d  %8s\n", s.Round, s.Accepted, s.TrainLoss, 100*s.TestAccuracy, per, time.Duration(s.SealMS)*time.Millisecond)
+				}
 				timeout.Reset(stall)
 			case "done":
 				done = ev.Done
@@ -343,7 +375,11 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	ran := time.Since(joined)
 	perContrib := totalBytes / max(totalContrib, 1)
-	fmt.Fprintf(e.stdout, "\nfinal test accuracy %.2f%% after %d rounds in %s; final model %s\n", 100*last.TestAccuracy, done.Rounds, time.Since(began).Round(time.Second), done.Model)
+	if text {
+		fmt.Fprintf(e.stdout, "\nfinal held-out %.3f bits/char after %d rounds in %s; final model %s\n", last.TestLoss/math.Ln2, done.Rounds, time.Since(began).Round(time.Second), done.Model)
+	} else {
+		fmt.Fprintf(e.stdout, "\nfinal test accuracy %.2f%% after %d rounds in %s; final model %s\n", 100*last.TestAccuracy, done.Rounds, time.Since(began).Round(time.Second), done.Model)
+	}
 	fmt.Fprintf(e.stdout, "each contribution: %d bytes on average; dense fp32 would be %d bytes (%.0fx more)\n", perContrib, denseBytes, float64(denseBytes)/float64(max(perContrib, 1)))
 	if ready.API != "" {
 		fmt.Fprintln(e.stdout, "\nscores:")
@@ -374,6 +410,53 @@ func (d *demo) run(ctx context.Context) error {
 		}
 		return err
 	}
+	if !text {
+		return nil
+	}
+	// What the swarm learned, in words: the final model (read from the
+	// stopped coordinator's store by its CID) continues the prompt.
+	fmt.Fprintf(e.stdout, "\nsample (swarmtrain generate --model %s --temperature 0.8):\n", done.Model)
+	g := newRoot(d.e)
+	g.SetArgs([]string{"generate", "--model", done.Model, "--config", cfgPath, "--data-dir", filepath.Join(d.dir, "coordinator"),
+		"--prompt", d.prompt, "--tokens", "200", "--temperature", "0.8"})
+	if err := g.ExecuteContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("generate: %w", err)
+	}
+	return nil
+}
+
+// textDemoRounds is a text demo's default length: enough rounds for the
+// small transformer to spell words (on the Brown corpus), a few minutes
+// on a laptop.
+const textDemoRounds = 30
+
+// textDemoConfig makes sc the text demo's swarm: a small character-level
+// transformer on the text in dir, pinned by its content hash and
+// vocabulary as a user's config would be.
+func textDemoConfig(sc *config.Swarm, dir string) error {
+	// 2 % held out: the coordinator evaluates every round on all of it,
+	// and the Brown corpus's 10 % would be 9,000 windows a round.
+	const heldOut = 0.02
+	spec, _, err := data.Describe("text", dir)
+	if err != nil {
+		return fmt.Errorf("--text %s: %w", dir, err)
+	}
+	sc.Model = config.Model{Kind: "transformer", Layers: 2, Width: 64, Heads: 4, Context: 64}
+	spec.Context, spec.HeldOut = sc.Model.Context, heldOut
+	trainSet, _, err := data.Load(spec, dir)
+	if err != nil {
+		return fmt.Errorf("--text %s: %w", dir, err)
+	}
+	sc.Data = config.Data{Name: "demo-text", Kind: "text", Hash: spec.Hash, Classes: trainSet.NumClasses(), HeldOut: heldOut, Dir: absDir(dir)}
+	sc.Train.BatchSize = 16
+	// An MLP's 1 % of coordinates is too few for attention's weights:
+	// brown-transformer.yaml's 10 %.
+	sc.Compression.Density = 0.1
+	sc.Train.ShardSize = min(sc.Train.ShardSize, trainSet.N)
+	sc.Train.InnerOptimizer = config.Optimizer{Name: "adam", LR: 3e-3, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
 	"github.com/swarmtrain/swarmtrain/node"
+	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
 // The smallest demo that still runs every step: two contributors, two
@@ -176,4 +178,48 @@ func TestComputeTimeReadsWorkedLines(t *testing.T) {
 	if sum != 1750*time.Millisecond || n != 2 {
 		t.Fatalf("computeTime = %s over %d logs, want 1.75s over 2", sum, n)
 	}
+}
+
+// TestDemoText: demo --text runs a text swarm on a corpus made here, ends
+// by itself, verifies its ledger, prints a sample continuing the prompt
+// and leaves nothing behind.
+func TestDemoText(t *testing.T) {
+	if raceEnabled || testing.Short() {
+		t.Skip("a text swarm of separate processes, about 10 s: make test-long runs it")
+	}
+	textDir := t.TempDir()
+	var text strings.Builder
+	rng := data.Rand(5)
+	words := []string{"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran ", "far, ", "away "}
+	for text.Len() < 12000 {
+		text.WriteString(words[rng.IntN(len(words))])
+	}
+	if err := os.WriteFile(filepath.Join(textDir, "corpus.txt"), []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), demoRunDeadline)
+	defer cancel()
+	c := exec.CommandContext(ctx, builtBinary(t), "demo", "--text", textDir, "--peers", "2", "--rounds", "2", "--prompt", "the cat ")
+	c.Env = append(os.Environ(), "TMPDIR="+tmp)
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGQUIT) }
+	c.WaitDelay = 10 * time.Second
+	out, err := c.CombinedOutput()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("the text demo did not end within %s:\n%s", demoRunDeadline, out)
+	}
+	if err != nil {
+		t.Fatalf("demo --text: %v\n%s", err, out)
+	}
+	for _, want := range []string{"held-out bits/char", "final held-out", "ledger ok: 2 rounds verified", "recheck ok:", "\nsample (swarmtrain generate --model "} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Fatalf("no %q in:\n%s", want, out)
+		}
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	sample := lines[len(lines)-1]
+	if !strings.HasPrefix(sample, "the cat ") || len([]rune(sample)) != len("the cat ")+200 {
+		t.Errorf("last line %q: want the prompt and 200 characters", sample)
+	}
+	checkNothingLeft(t, tmp)
 }
