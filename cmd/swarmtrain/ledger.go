@@ -118,7 +118,17 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 			if recheck {
 				var opt round.RecheckOptions
 				if auditData != "" {
-					trainSet, _, err := data.LoadMNIST(auditData)
+					// The audits replay on the dataset the swarm's manifest
+					// pins (its kind, hash and normalisation), not on MNIST.
+					_, m, _, err := verify.Walk(cmd.Context(), store)
+					if err != nil {
+						return fmt.Errorf("ledger in %s does not verify: %w", dataDir, err)
+					}
+					sc, err := config.FromCanonical(m.Config)
+					if err != nil {
+						return fmt.Errorf("swarm manifest %s: %w", s.Swarm, err)
+					}
+					trainSet, _, err := loadDataset(sc, auditData, "--audit-data")
 					if err != nil {
 						return fmt.Errorf("--audit-data: %w", err)
 					}
@@ -140,7 +150,7 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 	cmd.Flags().BoolVar(&recheck, "recheck", false, "also re-run tiers 0 and 1 and recompute every score from the stored evidence")
 	cmd.Flags().BoolVar(&refs, "refs", false, "also list every block linked from the head, one CID a line (what ipfs pin add --recursive pins)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the ledger (a stopped node's)")
-	cmd.Flags().StringVar(&auditData, "audit-data", "", "with --recheck, replay every recorded tier-3 audit on the MNIST training set in this folder instead of taking it as recorded")
+	cmd.Flags().StringVar(&auditData, "audit-data", "", "with --recheck, replay every recorded tier-3 audit on the swarm's training set (the dataset its manifest pins) in this folder instead of taking it as recorded")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "copy the ledger from this swarm peer (multiaddr) and check the copy")
 	return cmd
 }

@@ -141,6 +141,7 @@ func TestOwnIDXSwarm(t *testing.T) {
 	cfg := ownConfig(t, dir, "{kind: mlp, hidden: [32]}", `train: {rounds: 8, inner_steps: 10, batch_size: 32, shard_size: 400}
 compression: {codec: topk+int8, density: 0.1}
 round: {deadline: 20s, quorum: 2, min_contributions: 1}
+verify: {audits: 1}
 network: {listen: ["/ip4/127.0.0.1/tcp/0"]}
 api: {listen: ""}
 `)
@@ -159,6 +160,14 @@ api: {listen: ""}
 	if err := coord.wait(t, time.Minute); err != nil {
 		t.Fatalf("start: %v", err)
 	}
+	// The pinned normalisation is in every stored checkpoint's metadata:
+	// the recheck recomputes each round's model and must get its CID, and
+	// replays the tier-3 audits on the own IDX set (not MNIST).
+	code, out, stderr := swarmtrain(t, "ledger", "--verify", "--recheck", "--data-dir", filepath.Join(tmp, "coord"), "--audit-data", dir)
+	if code != 0 || !strings.Contains(out, "recheck ok:") || !strings.Contains(out, "8 models reproduced") {
+		t.Fatalf("ledger --recheck: exit %d\n%s%s", code, out, stderr)
+	}
+	t.Log(strings.TrimSpace(out))
 }
 
 // TestOwnTextTrainsAndGenerates: a text corpus (one .txt file) goes through
