@@ -185,5 +185,5 @@ func checkWritable(path string) error {
 
 // loadHint says how a PyTorch user loads a checkpoint file.
 func loadHint(path string) string {
-	return fmt.Sprintf("load it in PyTorch with examples/python/load_checkpoint.py %s (or safetensors.torch.load_file(%q) into the nn.Sequential its metadata describes, strict=True)", path, path)
+	return fmt.Sprintf("load it in PyTorch with examples/python/load_checkpoint.py %s (or safetensors.torch.load_file(%q) into the module its metadata describes, strict=True)", path, path)
 }
