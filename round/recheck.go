@@ -24,6 +24,11 @@ type RecheckSummary struct {
 	Sampled int // tier-2 samples whose draw was re-derived
 	Scores  int // peer scores recomputed, summed over rounds
 	Models  int // round models (and outer states) recomputed
+	// Audits counts the recorded tier-3 audits; AuditsReplayed says
+	// whether they were replayed on the training set (RecheckOptions.
+	// AuditData) or their verdicts taken as recorded.
+	Audits         int
+	AuditsReplayed bool
 }
 
 // Recheck verifies the ledger (verify.Ledger), then replays it from round
@@ -55,7 +60,7 @@ type RecheckOptions struct {
 
 // RecheckWith is Recheck with options.
 func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) (RecheckSummary, error) {
-	var sum RecheckSummary
+	sum := RecheckSummary{AuditsReplayed: opt.AuditData != nil}
 	ls, m, chain, err := verify.Walk(ctx, store)
 	sum.LedgerSummary = ls
 	if err != nil {
@@ -122,6 +127,9 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 		for _, e := range rec.Entries {
 			if e.Tier2 != nil {
 				sum.Sampled++
+			}
+			if e.Audit != nil {
+				sum.Audits++
 			}
 		}
 		sum.Scores += len(rec.Scores)

@@ -128,7 +128,14 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 				if err != nil {
 					return fmt.Errorf("ledger does not recheck: %w", err)
 				}
-				defer fmt.Fprintf(e.stdout, "recheck ok: %d verdicts, %d tier-2 samples, %d peer scores and %d models reproduced from the stored evidence\n", r.Entries, r.Sampled, r.Scores, r.Models)
+				audits := fmt.Sprintf("%d tier-3 audits", r.Audits)
+				switch {
+				case r.Audits > 0 && r.AuditsReplayed:
+					audits += " (each replayed on the training set)"
+				case r.Audits > 0:
+					audits += " (as recorded: add --audit-data DIR to replay them)"
+				}
+				defer fmt.Fprintf(e.stdout, "recheck ok: %d verdicts, %d tier-2 samples, %s, %d peer scores and %d models reproduced from the stored evidence\n", r.Entries, r.Sampled, audits, r.Scores, r.Models)
 			}
 			fmt.Fprintf(e.stdout, "swarm %s (%s), coordinator %s\n", s.Swarm, s.Name, s.Coordinator)
 			fmt.Fprintf(e.stdout, "ledger ok: %d rounds verified from head %s; every record signed by the coordinator and linked to the one before\n", s.Rounds, s.Head)
