@@ -56,6 +56,10 @@ type RecheckOptions struct {
 	// a sealer that records a cheat's failed replay as a pass, verdict and
 	// model included, is caught only this way.
 	AuditData *data.Set
+	// AuditDataDir, when AuditData is nil, is a directory holding the
+	// swarm's dataset: it is loaded as the manifest's config names it
+	// (kind and content hash checked) and used as AuditData.
+	AuditDataDir string
 }
 
 // RecheckWith is Recheck with options.
@@ -71,6 +75,12 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 		return sum, fmt.Errorf("swarm manifest: %w", err)
 	}
 	p := ParamsOf(sc)
+	if opt.AuditData == nil && opt.AuditDataDir != "" {
+		if opt.AuditData, _, err = data.Load(DataSpec(sc), opt.AuditDataDir); err != nil {
+			return sum, fmt.Errorf("audit data: %w", err)
+		}
+		sum.AuditsReplayed = true
+	}
 	n, err := p.NumParams()
 	if err != nil {
 		return sum, err
