@@ -64,6 +64,9 @@ exits 0. The processes' logs are kept only when something fails.`,
 				sc.Model.Hidden = hidden
 			}
 			sc.Train.Rounds = rounds
+			// The demo shows tier 3 at work: one contribution a round recomputed
+			// from its committed state, a proven fault excluded for 8 rounds.
+			sc.Verify.Audits, sc.Verify.ExcludeRounds = 1, 8
 			sc.Round.Quorum = peers
 			sc.Round.MinContributions = 1
 			sc.Network.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -403,7 +406,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	fmt.Fprintln(e.stdout)
 	lg := newRoot(d.e)
-	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--data-dir", filepath.Join(d.dir, "coordinator")})
+	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--audit-data", d.sc.Data.Dir, "--data-dir", filepath.Join(d.dir, "coordinator")})
 	if err := lg.ExecuteContext(ctx); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -437,15 +440,17 @@ const textDemoRounds = 30
 // transformer on the text in dir, pinned by its content hash and
 // vocabulary as a user's config would be.
 func textDemoConfig(sc *config.Swarm, dir string) error {
-	// 0.5 % held out: the coordinator evaluates every round on all of it,
-	// and the Brown corpus's 10 % would be 9,000 windows a round (its
-	// 0.5 % is 30,000 characters).
-	const heldOut = 0.005
-	spec, _, err := data.Describe("text", dir)
+	spec, described, err := data.Describe("text", dir)
 	if err != nil {
 		return fmt.Errorf("--text %s: %w", dir, err)
 	}
 	sc.Model = config.Model{Kind: "transformer", Layers: 2, Width: 64, Heads: 4, Context: 64}
+	// 0.5 % held out: the coordinator evaluates every round on all of it,
+	// and the Brown corpus's 10 % would be 9,000 windows a round (its
+	// 0.5 % is 30,000 characters). A small text holds out 10 windows, up
+	// to the usual 10 %.
+	chars := float64(len(described.Tokens)) / (1 - data.DefaultHeldOut)
+	heldOut := min(data.DefaultHeldOut, max(0.005, float64(10*(sc.Model.Context+1))/chars))
 	spec.Context, spec.HeldOut = sc.Model.Context, heldOut
 	trainSet, _, err := data.Load(spec, dir)
 	if err != nil {
