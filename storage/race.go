@@ -1,0 +1,107 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/swarmtrain/swarmtrain/storage/transfer"
+)
+
+// GetFrom returns the block c (a contribution's payload), fetching it
+// concurrently over /swarmtrain/blocks/1 from every holder — peers known
+// to hold it, such as its author and the coordinator — and from up to
+// maxDirectPeers other connected peers that may have it (one that lacks it
+// answers "don't have" in a round trip). The first copy that hashes to c
+// wins and the other fetches are cancelled: a payload whose author sits on
+// a slow link comes from a fast peer that already has it. Copies over
+// maxBytes are refused before their bytes are read. When no direct fetch
+// succeeds (no holder speaks the protocol, or only relayed connections),
+// bitswap fetches it, finding providers itself. The block is stored.
+func (e *Exchange) GetFrom(ctx context.Context, c cid.Cid, holders []peer.ID, maxBytes int64) (blocks.Block, error) {
+	if b, err := e.store.Blockstore().Get(ctx, c); err == nil {
+		return b, nil
+	}
+	if b := e.race(ctx, c, e.candidates(holders), maxBytes); b != nil {
+		if err := e.bserv.AddBlock(ctx, b); err != nil {
+			return nil, fmt.Errorf("storage: storing block %s: %w", c, err)
+		}
+		return b, nil
+	}
+	b, err := e.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(b.RawData()); int64(n) > maxBytes {
+		// bitswap stored it on arrival (hash-checked, under its own 2 MiB
+		// cap); what this caller refuses is not kept.
+		_ = e.store.Blockstore().DeleteBlock(ctx, c)
+		return nil, fmt.Errorf("storage: block %s is %d bytes, over the limit of %d", c, n, maxBytes)
+	}
+	return b, nil
+}
+
+// candidates are the peers to ask: the holders first, then other
+// connected peers, each directly connected and speaking the protocol.
+func (e *Exchange) candidates(holders []peer.ID) []peer.ID {
+	if e.noTransfer {
+		return nil
+	}
+	ok := func(p peer.ID) bool {
+		if p == e.h.ID() || e.h.Network().Connectedness(p) != network.Connected {
+			return false // not connected, or only through a relay
+		}
+		s, err := e.h.Peerstore().SupportsProtocols(p, transfer.ID)
+		return err == nil && len(s) > 0
+	}
+	var out []peer.ID
+	for _, p := range holders {
+		if ok(p) && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	others := 0
+	for _, p := range e.h.Network().Peers() {
+		if others == maxDirectPeers {
+			break
+		}
+		if ok(p) && !slices.Contains(out, p) {
+			out = append(out, p)
+			others++
+		}
+	}
+	return out
+}
+
+// race fetches c from every peer at once and returns the first complete,
+// hash-checked copy (transfer.Fetch checks it), or nil if none came.
+func (e *Exchange) race(ctx context.Context, c cid.Cid, peers []peer.ID, maxBytes int64) blocks.Block {
+	if len(peers) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan blocks.Block, len(peers))
+	for _, p := range peers {
+		go func() {
+			f, err := transfer.Fetch(ctx, e.h, p, c, maxBytes)
+			if err != nil || len(f.Blocks) != 1 || !f.Blocks[0].Cid().Equals(c) {
+				got <- nil // a payload is one raw block; a DAG is not one
+				return
+			}
+			got <- f.Blocks[0]
+		}()
+	}
+	for range peers {
+		if b := <-got; b != nil {
+			e.directFetches.Add(1)
+			return b
+		}
+	}
+	return nil
+}
