@@ -14,12 +14,14 @@ import (
 )
 
 // GetFrom returns the block c (a contribution's payload), fetching it
-// concurrently over /swarmtrain/blocks/1 from every holder — peers known
-// to hold it, such as its author and the coordinator — and from up to
-// maxDirectPeers other connected peers that may have it (one that lacks it
-// answers "don't have" in a round trip). The first copy that hashes to c
-// wins and the other fetches are cancelled: a payload whose author sits on
-// a slow link comes from a fast peer that already has it. Copies over
+// concurrently over /swarmtrain/blocks/1 from every holder the caller
+// knows (its author; the coordinator, which fetched every payload it
+// judged) that is directly connected and speaks the protocol. The first
+// copy that hashes to c wins and the other fetches are cancelled: a
+// payload whose author sits on a slow link comes from a fast holder.
+// Peers not known to hold c are not asked: every node serves at most
+// transfer.MaxServing streams, and speculative asks from every fetcher
+// would take the slots the real holders' fetches need. Copies over
 // maxBytes are refused before their bytes are read. When no direct fetch
 // succeeds (no holder speaks the protocol, or only relayed connections),
 // bitswap fetches it, finding providers itself. The block is stored.
@@ -46,33 +48,19 @@ func (e *Exchange) GetFrom(ctx context.Context, c cid.Cid, holders []peer.ID, ma
 	return b, nil
 }
 
-// candidates are the peers to ask: the holders first, then other
-// connected peers, each directly connected and speaking the protocol.
+// candidates are the holders to ask: directly connected (a relayed
+// connection carries no payload) and speaking the protocol, each once.
 func (e *Exchange) candidates(holders []peer.ID) []peer.ID {
 	if e.noTransfer {
 		return nil
 	}
-	ok := func(p peer.ID) bool {
-		if p == e.h.ID() || e.h.Network().Connectedness(p) != network.Connected {
-			return false // not connected, or only through a relay
-		}
-		s, err := e.h.Peerstore().SupportsProtocols(p, transfer.ID)
-		return err == nil && len(s) > 0
-	}
 	var out []peer.ID
 	for _, p := range holders {
-		if ok(p) && !slices.Contains(out, p) {
-			out = append(out, p)
+		if p == e.h.ID() || slices.Contains(out, p) || e.h.Network().Connectedness(p) != network.Connected {
+			continue
 		}
-	}
-	others := 0
-	for _, p := range e.h.Network().Peers() {
-		if others == maxDirectPeers {
-			break
-		}
-		if ok(p) && !slices.Contains(out, p) {
+		if s, err := e.h.Peerstore().SupportsProtocols(p, transfer.ID); err == nil && len(s) > 0 {
 			out = append(out, p)
-			others++
 		}
 	}
 	return out

@@ -118,7 +118,7 @@ func TestGetFromRacesHolders(t *testing.T) {
 	}
 	connect(t, ctx, mn, fetcher.h, author.h, holder.h, liarHost)
 
-	got, err := fetcher.ex.GetFrom(ctx, b.Cid(), []peer.ID{author.h.ID(), liarHost.ID()}, 2<<20)
+	got, err := fetcher.ex.GetFrom(ctx, b.Cid(), []peer.ID{author.h.ID(), liarHost.ID(), holder.h.ID()}, 2<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +130,18 @@ func TestGetFromRacesHolders(t *testing.T) {
 	}
 	if n := fetcher.ex.directFetches.Load(); n != 1 {
 		t.Fatalf("%d direct fetches, want 1", n)
+	}
+	// A connected peer that holds a payload but is not named is not asked
+	// over the transfer protocol (bitswap may still find it).
+	other := payloadBlock(t, 100<<10)
+	if err := holder.s.Blockstore().Put(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
+	defer ocancel()
+	_, _ = fetcher.ex.GetFrom(octx, other.Cid(), nil, 2<<20)
+	if n := fetcher.ex.directFetches.Load(); n != 1 {
+		t.Fatalf("%d direct fetches, want still 1: a peer not named was asked", n)
 	}
 }
 

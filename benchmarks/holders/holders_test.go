@@ -1,8 +1,8 @@
 // Package holders measures fetching one contribution's payload (a raw
 // block above compression.inline_max_bytes) when its author sits on a slow
 // link, with 1 holder (the author alone) and with N holders (the author
-// and N-1 peers on fast links that already have it: the coordinator once
-// it has fetched the payload, for every contributor replaying the round),
+// and N-1 peers on fast links that already have it; N = 2 is a contributor
+// replaying a round, which names the author and the coordinator),
 // on mocknet, side by side in one run:
 //
 //	go test -run '^$' -bench . -benchtime 5x ./benchmarks/holders/
@@ -128,7 +128,7 @@ func benchFetch(b *testing.B, blk blocks.Block, n int, path string, slowMbit flo
 		if path == "bitswap" {
 			got, err = f.ex.Get(ctx, blk.Cid())
 		} else {
-			got, err = f.ex.GetFrom(ctx, blk.Cid(), ids[:1], int64(len(blk.RawData())))
+			got, err = f.ex.GetFrom(ctx, blk.Cid(), ids, int64(len(blk.RawData())))
 		}
 		if err != nil {
 			b.Fatal(err)
@@ -145,4 +145,3 @@ func benchFetch(b *testing.B, blk blocks.Block, n int, path string, slowMbit flo
 }
 
 func must[T any](v T, _ error) T { return v }
-
