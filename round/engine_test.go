@@ -329,27 +329,8 @@ func TestRecheckNamesWhatItCannotReproduce(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := sealLedger(t, 2, 3)
-			head := l.records[1]
-			b, err := l.store.Get(ctx, head)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec, _, err := record.OpenBlock[record.RoundRecord](b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.edit(rec)
-			rb, err := record.Sign(l.coordKey, rec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := l.store.Put(ctx, rb); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.store.SetHead(ctx, "ledger", rb.Cid()); err != nil {
-				t.Fatal(err)
-			}
-			_, err = Recheck(ctx, l.store)
+			l.resignHead(t, l.records[1], c.edit)
+			_, err := Recheck(ctx, l.store)
 			if err == nil || !strings.Contains(err.Error(), "(round 1)") || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("recheck: %v; want an error naming round 1 and %q", err, c.want)
 			}
@@ -368,5 +349,32 @@ func TestApplyHoldsANonFiniteStep(t *testing.T) {
 	next, nextOuter, err := Apply(p, base, outer, []gradient.Update{{ID: "a", Vec: huge}, {ID: "b", Vec: huge}})
 	if !errors.Is(err, ErrHeld) || next[0] != 1 || next[1] != 2 || nextOuter[0] != 0 {
 		t.Fatalf("Apply: %v %v %v", next, nextOuter, err)
+	}
+}
+
+// resignHead replaces the ledger's head with record head edited by edit and
+// signed again by the coordinator: a ledger whose signatures all verify but
+// whose contents the recheck must refuse.
+func (l *ledger) resignHead(t *testing.T, head cid.Cid, edit func(*record.RoundRecord)) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := l.store.Get(ctx, head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := record.OpenBlock[record.RoundRecord](b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(rec)
+	rb, err := record.Sign(l.coordKey, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.store.Put(ctx, rb); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.store.SetHead(ctx, "ledger", rb.Cid()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -87,27 +87,8 @@ func TestRecheckNamesAnAuditItCannotReproduce(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := sealLedgerWith(t, 1, 2, true)
-			head := l.records[0]
-			b, err := l.store.Get(ctx, head)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec, _, err := record.OpenBlock[record.RoundRecord](b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.edit(l, rec)
-			rb, err := record.Sign(l.coordKey, rec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := l.store.Put(ctx, rb); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.store.SetHead(ctx, "ledger", rb.Cid()); err != nil {
-				t.Fatal(err)
-			}
-			_, err = Recheck(ctx, l.store)
+			l.resignHead(t, l.records[0], func(r *record.RoundRecord) { c.edit(l, r) })
+			_, err := Recheck(ctx, l.store)
 			if err == nil || !strings.Contains(err.Error(), "(round 0)") || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("recheck: %v; want an error naming round 0 and %q", err, c.want)
 			}

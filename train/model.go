@@ -8,6 +8,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -85,14 +86,7 @@ var kinds = map[string]kind{}
 func register(name string, k kind) { kinds[name] = k }
 
 // Kinds lists the registered model kinds, sorted.
-func Kinds() []string {
-	out := make([]string, 0, len(kinds))
-	for k := range kinds {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
+func Kinds() []string { return slices.Sorted(maps.Keys(kinds)) }
 
 func (s ModelSpec) validate() error {
 	k, ok := kinds[s.Kind]

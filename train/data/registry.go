@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,14 +47,7 @@ var kinds = map[string]Kind{}
 func register(name string, k Kind) { kinds[name] = k }
 
 // Kinds lists the registered dataset kinds, sorted.
-func Kinds() []string {
-	out := make([]string, 0, len(kinds))
-	for k := range kinds {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
+func Kinds() []string { return slices.Sorted(maps.Keys(kinds)) }
 
 func lookup(kind string) (Kind, error) {
 	k, ok := kinds[kind]
