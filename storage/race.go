@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -13,12 +14,13 @@ import (
 	"github.com/swarmtrain/swarmtrain/storage/transfer"
 )
 
-// GetFrom returns the block c (a contribution's payload), fetching it
-// concurrently over /swarmtrain/blocks/1 from every holder the caller
-// knows (its author; the coordinator, which fetched every payload it
-// judged) that is directly connected and speaks the protocol. The first
-// copy that hashes to c wins and the other fetches are cancelled: a
-// payload whose author sits on a slow link comes from a fast holder.
+// GetFrom returns the block c (a contribution's payload), fetching it over
+// /swarmtrain/blocks/1 from the holders the caller knows (its author; the
+// coordinator, which fetched every payload it judged), in the caller's
+// order, each directly connected and speaking the protocol: the next is
+// asked too once the one before has failed or has run hedgeDelay, and the
+// first copy that hashes to c wins, the other fetches cancelled. A payload
+// whose author sits on a slow link thus comes from a fast holder.
 // Peers not known to hold c are not asked: every node serves at most
 // transfer.MaxServing streams, and speculative asks from every fetcher
 // would take the slots the real holders' fetches need. Copies over
@@ -29,11 +31,13 @@ func (e *Exchange) GetFrom(ctx context.Context, c cid.Cid, holders []peer.ID, ma
 	if b, err := e.store.Blockstore().Get(ctx, c); err == nil {
 		return b, nil
 	}
-	if b := e.race(ctx, c, e.candidates(holders), maxBytes); b != nil {
-		if err := e.bserv.AddBlock(ctx, b); err != nil {
-			return nil, fmt.Errorf("storage: storing block %s: %w", c, err)
+	if peers := e.candidates(holders); len(peers) > 0 {
+		if b := e.race(ctx, c, peers, maxBytes); b != nil {
+			if err := e.bserv.AddBlock(ctx, b); err != nil {
+				return nil, fmt.Errorf("storage: storing block %s: %w", c, err)
+			}
+			return b, nil
 		}
-		return b, nil
 	}
 	b, err := e.Get(ctx, c)
 	if err != nil {
@@ -66,16 +70,34 @@ func (e *Exchange) candidates(holders []peer.ID) []peer.ID {
 	return out
 }
 
-// race fetches c from every peer at once and returns the first complete,
+// hedgeDelay is how long a fetch from one holder runs alone before the
+// next holder is asked too (a hedged request): longer than a healthy
+// holder takes for a payload on a WAN link (a round trip plus 64 KiB to
+// 1 MiB at 20 Mbit/s: 0.2-0.6 s), so the usual fetch moves one copy, while
+// a holder on a slow link costs the fetch at most this much. A holder that
+// fails (lacks it, refuses the stream, sends bytes that do not check) hands
+// over at once. Measured: benchmarks/holders, and benchmarks/scale, where
+// asking every holder at once slowed replays (every copy moved twice).
+const hedgeDelay = time.Second
+
+// race fetches c from peers in order, each starting when the one before
+// has failed or has run hedgeDelay, and returns the first complete,
 // hash-checked copy (transfer.Fetch checks it), or nil if none came.
 func (e *Exchange) race(ctx context.Context, c cid.Cid, peers []peer.ID, maxBytes int64) blocks.Block {
-	if len(peers) == 0 {
-		return nil
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	got := make(chan blocks.Block, len(peers))
-	for _, p := range peers {
+	next, running := 0, 0
+	hedge := time.NewTimer(hedgeDelay)
+	defer hedge.Stop()
+	start := func() {
+		if next == len(peers) {
+			return
+		}
+		p := peers[next]
+		next++
+		running++
+		hedge.Reset(hedgeDelay)
 		go func() {
 			f, err := transfer.Fetch(ctx, e.h, p, c, maxBytes)
 			if err != nil || len(f.Blocks) != 1 || !f.Blocks[0].Cid().Equals(c) {
@@ -85,10 +107,18 @@ func (e *Exchange) race(ctx context.Context, c cid.Cid, peers []peer.ID, maxByte
 			got <- f.Blocks[0]
 		}()
 	}
-	for range peers {
-		if b := <-got; b != nil {
-			e.directFetches.Add(1)
-			return b
+	start()
+	for running > 0 {
+		select {
+		case b := <-got:
+			running--
+			if b != nil {
+				e.directFetches.Add(1)
+				return b
+			}
+			start()
+		case <-hedge.C:
+			start()
 		}
 	}
 	return nil

@@ -87,9 +87,10 @@ func payloadBlock(t *testing.T, n int) blocks.Block {
 	return b
 }
 
-// TestGetFromRacesHolders: the payload's author sits on a link too slow to
-// send it within the test's deadline; a fast peer that already holds it
-// answers, and a peer serving altered bytes never wins.
+// TestGetFromRacesHolders: the payload's author, named first, sits on a
+// link too slow to send it within the test's deadline; after hedgeDelay a
+// peer serving altered bytes is asked (and fails at once), then a fast
+// peer that holds it answers.
 func TestGetFromRacesHolders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
