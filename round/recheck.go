@@ -24,6 +24,11 @@ type RecheckSummary struct {
 	Sampled int // tier-2 samples whose draw was re-derived
 	Scores  int // peer scores recomputed, summed over rounds
 	Models  int // round models (and outer states) recomputed
+	// Audits counts the recorded tier-3 audits; AuditsReplayed says
+	// whether they were replayed on the training set (RecheckOptions.
+	// AuditData) or their verdicts taken as recorded.
+	Audits         int
+	AuditsReplayed bool
 }
 
 // Recheck verifies the ledger (verify.Ledger), then replays it from round
@@ -51,11 +56,15 @@ type RecheckOptions struct {
 	// a sealer that records a cheat's failed replay as a pass, verdict and
 	// model included, is caught only this way.
 	AuditData *data.Set
+	// AuditDataDir, when AuditData is nil, is a directory holding the
+	// swarm's dataset: it is loaded as the manifest's config names it
+	// (kind and content hash checked) and used as AuditData.
+	AuditDataDir string
 }
 
 // RecheckWith is Recheck with options.
 func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) (RecheckSummary, error) {
-	var sum RecheckSummary
+	sum := RecheckSummary{AuditsReplayed: opt.AuditData != nil}
 	ls, m, chain, err := verify.Walk(ctx, store)
 	sum.LedgerSummary = ls
 	if err != nil {
@@ -66,6 +75,12 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 		return sum, fmt.Errorf("swarm manifest: %w", err)
 	}
 	p := ParamsOf(sc)
+	if opt.AuditData == nil && opt.AuditDataDir != "" {
+		if opt.AuditData, _, err = data.Load(DataSpec(sc), opt.AuditDataDir); err != nil {
+			return sum, fmt.Errorf("audit data: %w", err)
+		}
+		sum.AuditsReplayed = true
+	}
 	n, err := p.NumParams()
 	if err != nil {
 		return sum, err
@@ -122,6 +137,9 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 		for _, e := range rec.Entries {
 			if e.Tier2 != nil {
 				sum.Sampled++
+			}
+			if e.Audit != nil {
+				sum.Audits++
 			}
 		}
 		sum.Scores += len(rec.Scores)

@@ -48,6 +48,9 @@ exits 0. The processes' logs are kept only when something fails.`,
 			sc.Data.Dir = absDir(dsDir)
 			sc.Model.Hidden = hidden
 			sc.Train.Rounds = rounds
+			// The demo shows tier 3 at work: one contribution a round recomputed
+			// from its committed state, a proven fault excluded for 8 rounds.
+			sc.Verify.Audits, sc.Verify.ExcludeRounds = 1, 8
 			sc.Round.Quorum = peers
 			sc.Round.MinContributions = 1
 			sc.Network.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -367,7 +370,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	fmt.Fprintln(e.stdout)
 	lg := newRoot(d.e)
-	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--data-dir", filepath.Join(d.dir, "coordinator")})
+	lg.SetArgs([]string{"ledger", "--verify", "--recheck", "--audit-data", d.sc.Data.Dir, "--data-dir", filepath.Join(d.dir, "coordinator")})
 	if err := lg.ExecuteContext(ctx); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -116,19 +116,19 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 				}()
 			}
 			if recheck {
-				var opt round.RecheckOptions
-				if auditData != "" {
-					trainSet, _, err := data.LoadMNIST(auditData)
-					if err != nil {
-						return fmt.Errorf("--audit-data: %w", err)
-					}
-					opt.AuditData = trainSet
-				}
+				opt := round.RecheckOptions{AuditDataDir: auditData}
 				r, err := round.RecheckWith(cmd.Context(), store, opt)
 				if err != nil {
 					return fmt.Errorf("ledger does not recheck: %w", err)
 				}
-				defer fmt.Fprintf(e.stdout, "recheck ok: %d verdicts, %d tier-2 samples, %d peer scores and %d models reproduced from the stored evidence\n", r.Entries, r.Sampled, r.Scores, r.Models)
+				audits := fmt.Sprintf("%d tier-3 audits", r.Audits)
+				switch {
+				case r.Audits > 0 && r.AuditsReplayed:
+					audits += " (each replayed on the training set)"
+				case r.Audits > 0:
+					audits += " (as recorded: add --audit-data DIR to replay them)"
+				}
+				defer fmt.Fprintf(e.stdout, "recheck ok: %d verdicts, %d tier-2 samples, %s, %d peer scores and %d models reproduced from the stored evidence\n", r.Entries, r.Sampled, audits, r.Scores, r.Models)
 			}
 			fmt.Fprintf(e.stdout, "swarm %s (%s), coordinator %s\n", s.Swarm, s.Name, s.Coordinator)
 			fmt.Fprintf(e.stdout, "ledger ok: %d rounds verified from head %s; every record signed by the coordinator and linked to the one before\n", s.Rounds, s.Head)
@@ -140,7 +140,7 @@ latest model. Linked blocks this store lacks are listed as "missing CID"
 	cmd.Flags().BoolVar(&recheck, "recheck", false, "also re-run tiers 0 and 1 and recompute every score from the stored evidence")
 	cmd.Flags().BoolVar(&refs, "refs", false, "also list every block linked from the head, one CID a line (what ipfs pin add --recursive pins)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultNodeDir("coordinator"), "the data dir holding the ledger (a stopped node's)")
-	cmd.Flags().StringVar(&auditData, "audit-data", "", "with --recheck, replay every recorded tier-3 audit on the MNIST training set in this folder instead of taking it as recorded")
+	cmd.Flags().StringVar(&auditData, "audit-data", "", "with --recheck, replay every recorded tier-3 audit on the swarm's training set, loaded from this folder (its hash checked against the manifest), instead of taking it as recorded")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap", "", "copy the ledger from this swarm peer (multiaddr) and check the copy")
 	return cmd
 }
