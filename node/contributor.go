@@ -23,6 +23,7 @@ import (
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
+	"github.com/swarmtrain/swarmtrain/verify"
 )
 
 // ContributorConfig configures a Contributor.
@@ -601,7 +602,7 @@ func (k *Contributor) apply(rec *record.RoundRecord) {
 	}
 	replayed := false
 	if k.st.params != nil && rec.Base.Equals(k.st.base) {
-		params, outer, err := round.Replay(k.p, k.st.params, k.st.outer, rec.Entries, func(c cid.Cid) ([]byte, error) { return k.payload(rec.Round, c) })
+		params, outer, err := round.Replay(k.p, k.st.params, k.st.outer, rec.Entries, func(c cid.Cid) ([]byte, error) { return k.payload(rec, c) })
 		if err == nil && gradient.Finite(params) {
 			if file, err := round.CheckpointFile(k.p.Model, params); err == nil {
 				if fc, err := storage.FileCID(file); err == nil && fc.Equals(rec.Model) {
@@ -632,18 +633,23 @@ func (k *Contributor) apply(rec *record.RoundRecord) {
 	}
 }
 
-// payload is an accepted payload of round r: cached from gossip, or
-// fetched by CID.
-func (k *Contributor) payload(r int64, c cid.Cid) ([]byte, error) {
+// payload is an accepted payload of rec's round: cached from gossip, or
+// fetched by CID from its author, the coordinator (which fetched every
+// payload it judged) and other connected peers at once.
+func (k *Contributor) payload(rec *record.RoundRecord, c cid.Cid) ([]byte, error) {
 	k.mu.Lock()
-	b, ok := k.payloads[r][c]
+	b, ok := k.payloads[rec.Round][c]
 	k.mu.Unlock()
 	if ok {
 		return b, nil
 	}
 	ctx, cancel := context.WithTimeout(k.ctx, 30*time.Second)
 	defer cancel()
-	pb, err := k.ex.Get(ctx, c)
+	from := []peer.ID{k.coordinator}
+	if i := slices.IndexFunc(rec.Entries, func(e record.Entry) bool { return e.Payload.Equals(c) }); i >= 0 {
+		from = append(from, holders(rec.Entries[i].Peer)...)
+	}
+	pb, err := k.ex.GetFrom(ctx, c, from, int64(verify.MaxPayloadBytes(k.gate.elems)))
 	if err != nil {
 		return nil, err
 	}

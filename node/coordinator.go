@@ -595,9 +595,13 @@ func (c *Coordinator) fetchPayload(ctx context.Context, rec *record.Contribution
 	}
 	// A wait proportional to the payload's size, not the whole deadline:
 	// a peer announcing a CID nobody serves costs the round little.
-	fctx, cancel := context.WithTimeout(ctx, payloadFetchTimeout(c.sc.Round.Deadline.D(), rec.PayloadBytes, verify.MaxPayloadBytes(c.gate.elems)))
+	maxBytes := verify.MaxPayloadBytes(c.gate.elems)
+	fctx, cancel := context.WithTimeout(ctx, payloadFetchTimeout(c.sc.Round.Deadline.D(), rec.PayloadBytes, maxBytes))
 	defer cancel()
-	pb, err := c.ex.Get(fctx, rec.Payload)
+	// The author holds it; any other connected peer that already has it
+	// (one that fetched it first) races the author, so a payload from a
+	// peer on a slow link comes from wherever it is fastest.
+	pb, err := c.ex.GetFrom(fctx, rec.Payload, holders(rec.Peer), int64(maxBytes))
 	if err != nil {
 		c.log.Info("payload unavailable", "peer", rec.Peer, "payload", rec.Payload, "err", err)
 		return nil

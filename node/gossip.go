@@ -44,6 +44,16 @@ func payloadFetchTimeout(deadline time.Duration, payloadBytes int64, maxBytes in
 	return min(deadline, payloadFetchBase+time.Duration(n)*time.Second/payloadFetchRate)
 }
 
+// holders are the peers known to hold a payload: its author, named by the
+// peer ID string a contribution carries (none if it does not parse).
+func holders(author string) []peer.ID {
+	p, err := peer.Decode(author)
+	if err != nil {
+		return nil
+	}
+	return []peer.ID{p}
+}
+
 // payloadCID is the CID of an encoded update: a raw block.
 func payloadCID(b []byte) (cid.Cid, error) { return verify.PayloadCID(b) }
 
