@@ -169,25 +169,19 @@ const (
 func Limits() rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
-	limits.AddProtocolLimit(EvidenceProtocol,
-		rcmgr.BaseLimit{StreamsInbound: EvidenceStreams, StreamsOutbound: EvidenceStreams, Streams: 2 * EvidenceStreams, Memory: EvidenceMemory},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolPeerLimit(EvidenceProtocol,
-		rcmgr.BaseLimit{StreamsInbound: EvidencePeerStreams, StreamsOutbound: EvidencePeerStreams, Streams: 2 * EvidencePeerStreams, Memory: EvidencePeerMemory},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolLimit(HeadProtocol,
-		rcmgr.BaseLimit{StreamsInbound: headStreams, StreamsOutbound: headStreams, Streams: 2 * headStreams, Memory: headMemory},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolPeerLimit(HeadProtocol,
-		rcmgr.BaseLimit{StreamsInbound: headPeerStreams, StreamsOutbound: headPeerStreams, Streams: 2 * headPeerStreams, Memory: headMemory},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolLimit(BlocksProtocol,
-		rcmgr.BaseLimit{StreamsInbound: blocksStreams, StreamsOutbound: blocksStreams, Streams: 2 * blocksStreams, Memory: blocksMemory},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolPeerLimit(BlocksProtocol,
-		rcmgr.BaseLimit{StreamsInbound: blocksPeerStreams, StreamsOutbound: blocksPeerStreams, Streams: 2 * blocksPeerStreams, Memory: blocksMemory},
-		rcmgr.BaseLimitIncrease{})
+	bound := func(proto protocol.ID, streams, memory, peerStreams, peerMemory int) {
+		limits.AddProtocolLimit(proto, streamLimit(streams, memory), rcmgr.BaseLimitIncrease{})
+		limits.AddProtocolPeerLimit(proto, streamLimit(peerStreams, peerMemory), rcmgr.BaseLimitIncrease{})
+	}
+	bound(EvidenceProtocol, EvidenceStreams, EvidenceMemory, EvidencePeerStreams, EvidencePeerMemory)
+	bound(HeadProtocol, headStreams, headMemory, headPeerStreams, headMemory)
+	bound(BlocksProtocol, blocksStreams, blocksMemory, blocksPeerStreams, blocksMemory)
 	return limits.AutoScale()
+}
+
+// streamLimit admits n streams each way (2n in all) and memory bytes.
+func streamLimit(n int, memory int) rcmgr.BaseLimit {
+	return rcmgr.BaseLimit{StreamsInbound: n, StreamsOutbound: n, Streams: 2 * n, Memory: int64(memory)}
 }
 
 // NewHost starts a libp2p host with key on the listen multiaddrs (TCP and
