@@ -192,14 +192,7 @@ func corruptOnDisk(t *testing.T, s *Store, c cid.Cid, with []byte) {
 func TestBitswapDoesNotServeCorruptBlocks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, b := loopbackHost(t), loopbackHost(t)
-	sa, _ := Open(t.TempDir())
-	sb, _ := Open(t.TempDir())
-	defer sa.Close()
-	defer sb.Close()
-	ea, eb := NewExchange(ctx, a, nil, sa), NewExchange(ctx, b, nil, sb)
-	defer ea.Close()
-	defer eb.Close()
+	a, b, sa, _, ea, eb := exchangePair(ctx, t)
 	good, rotten := blocks.NewBlock([]byte("a round record")), blocks.NewBlock([]byte("another record"))
 	for _, blk := range []blocks.Block{good, rotten} {
 		if err := ea.Put(ctx, blk); err != nil {
@@ -290,14 +283,7 @@ func TestWriteFileAtomic(t *testing.T) {
 func TestLoadKeepsNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	a, b := loopbackHost(t), loopbackHost(t)
-	sa, _ := Open(t.TempDir())
-	sb, _ := Open(t.TempDir())
-	defer sa.Close()
-	defer sb.Close()
-	ea, eb := NewExchange(ctx, a, nil, sa), NewExchange(ctx, b, nil, sb)
-	defer ea.Close()
-	defer eb.Close()
+	a, b, _, sb, ea, eb := exchangePair(ctx, t)
 	want := bytes.Repeat([]byte("swarmtrain"), 300_000) // 3 MB: several 1 MiB leaves
 	c, err := ea.AddFile(ctx, want)
 	if err != nil {
@@ -322,4 +308,21 @@ func TestLoadKeepsNothing(t *testing.T) {
 	if have, _ := sb.Has(ctx, c); !have {
 		t.Fatal("File did not store the file's root")
 	}
+}
+
+// exchangePair is two loopback hosts, each with its own store and
+// exchange, closed when the test ends.
+func exchangePair(ctx context.Context, t *testing.T) (a, b host.Host, sa, sb *Store, ea, eb *Exchange) {
+	t.Helper()
+	a, b = loopbackHost(t), loopbackHost(t)
+	var err error
+	if sa, err = Open(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if sb, err = Open(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	ea, eb = NewExchange(ctx, a, nil, sa), NewExchange(ctx, b, nil, sb)
+	t.Cleanup(func() { ea.Close(); eb.Close(); sa.Close(); sb.Close() })
+	return a, b, sa, sb, ea, eb
 }

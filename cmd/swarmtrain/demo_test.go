@@ -187,16 +187,7 @@ func TestDemoText(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		t.Skip("a text swarm of separate processes, about 10 s: make test-long runs it")
 	}
-	textDir := t.TempDir()
-	var text strings.Builder
-	rng := data.Rand(5)
-	words := []string{"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran ", "far, ", "away "}
-	for text.Len() < 12000 {
-		text.WriteString(words[rng.IntN(len(words))])
-	}
-	if err := os.WriteFile(filepath.Join(textDir, "corpus.txt"), []byte(text.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	textDir := wordCorpus(t)
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), demoRunDeadline)
 	defer cancel()
@@ -222,4 +213,21 @@ func TestDemoText(t *testing.T) {
 		t.Errorf("last line %q: want the prompt and 200 characters", sample)
 	}
 	checkNothingLeft(t, tmp)
+}
+
+// wordCorpus writes a 12,000-character text of ten words in a seeded order
+// into a new directory: a text dataset a small transformer learns quickly.
+func wordCorpus(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	var text strings.Builder
+	rng := data.Rand(5)
+	words := []string{"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran ", "far, ", "away "}
+	for text.Len() < 12000 {
+		text.WriteString(words[rng.IntN(len(words))])
+	}
+	if err := os.WriteFile(filepath.Join(dir, "corpus.txt"), []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/safetensors"
-	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
 // interopEnv set to "required" (CI sets it) turns a missing PyTorch from a
@@ -304,16 +303,7 @@ func TestPyTorchReproducesOwnModels(t *testing.T) {
 		t.Errorf("PyTorch: %d/%d correct, loss %.6f; train: %d/%d, loss %.6f", r.Correct, r.Samples, r.Loss, m.Correct, m.Samples, m.Loss)
 	}
 
-	textDir := t.TempDir()
-	var text strings.Builder
-	rng := data.Rand(5)
-	words := []string{"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran ", "far, ", "away "}
-	for text.Len() < 12000 {
-		text.WriteString(words[rng.IntN(len(words))])
-	}
-	if err := os.WriteFile(filepath.Join(textDir, "corpus.txt"), []byte(text.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	textDir := wordCorpus(t)
 	code, hash, stderr := swarmtrain(t, "data", "hash", textDir)
 	if code != 0 {
 		t.Fatalf("data hash: %s", stderr)
