@@ -126,6 +126,15 @@ type Round struct {
 	Deadline         Duration `yaml:"deadline" json:"deadline"`
 	Quorum           int      `yaml:"quorum" json:"quorum"`
 	MinContributions int      `yaml:"min_contributions" json:"min_contributions"`
+	// Overlap runs overlapped rounds: a contributor starts round r+1's
+	// local work while round r is sealed, from the model it holds (round
+	// r's base), and round r+1 applies that update to its own base
+	// (one-step-delayed application; round.Params.Built). Off by default:
+	// it changes what every peer accepts, so it is canonical (omitted when
+	// off, so swarm IDs without it are unchanged). Only with sparse codecs:
+	// dense updates applied a round late diverge (benchmarks/README.md,
+	// "Overlapped rounds"); outer momentum 0.8 is the measured setting.
+	Overlap bool `yaml:"overlap,omitempty" json:"overlap,omitempty"`
 }
 
 // Verify sets the checks and the aggregation rule. Tier2Sample is how many

@@ -60,6 +60,8 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"data: {name: own, kind: idx, hash: 908c42b98faaf14d69a1a42ece4e4e5d5508ad0fe2b6aa3c5a16dce46ded9886, shape: [12, 16], classes: 3, mean: 1.5, std: 0.3}\n", "swarm.yaml: data.mean: the training pixels' mean, in [0, 1], got 1.5"},
 		{"data: {name: mnist, std: 0.3}\n", "swarm.yaml: data.std: only an idx dataset is normalised by the config (mnist's is fixed)"},
 		{"round: {quorum: 2, min_contributions: 3}\n", "swarm.yaml: round.min_contributions: must be in [1, round.quorum=2], got 3"},
+		{"round: {overlap: true}\ncompression: {codec: dense}\n", `swarm.yaml: round.overlap: needs a sparse codec (topk, topk+int8, topk+fp16, topk+int2), got compression.codec "dense"`},
+		{"round: {overlap: true}\ncompression: {codec: int8}\n", `swarm.yaml: round.overlap: needs a sparse codec`},
 	} {
 		_, err := Parse([]byte(tc.yaml), "swarm.yaml")
 		if err == nil {
@@ -110,5 +112,34 @@ func unwrapAll(err error) error {
 			return err
 		}
 		err = u.Unwrap()
+	}
+}
+
+// TestOverlapIsCanonical: round.overlap changes what every peer accepts, so
+// it is in the canonical form (two swarms differing only in it have
+// different IDs), and left out when off (swarm IDs made before it existed
+// are unchanged).
+func TestOverlapIsCanonical(t *testing.T) {
+	off, err := Default().Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(off), "overlap") {
+		t.Fatalf("canonical form without overlap names it: %s", off)
+	}
+	s, err := Parse([]byte("round: {overlap: true}\ncompression: {codec: topk+int2, density: 0.01}\n"), "swarm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, err := s.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := FromCanonical(on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !back.Round.Overlap || !strings.Contains(string(on), `"overlap":true`) {
+		t.Fatalf("overlap lost in the canonical form: %s", on)
 	}
 }

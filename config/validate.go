@@ -5,6 +5,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -282,6 +283,13 @@ func (s *Swarm) validateRound() error {
 	}
 	if r.MinContributions < 1 || r.MinContributions > r.Quorum {
 		return fieldError("round.min_contributions", "must be in [1, round.quorum=%d], got %d", r.Quorum, r.MinContributions)
+	}
+	if r.Overlap && !strings.HasPrefix(s.Compression.Codec, "topk") {
+		// Measured in benchmarks/sim -overlap: a stale dense update under
+		// outer momentum overshoots (diverges at lr 0.7, -13 points at
+		// 0.35), while a sparse one moves few coordinates and error
+		// feedback returns what it missed.
+		return fieldError("round.overlap", "needs a sparse codec (topk, topk+int8, topk+fp16, topk+int2), got compression.codec %q: dense updates applied a round late diverge", s.Compression.Codec)
 	}
 	return nil
 }

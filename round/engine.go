@@ -26,6 +26,11 @@ type State struct {
 	Base   cid.Cid   // its base model's CID
 	Params []float32 // the base model
 	Outer  []float32 // the outer optimizer's state after the previous round
+	// Prev and PrevParams are the previous round's base (round 0: its
+	// own): what the round's contributions are built on with overlapped
+	// rounds (Params.Overlap, Built).
+	Prev       cid.Cid
+	PrevParams []float32
 	// History maps every payload CID in the ledger to the round it first
 	// appeared in (tier 1's replay check).
 	History map[cid.Cid]int64
@@ -46,7 +51,8 @@ type Link struct {
 // Genesis is the state round 0 starts from: the manifest's initial model,
 // seed and a zero outer state.
 func Genesis(m *record.SwarmManifest, initial []float32) State {
-	return State{Seed: m.Seed, Base: m.InitialModel, Params: slices.Clone(initial), Outer: make([]float32, len(initial)),
+	params := slices.Clone(initial)
+	return State{Seed: m.Seed, Base: m.InitialModel, Params: params, Outer: make([]float32, len(initial)), Prev: m.InitialModel, PrevParams: params,
 		History: map[cid.Cid]int64{}, Scores: map[string]record.PeerScore{}, Chain: map[string]Link{}}
 }
 
@@ -128,7 +134,8 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 		cands[i] = verify.Candidate{Contribution: c.Record, Payload: c.Payload, Fault: c.Fault, Evidence: c.Evidence}
 		contribs[i] = c.Block
 	}
-	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: st.Base, Seed: st.Seed, Elems: n, History: st.History}, cands)
+	built, _ := p.Built(st)
+	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: built, Seed: st.Seed, Elems: n, History: st.History}, cands)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -255,13 +262,50 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 	for _, peer := range slices.Sorted(maps.Keys(scores)) {
 		table = append(table, scores[peer])
 	}
-	// The next round's seed depends on the sealed model, so nobody can know
-	// their next shard before this round is sealed.
-	nextSeed := NextSeed(st.Seed, modelCID)
+	nextSeed := p.SeedAfter(st, modelCID)
 	out.Record = record.RoundRecord{Round: st.Round, Seed: nextSeed, Base: st.Base, Model: modelCID, OuterState: &outerCID,
 		Entries: entries, Scores: table, SampleSeed: sampleSeed, SampleSize: sampleSize, AuditSeed: auditSeed, AuditSize: auditSize}
-	out.Next = State{Round: st.Round + 1, Seed: nextSeed, Base: modelCID, Params: params, Outer: outer, History: history, Scores: scores, Chain: chain}
+	out.Next = State{Round: st.Round + 1, Seed: nextSeed, Base: modelCID, Params: params, Outer: outer, Prev: st.Base, PrevParams: st.Params,
+		History: history, Scores: scores, Chain: chain}
 	return out, nil
+}
+
+// Built is the model round st.Round's contributions must be built on (tier
+// 0 and tier 1 call anything else stale) and its parameters: the round's
+// base, or with overlapped rounds (p.Overlap) the previous round's base —
+// exactly one round behind, never older, and never the round's own base.
+// Only one base per round: every accepted update of a round then has the
+// same staleness, tier 2 and the aggregate treat them alike, and a
+// contributor has one rule to follow (work on what you hold while the last
+// round is sealed). Either way Run applies the updates to the round's base
+// (st.Params): with overlap that is one-step-delayed application, as
+// streaming / overlapped DiLoCo does, and what benchmarks/sim -overlap
+// measures.
+func (p Params) Built(st State) (cid.Cid, []float32) {
+	if p.Overlap {
+		return st.Prev, st.PrevParams
+	}
+	return st.Base, st.Params
+}
+
+// SeedAfter is the shard seed of the round after st's, which sealed model.
+// Normally it depends on the sealed model, so nobody can know their next
+// shard before the seal. With overlapped rounds a contributor starts the
+// next round's work while this one is sealed, so the seed depends on this
+// round's base instead: known one round ahead, never more (the base is
+// itself only known once the round before is sealed).
+func (p Params) SeedAfter(st State, model cid.Cid) int64 {
+	if p.Overlap {
+		return OverlapSeed(st.Seed, st.Base)
+	}
+	return NextSeed(st.Seed, model)
+}
+
+// OverlapSeed is, with overlapped rounds, the shard seed of the round
+// after the one with seed and base model base (SeedAfter): what a
+// contributor works the next round with before the seal.
+func OverlapSeed(seed int64, base cid.Cid) int64 {
+	return NextSeed(seed, base)
 }
 
 // NextSeed is the shard seed of the round after one that sealed model.

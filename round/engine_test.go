@@ -71,8 +71,16 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 // trains honestly but sends its update negated.
 func sealLedgerWith(t *testing.T, rounds, workers int, audited bool) *ledger {
 	t.Helper()
+	return sealLedgerOverlap(t, rounds, workers, audited, false)
+}
+
+// sealLedgerOverlap is sealLedgerWith with overlapped rounds when overlap:
+// every peer works on the round's Built model.
+func sealLedgerOverlap(t *testing.T, rounds, workers int, audited, overlap bool) *ledger {
+	t.Helper()
 	ctx := context.Background()
 	sc := testSwarm()
+	sc.Round.Overlap = overlap
 	if audited {
 		sc.Verify.Audits, sc.Verify.ExcludeRounds = 10, 2
 	}
@@ -169,14 +177,15 @@ func sealLedgerWith(t *testing.T, rounds, workers int, audited bool) *ledger {
 		var first []byte
 		for i, ps := range peers {
 			start := ps.w.State()
-			payload, _, stats, err := ps.w.Work(ctx, st.Params, Shard(trainSet, st.Seed, ps.id.String(), sc.Train.ShardSize), uint64(st.Seed))
+			builtOn, built := p.Built(st)
+			payload, _, stats, err := ps.w.Work(ctx, built, Shard(trainSet, st.Seed, ps.id.String(), sc.Train.ShardSize), uint64(st.Seed))
 			if err != nil {
 				t.Fatal(err)
 			}
 			seed := st.Seed
 			// A claimed sample count far above what the round allows
 			// must not change the weight.
-			c := &record.Contribution{Swarm: swarm, Round: st.Round, Peer: ps.id.String(), Base: st.Base, Codec: p.Codec,
+			c := &record.Contribution{Swarm: swarm, Round: st.Round, Peer: ps.id.String(), Base: builtOn, Codec: p.Codec,
 				Samples: int64(stats.Samples) * 100, Loss: stats.MeanLoss, Created: 1, Seed: &seed}
 			if audited {
 				for _, s := range []struct {
@@ -210,7 +219,7 @@ func sealLedgerWith(t *testing.T, rounds, workers int, audited bool) *ledger {
 			}
 		}
 		seed := st.Seed
-		sign(copierKey, &record.Contribution{Swarm: swarm, Round: st.Round, Peer: copierID.String(), Base: st.Base, Codec: p.Codec, Created: 1, Seed: &seed}, first)
+		sign(copierKey, &record.Contribution{Swarm: swarm, Round: st.Round, Peer: copierID.String(), Base: in[0].Record.Base, Codec: p.Codec, Created: 1, Seed: &seed}, first)
 		t2 := &DataTier2{Model: scratch, Train: trainSet, Test: testSet, ShardSize: sc.Train.ShardSize, SampleSize: sc.Verify.Tier2Sample}
 		var auditor Auditor
 		if audited {

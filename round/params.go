@@ -45,6 +45,10 @@ type Params struct {
 	// ExcludeRounds is how long a proven fault excludes a peer (doubling
 	// with each further one; 0: never).
 	ExcludeRounds int
+	// Overlap runs overlapped rounds (round.overlap): a round's
+	// contributions are built on the previous round's base and applied to
+	// its own (Built, SeedAfter).
+	Overlap bool
 }
 
 // Outer optimizer names, as written in a swarm config.
@@ -77,6 +81,7 @@ func ParamsOf(sc *config.Swarm) Params {
 		Tier2Sample:   sc.Verify.Tier2Sample,
 		Audits:        sc.Verify.Audits,
 		ExcludeRounds: sc.Verify.ExcludeRounds,
+		Overlap:       sc.Round.Overlap,
 	}
 }
 

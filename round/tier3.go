@@ -163,7 +163,8 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 	if len(drawn) == 0 {
 		return nil, &seed, &size, nil
 	}
-	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: st.Params, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{}}
+	_, built := p.Built(st) // the replay starts where the work did
+	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: built, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{}}
 	for _, peer := range drawn {
 		rec := in[index[peer]].Record
 		r.Start[peer] = *rec.Start

@@ -10,10 +10,13 @@
 //	go run ./benchmarks/sim -codec topk+int8 -density 0.01 -h 20 -rounds 60 -overlap
 //
 // -overlap measures overlapped rounds (one-step-delayed application, as
-// streaming / overlapped DiLoCo does): a worker starts round r+1's local
-// work while round r is being sealed, so from the model before round r's
-// aggregate is applied; round r+1's engine applies that update to the
-// model after round r. Round 0 starts from the initial model either way.
+// streaming / overlapped DiLoCo does; the swarm's round.overlap): a worker
+// starts round r+1's local work while round r is being sealed, so from the
+// model before round r's aggregate is applied; round r+1's engine applies
+// that update to the model after round r. Rounds 0 and 1 both start from
+// the initial model. The rule is the engine's (round.Params.Built), so the
+// sim runs exactly what an overlapped swarm runs; unlike the swarm config
+// it also allows dense codecs, to measure why the config refuses them.
 //
 // Every setting maps to a swarm config field (round.ParamsOf), so a
 // simulated round is a swarm round: same worker, same engine.
@@ -172,6 +175,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 	start := time.Now()
 	ctx := context.Background()
 	p := round.ParamsOf(sc)
+	p.Overlap = overlap
 	trainSet, testSet, err := data.Load(round.DataSpec(sc), dataDir)
 	if err != nil {
 		return err
@@ -215,13 +219,10 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		return err
 	}
 	st := round.Genesis(&record.SwarmManifest{InitialModel: initCID, Seed: 1}, train.Snapshot(global))
-	// base is the model local work starts from: the round's own, or with
-	// -overlap the one before the previous round's aggregate was applied.
-	base := append([]float32(nil), st.Params...)
 	for r := 0; r < rounds; r++ {
-		if !overlap {
-			copy(base, st.Params)
-		}
+		// The model local work starts from: the round's own, or with
+		// -overlap the one before the previous round's aggregate.
+		builtOn, base := p.Built(st)
 		var in []round.Contribution
 		bytesRound := 0
 		for i, w := range ws {
@@ -237,13 +238,8 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 				return err
 			}
 			seed := st.Seed
-			c := &record.Contribution{Round: st.Round, Peer: w.id, Base: st.Base, Payload: pc, Codec: p.Codec, Samples: int64(stats.Samples), Loss: stats.MeanLoss, Seed: &seed}
+			c := &record.Contribution{Round: st.Round, Peer: w.id, Base: builtOn, Payload: pc, Codec: p.Codec, Samples: int64(stats.Samples), Loss: stats.MeanLoss, Seed: &seed}
 			in = append(in, round.Contribution{Record: c, Block: pc, Payload: msg})
-		}
-		if overlap {
-			// What the workers hold while this round is sealed: this
-			// round's starting model, the next round's base.
-			copy(base, st.Params)
 		}
 		out, err := round.Run(ctx, p, st, in, nil)
 		if err != nil {
