@@ -101,6 +101,24 @@ type contributorState struct {
 	base   cid.Cid
 	params []float32 // the base model
 	outer  []float32 // the outer optimizer's state the base was stepped with
+	// prev is the previous round's base (round 0: its own), what the
+	// round's contributions are built on with overlapped rounds.
+	prev cid.Cid
+}
+
+// localWork is one round's local work, done and not yet announced.
+type localWork struct {
+	round, seed int64
+	builtOn     cid.Cid // the model it started from
+	payload     []byte
+	stats       train.Stats
+	samples     int // the shard's size
+	compute     time.Duration
+	// start and end are the worker's private state before and after the
+	// work: start to undo it (work that is never announced, or whose chain
+	// the ledger did not extend), end to commit to (tier 3).
+	start, end []float32
+	err        error
 }
 
 // NewContributor opens the contributor's data dir and host. Start joins the
@@ -215,15 +233,52 @@ func (k *Contributor) run() error {
 	}
 	k.emit(Joined{Swarm: k.cfg.SwarmID, Name: k.sc.Name, Peer: k.id.String(), Round: k.st.round})
 	rounds := int64(k.sc.Train.Rounds)
+	// ready is, with overlapped rounds, the next round's work, done while
+	// this one was sealed.
+	var ready *localWork
 	for k.st.round < rounds {
-		k.gate.open(k.st.round, k.st.base, k.st.seed)
-		worked := k.work()
+		r := k.st.round
+		built := k.st.base
+		if k.p.Overlap {
+			built = k.st.prev // round.Params.Built
+		}
+		k.gate.open(r, built, k.st.seed)
+		worked := false
+		switch {
+		case ready != nil && ready.round == r:
+			worked = k.publish(ready)
+		case k.st.params != nil && built.Equals(k.st.base):
+			// Not overlapped, or round 0 of an overlapped swarm (built on
+			// the initial model too): work now. A peer holding only the
+			// round's base of an overlapped round (it just joined, or
+			// fetched the model) skips to the next round's work below.
+			worked = k.publish(k.compute(r, k.st.seed, k.st.base, k.st.params))
+		}
+		ready = nil
+		// Overlapped rounds: the next round is built on the model this
+		// peer holds and its shard seed is known (round.OverlapSeed), so
+		// its work runs while this round is collected and sealed.
+		var next chan *localWork
+		if k.p.Overlap && k.st.params != nil && r+1 < rounds {
+			next = make(chan *localWork, 1)
+			st := k.st
+			k.wg.Go(func() { next <- k.compute(r+1, round.OverlapSeed(st.seed, st.base), st.base, st.params) })
+		}
 		// Wait for this round's record (or a later one, if we fell behind),
 		// announcing the contribution again now and then: a coordinator
 		// that restarted, or a mesh that re-formed, may have missed it.
-		rec, err := k.awaitRecord(k.st.round, worked)
+		rec, err := k.awaitRecord(r, worked)
+		if next != nil {
+			ready = <-next // the worker is not shared: apply may reset its state
+		}
 		if err != nil {
 			return err
+		}
+		if ready != nil && !k.stillValid(ready, rec) {
+			if ready.start != nil {
+				_ = k.worker.SetState(ready.start) // never announced: undone
+			}
+			ready = nil
 		}
 		k.apply(rec)
 	}
@@ -392,7 +447,7 @@ func syncState(ctx context.Context, b *base, coordinator peer.ID, swarm string, 
 		if err != nil {
 			return contributorState{}, err
 		}
-		return contributorState{round: 0, seed: m.Seed, base: m.InitialModel, params: params, outer: make([]float32, n)}, nil
+		return contributorState{round: 0, seed: m.Seed, base: m.InitialModel, params: params, outer: make([]float32, n), prev: m.InitialModel}, nil
 	}
 	return fetchState(ctx, b, rec, n)
 }
@@ -441,7 +496,7 @@ const fetchTimeout = 2 * time.Minute
 func fetchState(ctx context.Context, b *base, rec *record.RoundRecord, n int) (contributorState, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	st := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, outer: make([]float32, n)}
+	st := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, outer: make([]float32, n), prev: rec.Base}
 	var err error
 	if st.params, err = loadVector(ctx, b.ex, rec.Model, n); err != nil {
 		return st, err
@@ -457,61 +512,83 @@ func fetchState(ctx context.Context, b *base, rec *record.RoundRecord, n int) (c
 	return st, nil
 }
 
-// work runs the round's local steps and announces the contribution. It
-// reports whether it announced one: a failed step (a diverged loss, say)
-// costs this round's contribution, never the peer.
-func (k *Contributor) work() bool {
-	st := k.st
-	if st.params == nil {
-		return false // no usable base: wait for the next record
-	}
-	shard := round.Shard(k.cfg.Train, st.seed, k.id.String(), k.sc.Train.ShardSize)
-	var start []float32
-	if k.p.Audits > 0 {
-		start = k.worker.State()
+// compute runs round r's local steps on the model params (builtOn) with
+// shard seed seed. It does not announce: publish does.
+func (k *Contributor) compute(r, seed int64, builtOn cid.Cid, params []float32) *localWork {
+	shard := round.Shard(k.cfg.Train, seed, k.id.String(), k.sc.Train.ShardSize)
+	w := &localWork{round: r, seed: seed, builtOn: builtOn, samples: shard.N}
+	if k.p.Audits > 0 || k.p.Overlap {
+		w.start = k.worker.State()
 	}
 	began := time.Now()
-	payload, _, stats, err := k.worker.Work(k.ctx, st.params, shard, uint64(st.seed))
-	compute := time.Since(began)
-	if err != nil {
+	w.payload, _, w.stats, w.err = k.worker.Work(k.ctx, params, shard, uint64(seed))
+	w.compute = time.Since(began)
+	if w.err != nil && w.start != nil {
+		_ = k.worker.SetState(w.start) // nothing to announce: the chain stays
+	}
+	if w.err == nil && k.p.Audits > 0 {
+		w.end = k.worker.State()
+	}
+	return w
+}
+
+// stillValid says whether the next round's work, done while rec's round
+// was sealed, can still be announced once rec is applied: rec must be the
+// round it followed, and with tier 3 the ledger must have extended this
+// peer's state chain to where the work started (the contribution that
+// ended there is in rec), or the work would fail the chain check.
+func (k *Contributor) stillValid(w *localWork, rec *record.RoundRecord) bool {
+	if w.round != rec.Round+1 {
+		return false
+	}
+	if p := k.pending; k.p.Audits > 0 && p != nil && p.round <= rec.Round {
+		return p.round == rec.Round && slices.ContainsFunc(rec.Entries, func(e record.Entry) bool { return e.Peer == k.id.String() })
+	}
+	return true
+}
+
+// publish announces a round's work. It reports whether it announced one: a
+// failed step (a diverged loss, say) costs this round's contribution,
+// never the peer.
+func (k *Contributor) publish(w *localWork) bool {
+	if w.err != nil {
 		if k.ctx.Err() == nil {
-			k.emit(Refused{Round: st.round, Reason: "local work: " + err.Error()})
-		}
-		if start != nil {
-			_ = k.worker.SetState(start) // nothing announced: the chain stays
+			k.emit(Refused{Round: w.round, Reason: "local work: " + w.err.Error()})
 		}
 		return false
 	}
-	c := contribution(k.cfg.SwarmID, k.id, st, k.worker.Codec().Name(), payload, stats, k.sc.Compression.InlineMaxBytes)
-	if start != nil {
+	c := contribution(k.cfg.SwarmID, k.id, w, k.worker.Codec().Name(), k.sc.Compression.InlineMaxBytes)
+	if k.p.Audits > 0 {
 		// Tier 3: commit to the state the work started from and ended in,
 		// stored as files this peer serves over bitswap to its auditor.
-		if c.Start, c.End, err = k.commitStates(start, k.worker.State()); err != nil {
-			k.log.Warn("storing the committed worker state", "round", st.round, "err", err)
-			_ = k.worker.SetState(start)
+		var err error
+		if c.Start, c.End, err = k.commitStates(w.start, w.end); err != nil {
+			k.log.Warn("storing the committed worker state", "round", w.round, "err", err)
+			_ = k.worker.SetState(w.start)
 			return false
 		}
-		k.pending = &pendingWork{round: st.round, start: start}
+		k.pending = &pendingWork{round: w.round, start: w.start}
 	}
-	blk, err := announce(k.ctx, k.base, k.ctopic, c, payload)
+	blk, err := announce(k.ctx, k.base, k.ctopic, c, w.payload)
 	if err != nil {
 		if k.ctx.Err() == nil {
-			k.log.Warn("announcing the contribution", "round", st.round, "err", err)
+			k.log.Warn("announcing the contribution", "round", w.round, "err", err)
 		}
 		return false
 	}
-	k.keepPayload(st.round, blk.payload, payload)
+	k.keepPayload(w.round, blk.payload, w.payload)
 	k.lastAnnounce = blk.raw
-	k.emit(Worked{Round: st.round, Steps: stats.Steps, Samples: shard.N, Loss: stats.MeanLoss, Bytes: len(blk.raw), Compute: compute})
+	k.emit(Worked{Round: w.round, Steps: w.stats.Steps, Samples: w.samples, Loss: w.stats.MeanLoss, Bytes: len(blk.raw), Compute: w.compute})
 	return true
 }
 
 // contribution is the unsigned contribution record of a round's payload.
-func contribution(swarm string, id peer.ID, st contributorState, codec string, payload []byte, stats train.Stats, inlineMax int) *record.Contribution {
+func contribution(swarm string, id peer.ID, w *localWork, codec string, inlineMax int) *record.Contribution {
+	payload := w.payload
 	pc, _ := payloadCID(payload)
-	seed := st.seed
-	c := &record.Contribution{Swarm: swarm, Round: st.round, Peer: id.String(), Base: st.base, Payload: pc, Codec: codec,
-		PayloadBytes: int64(len(payload)), Samples: int64(stats.Samples), Loss: stats.MeanLoss, Created: time.Now().UnixMilli(), Seed: &seed}
+	seed := w.seed
+	c := &record.Contribution{Swarm: swarm, Round: w.round, Peer: id.String(), Base: w.builtOn, Payload: pc, Codec: codec,
+		PayloadBytes: int64(len(payload)), Samples: int64(w.stats.Samples), Loss: w.stats.MeanLoss, Created: time.Now().UnixMilli(), Seed: &seed}
 	if len(payload) <= inlineMax {
 		c.Inline = &payload
 	}
@@ -607,7 +684,7 @@ func (k *Contributor) apply(rec *record.RoundRecord) {
 			if file, err := round.CheckpointFile(k.p.Model, params); err == nil {
 				if fc, err := storage.FileCID(file); err == nil && fc.Equals(rec.Model) {
 					replayed = true
-					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer}
+					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer, prev: rec.Base}
 				}
 			}
 		}

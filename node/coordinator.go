@@ -303,7 +303,8 @@ func (c *Coordinator) run() error {
 	rounds := int64(c.sc.Train.Rounds)
 	for c.st.Round < rounds {
 		r := c.st.Round
-		c.gate.open(r, c.st.Base, c.st.Seed)
+		built, _ := c.p.Built(c.st)
+		c.gate.open(r, built, c.st.Seed)
 		got, by, err := c.collect(r)
 		if err != nil {
 			return err
@@ -451,6 +452,14 @@ func (c *Coordinator) restore() error {
 		}
 	}
 	c.st.Round, c.st.Seed, c.st.Base = last.Round+1, last.Seed, last.Model
+	// The round before's base: what an overlapped round's contributions are
+	// built on (round.Params.Built).
+	c.st.Prev, c.st.PrevParams = last.Base, c.st.Params
+	if c.p.Overlap && !last.Base.Equals(last.Model) {
+		if c.st.PrevParams, err = loadVector(ctx, c.ex, last.Base, n); err != nil {
+			return err
+		}
+	}
 	c.head.Record, c.head.Round = lc.String(), last.Round
 	c.emit(Resumed{Swarm: c.swarmID, After: last.Round})
 	return nil
@@ -751,7 +760,8 @@ func (c *Coordinator) persist(out *round.Outcome) (blocks.Block, error) {
 func (c *Coordinator) publish(out round.Outcome, blk blocks.Block) {
 	// Open the next round before anyone can learn of this record, so no
 	// early contribution to it is turned away.
-	c.gate.open(out.Next.Round, out.Next.Base, out.Next.Seed)
+	built, _ := c.p.Built(out.Next)
+	c.gate.open(out.Next.Round, built, out.Next.Seed)
 	if err := p2p.Publish(c.ctx, c.rounds, blk.RawData()); err != nil {
 		c.log.Warn("publishing round record", "round", out.Record.Round, "err", err)
 		return

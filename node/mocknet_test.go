@@ -171,7 +171,7 @@ func runAttacker(ctx context.Context, h host.Host, dir, swarm, bootstrap string,
 			return err
 		}
 		a.baseParams = st.params
-		c := contribution(swarm, b.id, st, a.codec.Name(), payload, stats, sc.Compression.InlineMaxBytes)
+		c := contribution(swarm, b.id, &localWork{round: st.round, seed: st.seed, builtOn: st.base, payload: payload, stats: stats}, a.codec.Name(), sc.Compression.InlineMaxBytes)
 		msgs, err := adv.announce(ctx, a, c, payload, delta)
 		if err != nil {
 			return err
