@@ -45,6 +45,7 @@ func (a *staleBase) announce(_ context.Context, k *attacker, c *record.Contribut
 // overlapRun is what one mocknet swarm run of TestOverlapOnMocknet saw.
 type overlapRun struct {
 	accuracy  float64
+	curve     []float64 // test accuracy after each round
 	wall      time.Duration // the contributors' start to the last seal
 	compute   time.Duration // local work, summed over contributors
 	worked    []map[int64]bool
@@ -74,6 +75,7 @@ func runOverlapSwarm(t *testing.T, sc *config.Swarm, trainSet, testSet *data.Set
 				run.sealedAll = false
 				t.Logf("round %d: %d accepted, %d rejected", s.Round, s.Accepted, s.Rejected)
 			}
+			run.curve = append(run.curve, s.TestAccuracy)
 			if s.Round == int64(rounds-1) {
 				run.accuracy = s.TestAccuracy
 			}
@@ -173,6 +175,7 @@ func TestOverlapOnMocknet(t *testing.T) {
 	t.Logf("normal: accuracy %.4f, local work %s of 3 x %s; overlapped: accuracy %.4f, local work %s of 3 x %s; the attacker sent %d",
 		normal.accuracy, normal.compute.Round(time.Millisecond), normal.wall.Round(time.Millisecond),
 		over.accuracy, over.compute.Round(time.Millisecond), over.wall.Round(time.Millisecond), adv.sent)
+	t.Logf("normal curve %.3f\noverlapped   %.3f", normal.curve, over.curve)
 	if !over.sealedAll {
 		t.Error("an overlapped round did not accept every honest contribution")
 	}
@@ -189,8 +192,8 @@ func TestOverlapOnMocknet(t *testing.T) {
 	if adv.sent < rounds-1 {
 		t.Errorf("the attacker sent %d contributions, want one a round", adv.sent)
 	}
-	if over.accuracy < normal.accuracy-overlapAccuracySlack {
-		t.Errorf("overlapped accuracy %.4f, normal %.4f: more than %.2f below", over.accuracy, normal.accuracy, overlapAccuracySlack)
+	if over.accuracy < overlapAccuracyFloor || over.accuracy < normal.accuracy-overlapAccuracySlack {
+		t.Errorf("overlapped accuracy %.4f, normal %.4f: want at least %.2f and at most %.2f below", over.accuracy, normal.accuracy, overlapAccuracyFloor, overlapAccuracySlack)
 	}
 
 	store, err := storage.Open(over.dir)
@@ -250,9 +253,15 @@ func TestOverlapOnMocknet(t *testing.T) {
 }
 
 // overlapAccuracySlack is how far below the normal schedule's accuracy an
-// overlapped swarm may end in TestOverlapOnMocknet. Ten short rounds from
-// scratch, where an overlapped swarm's first two rounds both start from
-// the initial model, so it trails by about a round early on: measured 0.4
-// to 3.1 points below (random peer IDs draw other shards each run), while
-// benchmarks/sim measures -0.27 to +0.09 points at 60 rounds.
-const overlapAccuracySlack = 0.05
+// overlapped swarm may end in TestOverlapOnMocknet, and overlapAccuracyFloor
+// what it must reach. Ten short rounds from scratch: an overlapped swarm's
+// first two rounds both start from the initial model and every update
+// lands a round late, so early in training it trails the normal schedule
+// by one to two rounds (measured 0.4 to 3.3 points below after 10 rounds
+// in seven runs, 6.0 in one under -race; random peer IDs draw other shards
+// each run), while benchmarks/sim measures -0.27 to +0.09 points at 60
+// rounds. A swarm that stopped learning under overlap ends far below both.
+const (
+	overlapAccuracySlack = 0.07
+	overlapAccuracyFloor = 0.80
+)
