@@ -45,7 +45,7 @@ func (a *staleBase) announce(_ context.Context, k *attacker, c *record.Contribut
 // overlapRun is what one mocknet swarm run of TestOverlapOnMocknet saw.
 type overlapRun struct {
 	accuracy  float64
-	curve     []float64 // test accuracy after each round
+	curve     []float64     // test accuracy after each round
 	wall      time.Duration // the contributors' start to the last seal
 	compute   time.Duration // local work, summed over contributors
 	worked    []map[int64]bool
