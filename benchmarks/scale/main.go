@@ -5,7 +5,10 @@
 // contributor, the gap between the last contribution and the seal,
 // memory per peer and CPU per round. With -latency and -bandwidth the
 // links are WAN-like, and -late adds a contributor that joins after round
-// 2 (its join time is the checkpoint fetch).
+// 2 (its join time is the checkpoint fetch). -overlap runs overlapped
+// rounds (round.overlap, outer momentum 0.8) and -steps sets the inner
+// steps, to measure contributor utilisation (local work over round time)
+// where a round's wait is the network rather than the two cores.
 //
 //	go run ./benchmarks/scale -peers 8,16,32,64 -latency 50ms
 //	go run ./benchmarks/scale -peers 16 -latency 50ms -bandwidth 100 -late
@@ -48,6 +51,8 @@ func main() {
 	hidden := flag.Int("hidden", 16, "MLP hidden width (784-H-10)")
 	density := flag.Float64("density", 0.05, "top-k density: above compression.inline_max_bytes (64 KiB) a payload goes by CID over bitswap")
 	late := flag.Bool("late", false, "add a contributor that joins after round 2, and time its join")
+	overlap := flag.Bool("overlap", false, "overlapped rounds (round.overlap, outer momentum 0.8): contributors work the next round while the last is sealed")
+	steps := flag.Int("steps", 5, "inner steps per round (train.inner_steps)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -71,12 +76,16 @@ func main() {
 		}
 		counts = append(counts, n)
 	}
-	fmt.Printf("links: %s latency, %s; MLP 784-%d-10, topk+int8 at density %g; %d rounds (figures over rounds 2..%d); GOMAXPROCS %d\n",
-		*latency, bwString(*bandwidth), *hidden, *density, *rounds, *rounds-1, runtime.GOMAXPROCS(0))
-	fmt.Println("| peers | round s | local work ms | last announce -> seal start ms | seal ms | seal share | seal -> applied everywhere ms (median / max) | late join s | heap MiB per peer | CPU ms per round per peer |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	schedule := "normal rounds"
+	if *overlap {
+		schedule = "overlapped rounds"
+	}
+	fmt.Printf("links: %s latency, %s; MLP 784-%d-10, %d inner steps, topk+int8 at density %g, %s; %d rounds (figures over rounds 2..%d); GOMAXPROCS %d\n",
+		*latency, bwString(*bandwidth), *hidden, *steps, *density, schedule, *rounds, *rounds-1, runtime.GOMAXPROCS(0))
+	fmt.Println("| peers | round s | local work ms | last announce -> seal start ms | seal ms | seal share | seal -> applied everywhere ms (median / max) | late join s | heap MiB per peer | CPU ms per round per peer | utilisation |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range counts {
-		r, err := runSwarm(n, *rounds, *hidden, *density, *latency, *bandwidth, *late)
+		r, err := runSwarm(n, *rounds, *hidden, *steps, *density, *latency, *bandwidth, *late, *overlap)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d peers: %v\n", n, err)
 			pprof.StopCPUProfile()
@@ -86,8 +95,8 @@ func main() {
 		if *late {
 			lateJoin = fmt.Sprintf("%.2f", r.lateJoin.Seconds())
 		}
-		fmt.Printf("| %d | %.2f | %.0f | %.0f | %.0f | %.1f %% | %.0f / %.0f | %s | %.1f | %.0f |\n", n, r.round.Seconds(), ms(r.work), ms(r.collectGap), ms(r.seal), 100*r.seal.Seconds()/r.round.Seconds(),
-			ms(r.applyMedian), ms(r.applyMax), lateJoin, r.heapPerPeer/(1<<20), ms(r.cpuPerRoundPerPeer))
+		fmt.Printf("| %d | %.2f | %.0f | %.0f | %.0f | %.1f %% | %.0f / %.0f | %s | %.1f | %.0f | %.0f %% |\n", n, r.round.Seconds(), ms(r.work), ms(r.collectGap), ms(r.seal), 100*r.seal.Seconds()/r.round.Seconds(),
+			ms(r.applyMedian), ms(r.applyMax), lateJoin, r.heapPerPeer/(1<<20), ms(r.cpuPerRoundPerPeer), 100*r.utilisation)
 	}
 }
 
@@ -104,6 +113,9 @@ type result struct {
 	round, work, seal, collectGap, applyMedian, applyMax, lateJoin time.Duration
 	cpuPerRoundPerPeer                                             time.Duration
 	heapPerPeer                                                    float64
+	// utilisation is the contributors' share of the round spent in local
+	// work (node.Worked's Compute, rounds 2..): what overlapped rounds raise.
+	utilisation float64
 }
 
 func cpuTime() time.Duration {
@@ -120,7 +132,7 @@ func heapInUse() float64 {
 }
 
 // runSwarm runs one swarm of n contributors and measures it.
-func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbit float64, late bool) (result, error) {
+func runSwarm(n, rounds, hidden, steps int, density float64, latency time.Duration, mbit float64, late, overlap bool) (result, error) {
 	var res result
 	quiet := slog.New(slog.DiscardHandler)
 	heapBefore := heapInUse()
@@ -150,7 +162,11 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	sc.Name = "scale"
 	sc.Model.Hidden = []int{hidden}
 	sc.Train.Rounds = rounds
-	sc.Train.InnerSteps = 5
+	sc.Train.InnerSteps = steps
+	if overlap {
+		sc.Round.Overlap = true
+		sc.Train.OuterOptimizer.Momentum = 0.8 // the measured setting (benchmarks/sim -overlap)
+	}
 	sc.Train.ShardSize = 320
 	sc.Compression.Density = density
 	sc.Round.Quorum = n
@@ -163,7 +179,8 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	sealAt := map[int64]time.Time{}
 	sums := map[int64]node.RoundSummary{}
 	applied := map[int64][]time.Time{}
-	worked := map[int64][]time.Time{} // each round's Worked events
+	worked := map[int64][]time.Time{}     // each round's Worked events
+	computed := map[int64]time.Duration{} // each round's local work, summed over its contributors
 	type peerRound struct {
 		peer  int
 		round int64
@@ -223,6 +240,9 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 						case node.Worked:
 							workedBy[peerRound{i, e.Round}] = now
 							worked[e.Round] = append(worked[e.Round], now)
+							if i < n {
+								computed[e.Round] += e.Compute
+							}
 						case node.Joined:
 							hasJoined = true
 							if joined != nil {
@@ -306,7 +326,7 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	defer mu.Unlock()
 	// Rounds 2.. : past the joins. Round r runs from the seal of r-1 to
 	// the seal of r.
-	var roundSum, sealSum, gapSum time.Duration
+	var roundSum, sealSum, gapSum, computeSum time.Duration
 	var applyLags []time.Duration
 	var applyMaxes []time.Duration
 	counted := 0
@@ -318,6 +338,7 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 		}
 		counted++
 		roundSum += at.Sub(prev)
+		computeSum += computed[r]
 		sealSum += sums[r].SealTime
 		sealStart := at.Add(-sums[r].SealTime)
 		// The quorum's last announcement (the n-th) opened the seal.
@@ -337,6 +358,7 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 		return res, fmt.Errorf("no round past the joins was sealed")
 	}
 	res.round = roundSum / time.Duration(counted)
+	res.utilisation = computeSum.Seconds() / float64(n) / roundSum.Seconds()
 	res.seal = sealSum / time.Duration(counted)
 	res.collectGap = gapSum / time.Duration(counted)
 	// Local work: from applying round r-1 to announcing round r, per peer.
