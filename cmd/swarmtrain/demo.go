@@ -28,7 +28,7 @@ func newDemoCmd(e *env) *cobra.Command {
 	var datasetFlag, workDir, textDir, prompt string
 	var hidden []int
 	cmd := &cobra.Command{
-		Use:   "demo [--peers N] [--rounds N] [--text DIR]",
+		Use:   "demo [--peers N] [--rounds N] [--overlap] [--text DIR]",
 		Short: "Run a whole swarm on 127.0.0.1: one coordinator and N contributors as separate processes",
 		Long: `demo starts "swarmtrain start" and N "swarmtrain join" processes on 127.0.0.1,
 training the MNIST MLP with topk+int8 compression, prints one line per round and a
