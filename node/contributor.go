@@ -534,11 +534,13 @@ func (k *Contributor) compute(r, seed int64, builtOn cid.Cid, params []float32) 
 
 // stillValid says whether the next round's work, done while rec's round
 // was sealed, can still be announced once rec is applied: rec must be the
-// round it followed, and with tier 3 the ledger must have extended this
-// peer's state chain to where the work started (the contribution that
-// ended there is in rec), or the work would fail the chain check.
+// round it followed and name the seed and base the work used (anything
+// else would be a provable shard fault or a stale update), and with tier 3
+// the ledger must have extended this peer's state chain to where the work
+// started (the contribution that ended there is in rec), or the work would
+// fail the chain check.
 func (k *Contributor) stillValid(w *localWork, rec *record.RoundRecord) bool {
-	if w.round != rec.Round+1 {
+	if w.round != rec.Round+1 || w.seed != rec.Seed || !w.builtOn.Equals(rec.Base) {
 		return false
 	}
 	if p := k.pending; k.p.Audits > 0 && p != nil && p.round <= rec.Round {
