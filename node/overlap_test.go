@@ -250,6 +250,25 @@ func TestOverlapOnMocknet(t *testing.T) {
 	if audited == 0 {
 		t.Error("no overlapped contribution was audited")
 	}
+
+	// A coordinator restarted on the data dir resumes with the previous
+	// round's base loaded: what the next round's contributions are built on.
+	last := recs[len(recs)-1]
+	store.Close()
+	tn := newTestNet(t)
+	again, err := NewCoordinator(CoordinatorConfig{Swarm: osc, DataDir: over.dir, Train: trainSet, ExitWhenDone: true, Log: quietLog}, WithHost(tn.host(t, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	built, params := again.p.Built(again.st)
+	file, err := round.CheckpointFile(again.p.Model, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc, err := storage.FileCID(file); err != nil || !built.Equals(last.Base) || !fc.Equals(last.Base) {
+		t.Errorf("resumed at round %d built on %s (parameters hash to %s, %v), want the last record's base %s", again.st.Round, built, fc, err, last.Base)
+	}
 }
 
 // overlapAccuracySlack is how far below the normal schedule's accuracy an
