@@ -5,7 +5,10 @@
 //	go test -run '^$' -bench . -benchtime 1x ./benchmarks/transfer/
 //
 // tcp             plain TCP copy of the same bytes (no libp2p): the machine's ceiling
-// stream          one raw libp2p stream (security + yamux): the ceiling for any libp2p protocol
+// stream          one raw libp2p stream (TLS + yamux): the ceiling for any libp2p protocol
+// stream-noise    the same with Noise instead of TLS (fetching host from libp2p.New)
+// stream-yamux16M the same with yamux windows starting at 16 MiB (not 256 KiB)
+// stream-quic     the same over QUIC (its own TLS and stream muxing)
 // bitswap         Exchange.File over bitswap with boxo's defaults
 // bitswap-tuned   Exchange.File over bitswap with storage's options
 // blocks          transfer.Fetch (/swarmtrain/blocks/1, transfer.Streams streams) into memory
@@ -29,11 +32,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/swarmtrain/swarmtrain/node/p2p"
 	"github.com/swarmtrain/swarmtrain/storage"
@@ -43,11 +50,25 @@ import (
 const rawProto = protocol.ID("/swarmtrain/bench/raw/1")
 
 func newHost(b *testing.B) host.Host {
+	return newHostOn(b, "/ip4/127.0.0.1/tcp/0")
+}
+
+func newHostOn(b *testing.B, listen ...string) host.Host {
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := p2p.NewHost(key, []string{"/ip4/127.0.0.1/tcp/0"}, p2p.HostConfig{Relay: p2p.RelayOff})
+	h, err := p2p.NewHost(key, listen, p2p.HostConfig{Relay: p2p.RelayOff})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// variantHost is a fetching host that differs from the node's in one
+// option (the stream-* paths: which one lifts the libp2p ceiling).
+func variantHost(b *testing.B, opts ...libp2p.Option) host.Host {
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -85,7 +106,7 @@ func benchSize(b *testing.B, n int) {
 	_, _ = r.Read(data)
 
 	// The serving host: bitswap (tuned or not) and the blocks protocol.
-	srv := newHost(b)
+	srv := newHostOn(b, "/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
 	defer srv.Close()
 	st, err := storage.Open(b.TempDir())
 	if err != nil {
@@ -142,6 +163,40 @@ func benchSize(b *testing.B, n int) {
 	})
 	// fetchWith runs fetch from a fresh host connected to srv, timing the
 	// fetch alone.
+	addrs := func(proto int) []ma.Multiaddr {
+		var out []ma.Multiaddr
+		for _, a := range srv.Addrs() {
+			if _, err := a.ValueForProtocol(proto); err == nil {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	// rawStream reads the file from one raw stream of a fresh host made by
+	// mk, connected to srv over addresses with protocol proto.
+	rawStream := func(b *testing.B, proto int, mk func(b *testing.B) host.Host) {
+		b.SetBytes(int64(n))
+		buf := make([]byte, n)
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			h := mk(b)
+			if err := h.Connect(ctx, peer.AddrInfo{ID: srv.ID(), Addrs: addrs(proto)}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			s, err := h.NewStream(ctx, srv.ID(), rawProto)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(s, buf); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+			b.StopTimer()
+			h.Close()
+			b.StartTimer()
+		}
+	}
 	fetchWith := func(b *testing.B, serve storage.ExchangeOptions, fetch func(b *testing.B, h host.Host, st *storage.Store) []byte) {
 		e := storage.NewExchangeWith(ctx, srv, nil, st, serve)
 		defer e.Close()
@@ -154,7 +209,7 @@ func benchSize(b *testing.B, n int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := h.Connect(ctx, peer.AddrInfo{ID: srv.ID(), Addrs: srv.Addrs()}); err != nil {
+			if err := h.Connect(ctx, peer.AddrInfo{ID: srv.ID(), Addrs: addrs(ma.P_TCP)}); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
@@ -177,6 +232,24 @@ func benchSize(b *testing.B, n int) {
 				b.Fatal(err)
 			}
 			return buf
+		})
+	})
+	b.Run("stream-noise", func(b *testing.B) {
+		rawStream(b, ma.P_TCP, func(b *testing.B) host.Host {
+			return variantHost(b, libp2p.Security(noise.ID, noise.New))
+		})
+	})
+	b.Run("stream-yamux16M", func(b *testing.B) {
+		// Each stream's flow-control window starts at 16 MiB, not 256 KiB.
+		t := *yamux.DefaultTransport
+		t.InitialStreamWindowSize = 16 << 20
+		rawStream(b, ma.P_TCP, func(b *testing.B) host.Host {
+			return variantHost(b, libp2p.Muxer(yamux.ID, &t))
+		})
+	})
+	b.Run("stream-quic", func(b *testing.B) {
+		rawStream(b, ma.P_QUIC_V1, func(b *testing.B) host.Host {
+			return newHostOn(b, "/ip4/127.0.0.1/udp/0/quic-v1")
 		})
 	})
 	viaExchange := func(client storage.ExchangeOptions) func(b *testing.B, h host.Host, s *storage.Store) []byte {
