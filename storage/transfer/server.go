@@ -38,15 +38,28 @@ var idleTimeout = 30 * time.Second // a var so tests can shorten it
 // requests) are batched, block bodies bypass it.
 const bufBytes = 64 << 10
 
-// Server answers /swarmtrain/blocks/1 requests from a blockstore.
+// Server answers /swarmtrain/blocks/1 requests from a blockstore, on
+// libp2p streams and on the bulk TCP connections it offers (bulk.go).
 type Server struct {
-	bs    Getter
+	bs Getter
+	// slots bounds what is served at once, streams and bulk connections
+	// together (MaxServing).
 	slots chan struct{}
+	bulk  bulkServer
 }
 
-// NewServer serves the blocks in bs.
+// NewServer serves the blocks in bs. Close stops its bulk listeners.
 func NewServer(bs Getter) *Server {
-	return &Server{bs: bs, slots: make(chan struct{}, MaxServing)}
+	s := &Server{bs: bs, slots: make(chan struct{}, MaxServing)}
+	s.bulk.init()
+	return s
+}
+
+// NoBulk makes the server decline every bulk offer request, so requesters
+// stay on the libp2p stream (benchmarks/transfer measures both).
+func (s *Server) NoBulk() *Server {
+	s.bulk.off = true
+	return s
 }
 
 // Handle is the stream handler (host.SetStreamHandler(ID, s.Handle)).
@@ -67,7 +80,8 @@ func (s *Server) Handle(st network.Stream) {
 	defer st.Scope().ReleaseMemory(MaxBlockBytes + 2*bufBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := s.serve(ctx, st, func() { _ = st.SetDeadline(time.Now().Add(idleTimeout)) }); err != nil {
+	offerFn := func() *offer { return s.offer(st) }
+	if err := s.serve(ctx, st, func() { _ = st.SetDeadline(time.Now().Add(idleTimeout)) }, offerFn); err != nil {
 		_ = st.Reset()
 		return
 	}
@@ -76,8 +90,10 @@ func (s *Server) Handle(st network.Stream) {
 
 // serve answers requests on rw until the requester closes its side (nil)
 // or something goes wrong. progress runs before each request is read and
-// each block is written (it pushes the stream's deadline back).
-func (s *Server) serve(ctx context.Context, rw io.ReadWriter, progress func()) error {
+// each block is written (it pushes the stream's deadline back). offerFn
+// answers a bulk offer request; nil (a bulk connection, a test pipe)
+// declines them.
+func (s *Server) serve(ctx context.Context, rw io.ReadWriter, progress func(), offerFn func() *offer) error {
 	r := bufio.NewReaderSize(rw, bufBytes)
 	w := bufio.NewWriterSize(rw, bufBytes)
 	for {
@@ -88,6 +104,16 @@ func (s *Server) serve(ctx context.Context, rw io.ReadWriter, progress func()) e
 		}
 		if err != nil {
 			return err
+		}
+		if len(want) == 0 {
+			var o *offer
+			if offerFn != nil {
+				o = offerFn()
+			}
+			if err := writeOffer(w, o); err != nil {
+				return err
+			}
+			continue
 		}
 		for _, c := range want {
 			// A block missing, corrupt on disk (the blockstore re-hashes it)
