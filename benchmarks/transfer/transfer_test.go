@@ -11,8 +11,12 @@
 // stream-quic     the same over QUIC (its own TLS and stream muxing)
 // bitswap         Exchange.File over bitswap with boxo's defaults
 // bitswap-tuned   Exchange.File over bitswap with storage's options
-// blocks          transfer.Fetch (/swarmtrain/blocks/1, transfer.Streams streams) into memory
-// blocks-stored   Exchange.File over /swarmtrain/blocks/1, blocks stored in LevelDB
+// blocks          transfer.Fetch (/swarmtrain/blocks/1, transfer.Streams streams) into memory,
+//
+//	over the bulk TCP connection the server offers (what nodes do)
+//
+// blocks-stream   the same with the server offering no bulk connection: on the libp2p stream
+// blocks-stored   Exchange.File over /swarmtrain/blocks/1 (bulk), blocks stored in LevelDB
 //
 // Each iteration uses a fresh fetching host and store, so nothing is
 // cached. Sizes: 50 MB and 500 MB (TRANSFER_SIZES=50,500 in MB to change).
@@ -271,15 +275,22 @@ func benchSize(b *testing.B, n int) {
 		o := storage.ExchangeOptions{NoTransfer: true}
 		fetchWith(b, o, viaExchange(o))
 	})
-	b.Run("blocks", func(b *testing.B) {
-		fetchWith(b, storage.ExchangeOptions{}, func(b *testing.B, h host.Host, _ *storage.Store) []byte {
-			f, err := transfer.Fetch(ctx, h, srv.ID(), root, 1<<40)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return f.Data
-		})
-	})
+	blocksPath := func(bulk bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			fetchWith(b, storage.ExchangeOptions{NoBulk: !bulk}, func(b *testing.B, h host.Host, _ *storage.Store) []byte {
+				f, err := transfer.Fetch(ctx, h, srv.ID(), root, 1<<40)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if f.Bulk != bulk {
+					b.Fatalf("came over bulk: %v, want %v", f.Bulk, bulk)
+				}
+				return f.Data
+			})
+		}
+	}
+	b.Run("blocks", blocksPath(true))
+	b.Run("blocks-stream", blocksPath(false))
 	for _, k := range []int{1, 2, 4, 8} {
 		if !streamCounts {
 			break
