@@ -343,8 +343,61 @@ func newConn(dial func() (io.ReadWriter, error)) (*conn, error) {
 }
 
 // fetchTasks asks for part, MaxWant at a time, and returns the children of
-// the dag-pb nodes among them, in order.
+// the dag-pb nodes among them, in order, once every block is checked.
 func (f *fetcher) fetchTasks(c *conn, part []task) ([]task, error) {
+	k := checker{sem: make(chan struct{}, checkAhead)}
+	next, err := f.readTasks(c, part, &k)
+	if kerr := k.wait(); err == nil {
+		err = kerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// checkAhead is how many leaves may wait to be hashed while the next are
+// read: hashing a leaf costs about what reading it does, so one goroutine
+// hashing beside the reader keeps two cores busy; two absorb a slow one.
+const checkAhead = 2
+
+// checker hashes leaves on other goroutines and keeps the first mismatch.
+type checker struct {
+	sem chan struct{}
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+// check hashes data against c and runs ok if it matches.
+func (k *checker) check(c cid.Cid, data []byte, ok func()) {
+	k.sem <- struct{}{}
+	k.wg.Add(1)
+	go func() {
+		defer func() {
+			<-k.sem
+			k.wg.Done()
+		}()
+		if err := checkSum(c, data); err != nil {
+			k.mu.Lock()
+			if k.err == nil {
+				k.err = err
+			}
+			k.mu.Unlock()
+			return
+		}
+		ok()
+	}()
+}
+
+// wait waits for every check and returns the first mismatch.
+func (k *checker) wait() error {
+	k.wg.Wait()
+	return k.err
+}
+
+// readTasks is fetchTasks' reading: leaves go to k to be checked.
+func (f *fetcher) readTasks(c *conn, part []task, k *checker) ([]task, error) {
 	var next []task
 	var tmp []byte
 	for len(part) > 0 {
@@ -371,10 +424,11 @@ func (f *fetcher) fetchTasks(c *conn, part []task) ([]task, error) {
 					return nil, fmt.Errorf("leaf %s is %d bytes, its parent says %d", t.c, n, t.size)
 				}
 				dst := f.buf[t.off : t.off+t.size]
-				if err := readChecked(c.r, t.c, dst); err != nil {
-					return nil, err
+				if _, err := io.ReadFull(c.r, dst); err != nil {
+					return nil, fmt.Errorf("block %s: %w", t.c, noEOF(err))
 				}
-				f.add(mustBlock(dst, t.c))
+				leaf := t.c
+				k.check(leaf, dst, func() { f.add(mustBlock(dst, leaf)) })
 				continue
 			}
 			if cap(tmp) < n {
@@ -469,6 +523,11 @@ func readChecked(r io.Reader, c cid.Cid, dst []byte) error {
 	if _, err := io.ReadFull(r, dst); err != nil {
 		return fmt.Errorf("block %s: %w", c, noEOF(err))
 	}
+	return checkSum(c, dst)
+}
+
+// checkSum checks that data hashes to c.
+func checkSum(c cid.Cid, dst []byte) error {
 	got, err := c.Prefix().Sum(dst)
 	if err != nil {
 		return fmt.Errorf("block %s: %w", c, err)

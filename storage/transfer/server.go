@@ -12,8 +12,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 )
 
-// Getter is where the server reads blocks: the node's hash-checking
-// blockstore, so a block corrupted on disk is not served.
+// Getter is where the server reads blocks. It need not re-hash them: the
+// requester checks every block against its CID and fails the fetch on a
+// mismatch (storage serves the blockstore beneath its hash check).
 type Getter interface {
 	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
 }
@@ -35,9 +36,8 @@ const MaxServing = 16
 var idleTimeout = 30 * time.Second // a var so tests can shorten it
 
 // serveAhead is how many blocks one served stream reads ahead of the one
-// it sends: two keep both cores of a small machine reading (LevelDB and
-// the re-hash) while the block before is sent; more would only hold
-// memory. Measured in benchmarks/transfer (blocks).
+// it sends: two keep both cores of a small machine reading while the
+// block before is sent; more would only hold memory.
 const serveAhead = 2
 
 // maxAhead bounds the blocks read ahead at once over all streams and bulk
@@ -145,7 +145,7 @@ type got struct {
 }
 
 // answer writes the blocks of want in order. Reading a block (a LevelDB
-// read, then the blockstore's re-hash) costs more CPU than sending it, so
+// read and copy) costs more CPU than sending it on a bulk connection, so
 // up to serveAhead blocks are read by other goroutines while one is sent:
 // on a multi-core machine the reads run side by side. A read-ahead takes
 // one of the server's aheadSlots; with none free, the block is read in
@@ -191,9 +191,8 @@ func (s *Server) answer(ctx context.Context, w *bufio.Writer, want []cid.Cid, pr
 		}
 		launch(i + serveAhead)
 		progress()
-		// A block missing, corrupt on disk (the blockstore re-hashes it)
-		// or larger than any importer makes is "don't have": the
-		// requester tries elsewhere.
+		// A block missing, unreadable or larger than any importer makes
+		// is "don't have": the requester tries elsewhere.
 		var err error
 		if g.err == nil && len(g.b.RawData()) <= MaxBlockBytes {
 			err = writeBlock(w, g.b.RawData(), true)
