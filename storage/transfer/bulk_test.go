@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -91,6 +92,22 @@ func TestBulkFallsBack(t *testing.T) {
 	}
 	if !bytes.Equal(f.Data, data) || f.Bulk {
 		t.Fatalf("fallback: the file matches: %v, came over bulk: %v", bytes.Equal(f.Data, data), f.Bulk)
+	}
+}
+
+// TestFetchPastAServerWithoutBulk: a server that resets the stream on an
+// offer request (one from before the bulk channel) still serves the file,
+// over a fresh stream.
+func TestFetchPastAServerWithoutBulk(t *testing.T) {
+	data, bs, root := bigFile(t)
+	asked := 0
+	upgrade := func(*conn) (*conn, error) {
+		asked++
+		return nil, errors.New("stream reset")
+	}
+	f, err := fetchWith(pipeDial(bs), upgrade, root, 1<<30, 1)
+	if err != nil || !bytes.Equal(f.Data, data) || asked != 1 {
+		t.Fatalf("got %v, file matches %v, asked %d times for bulk", err, f != nil && bytes.Equal(f.Data, data), asked)
 	}
 }
 

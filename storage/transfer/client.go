@@ -281,8 +281,16 @@ func fetchWith(dial func() (io.ReadWriter, error), upgrade func(*conn) (*conn, e
 		upgrade = nil
 	}
 	if upgrade != nil {
-		if c0, err = upgrade(c0); err != nil {
-			return nil, err
+		if u, err := upgrade(c0); err == nil {
+			c0 = u
+		} else {
+			// A server from before the bulk channel resets the stream on
+			// an empty want list: go on over a fresh stream, not asking
+			// again.
+			upgrade = nil
+			if c0, err = newConn(dial); err != nil {
+				return nil, err
+			}
 		}
 	}
 	conns := []*conn{c0}
