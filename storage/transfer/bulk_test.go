@@ -215,6 +215,58 @@ func TestBulkTokenMisuse(t *testing.T) {
 
 func first(st byte, _ net.Conn) byte { return st }
 
+// TestBulkDropsSilentConnections: a connection that presents no hello is
+// closed after helloTimeout, and one over maxHellos waiting is closed at
+// once, so port scanners cannot hold the server's sockets.
+func TestBulkDropsSilentConnections(t *testing.T) {
+	defer func(d time.Duration) { helloTimeout = d }(helloTimeout)
+	helloTimeout = 2 * time.Second
+	_, bs, _ := bigFile(t)
+	s := NewServer(bs)
+	defer s.Close()
+	lo := net.IPv4(127, 0, 0, 1)
+	o := s.offerTo(newPeer(t), lo, lo)
+	addr := net.JoinHostPort(o.ip.String(), strconv.Itoa(o.port))
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		var b [1]byte
+		_, err := c.Read(b[:])
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	}
+	var silent []net.Conn
+	for i := 0; i < maxHellos; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	// The server counts a connection once its accept loop has taken it;
+	// wait until all maxHellos are held, then one more is turned away.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.bulk.hellos) < maxHellos {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d silent connections taken", len(s.bulk.hellos), maxHellos)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	if !closedWithin(extra, time.Second) {
+		t.Error("a connection over maxHellos was kept waiting")
+	}
+	for i, c := range silent {
+		if !closedWithin(c, 10*time.Second) {
+			t.Fatalf("silent connection %d still open after helloTimeout", i)
+		}
+	}
+}
+
 func newPeer(t *testing.T) peer.ID {
 	_, pub, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
