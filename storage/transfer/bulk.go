@@ -29,10 +29,12 @@ var (
 	// connection already uses (milliseconds); 10 s covers a loaded machine,
 	// and an unused token holds nothing but a map entry. A var for tests.
 	offerTTL = 10 * time.Second
-	// helloTimeout is how long an accepted TCP connection has to present
-	// its hello: a client that connects and sends nothing is dropped.
-	helloTimeout = 5 * time.Second
 )
+
+// helloTimeout is how long an accepted TCP connection has to present its
+// hello: a client that connects and sends nothing is dropped. (Each
+// server keeps its own copy, which tests shorten.)
+const helloTimeout = 5 * time.Second
 
 const (
 	// maxOffers bounds the tokens outstanding at once, over all peers (a
@@ -64,8 +66,9 @@ type claim struct {
 }
 
 type bulkServer struct {
-	off    bool
-	hellos chan struct{}
+	off          bool
+	hellos       chan struct{}
+	helloTimeout time.Duration
 
 	mu     sync.Mutex
 	closed bool
@@ -77,6 +80,7 @@ type bulkServer struct {
 
 func (b *bulkServer) init() {
 	b.hellos = make(chan struct{}, maxHellos)
+	b.helloTimeout = helloTimeout
 	b.lns = map[string]net.Listener{}
 	b.offers = map[[tokenBytes]byte]claim{}
 	b.active = map[peer.ID]int{}
@@ -180,7 +184,7 @@ func (s *Server) serveBulk(c net.Conn) {
 			<-s.bulk.hellos
 		}
 	}()
-	_ = c.SetDeadline(time.Now().Add(helloTimeout))
+	_ = c.SetDeadline(time.Now().Add(s.bulk.helloTimeout))
 	r := bufio.NewReaderSize(c, bufBytes)
 	token, p, err := readHello(r)
 	if err != nil {

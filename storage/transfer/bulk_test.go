@@ -219,11 +219,10 @@ func first(st byte, _ net.Conn) byte { return st }
 // closed after helloTimeout, and one over maxHellos waiting is closed at
 // once, so port scanners cannot hold the server's sockets.
 func TestBulkDropsSilentConnections(t *testing.T) {
-	defer func(d time.Duration) { helloTimeout = d }(helloTimeout)
-	helloTimeout = 2 * time.Second
 	_, bs, _ := bigFile(t)
 	s := NewServer(bs)
 	defer s.Close()
+	s.bulk.helloTimeout = 2 * time.Second
 	lo := net.IPv4(127, 0, 0, 1)
 	o := s.offerTo(newPeer(t), lo, lo)
 	addr := net.JoinHostPort(o.ip.String(), strconv.Itoa(o.port))
