@@ -39,6 +39,7 @@ type Exchange struct {
 	bswap      *bitswap.Bitswap
 	bserv      blockservice.BlockService
 	dag        ipld.DAGService
+	blocks     *transfer.Server // nil with NoTransfer
 	// directFetches counts files fetched over the transfer protocol (tests).
 	directFetches atomic.Int64
 }
@@ -58,6 +59,9 @@ type ExchangeOptions struct {
 	BitswapDefaults bool
 	// NoTransfer neither serves nor uses /swarmtrain/blocks/1.
 	NoTransfer bool
+	// NoBulk serves /swarmtrain/blocks/1 on libp2p streams only, never
+	// offering a bulk TCP connection.
+	NoBulk bool
 }
 
 // NewExchangeWith is NewExchange with some parts turned off.
@@ -73,10 +77,20 @@ func NewExchangeWith(ctx context.Context, h host.Host, router routing.ContentRou
 	}
 	bswap := bitswap.New(ctx, net, finder, store.Blockstore(), opts...)
 	bserv := blockservice.New(store.Blockstore(), bswap)
+	var srv *transfer.Server
 	if !o.NoTransfer {
-		h.SetStreamHandler(transfer.ID, transfer.NewServer(store.Blockstore()).Handle)
+		// Served from the blockstore beneath the hash check: every block
+		// this protocol sends is hashed by the requester, which refuses a
+		// mismatch and fails the fetch, as a "don't have" from the checked
+		// store would. Hashing here too was a third of the server's CPU
+		// (benchmarks/README.md, checkpoint transfer).
+		srv = transfer.NewServer(store.unchecked())
+		if o.NoBulk {
+			srv.NoBulk()
+		}
+		h.SetStreamHandler(transfer.ID, srv.Handle)
 	}
-	return &Exchange{h: h, noTransfer: o.NoTransfer, store: store, router: router, bswap: bswap, bserv: bserv, dag: merkledag.NewDAGService(bserv)}
+	return &Exchange{h: h, noTransfer: o.NoTransfer, store: store, router: router, bswap: bswap, bserv: bserv, dag: merkledag.NewDAGService(bserv), blocks: srv}
 }
 
 // Put stores a block and tells bitswap peers that want it.
@@ -271,10 +285,12 @@ func (e *Exchange) GetCheckpoint(ctx context.Context, c cid.Cid) ([]safetensors.
 	return t, m, nil
 }
 
-// Close stops serving the transfer protocol and bitswap.
+// Close stops serving the transfer protocol (its bulk listeners too) and
+// bitswap.
 func (e *Exchange) Close() error {
 	if !e.noTransfer {
 		e.h.RemoveStreamHandler(transfer.ID)
+		_ = e.blocks.Close()
 	}
 	return e.bswap.Close()
 }

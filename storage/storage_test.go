@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/swarmtrain/swarmtrain/storage/safetensors"
 )
@@ -307,6 +308,48 @@ func TestLoadKeepsNothing(t *testing.T) {
 	}
 	if have, _ := sb.Has(ctx, c); !have {
 		t.Fatal("File did not store the file's root")
+	}
+}
+
+// TestTransferNeverStoresCorruptBlocks: the transfer protocol serves the
+// blockstore beneath the hash check, so a leaf corrupted on the holder's
+// disk is sent; the requester refuses it, bitswap (which serves through
+// the check) has nothing to offer, and nothing corrupt is stored.
+func TestTransferNeverStoresCorruptBlocks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b, sa, sb, ea, eb := exchangePair(ctx, t)
+	data := make([]byte, 3*ChunkSize+5)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	root, err := ea.AddFile(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum(data[ChunkSize : 2*ChunkSize])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotten := append([]byte(nil), data[ChunkSize:2*ChunkSize]...)
+	rotten[9] ^= 1
+	corruptOnDisk(t, sa, leaf, rotten)
+	if blk, err := sa.unchecked().Get(ctx, leaf); err != nil || !bytes.Equal(blk.RawData(), rotten) {
+		t.Fatalf("the transfer server's blockstore: %v (want the corrupt leaf)", err)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer fcancel()
+	if _, err := eb.File(fctx, root); err == nil {
+		t.Fatal("fetched a file whose leaf is corrupt at its only holder")
+	}
+	if have, _ := sb.Has(ctx, leaf); have {
+		t.Fatal("the requester stored the corrupt leaf")
+	}
+	if n := eb.directFetches.Load(); n != 0 {
+		t.Fatalf("%d fetches over the transfer protocol succeeded", n)
 	}
 }
 

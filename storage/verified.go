@@ -19,6 +19,10 @@ import (
 // read costs one SHA-256 per block served, far below the network's cost of
 // sending it.
 //
+// storage/transfer is served from the blockstore beneath (Store.unchecked):
+// its requester hashes every block it receives and fails the fetch on a
+// mismatch, so a second hash on the server would only double the cost.
+//
 // It deliberately does not implement blockstore.Viewer: a reader that
 // found View would read the bytes unchecked.
 type verifiedBlockstore struct {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Streams is how many streams one fetch spreads a DAG level over: one.
@@ -40,6 +43,19 @@ const maxDepth = 16
 // make it keep millions of them.
 const maxBlocks = 1 << 20
 
+// bulkMinBytes is the smallest file fetched over a bulk TCP connection
+// when the server offers one: 16 MiB. Asking costs about two round trips
+// (the offer, then the TCP handshake and hello), nothing next to a
+// checkpoint's transfer but more than a 1 MiB payload's on a slow link;
+// and below a few MiB the stream's CPU cost, which the bulk channel saves,
+// does not matter.
+const bulkMinBytes = 16 << 20
+
+// bulkDialTimeout bounds the TCP dial to an offered address. The path is
+// the one the libp2p connection already takes, so a dial that is not done
+// in 3 s is a firewall dropping it: fall back to the stream.
+const bulkDialTimeout = 3 * time.Second
+
 // ErrDontHave is returned when the peer does not have a block of the file.
 var ErrDontHave = errors.New("peer does not have the block")
 
@@ -48,6 +64,9 @@ var ErrDontHave = errors.New("peer does not have the block")
 type File struct {
 	Data   []byte
 	Blocks []blocks.Block
+	// Bulk says whether the blocks came over a bulk TCP connection rather
+	// than the libp2p stream (tests and benchmarks look).
+	Bulk bool
 }
 
 // Fetch reads the UnixFS file root (a balanced DAG with raw or dag-pb
@@ -65,15 +84,20 @@ func FetchStreams(ctx context.Context, h host.Host, p peer.ID, root cid.Cid, max
 		return nil, fmt.Errorf("transfer: %d streams", streams)
 	}
 	var mu sync.Mutex
-	var open []network.Stream
+	var open []io.Closer // streams and bulk connections
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, st := range open {
-			_ = st.Reset()
+		for _, c := range open {
+			reset(c)
 		}
 	})
 	defer stop()
+	track := func(c io.Closer) {
+		mu.Lock()
+		open = append(open, c)
+		mu.Unlock()
+	}
 	dial := func() (io.ReadWriter, error) {
 		// A checkpoint never crosses a relay: a relayed connection carries
 		// a hole punch's few messages (node/p2p's RelayResources cut it at
@@ -87,18 +111,17 @@ func FetchStreams(ctx context.Context, h host.Host, p peer.ID, root cid.Cid, max
 		if err != nil {
 			return nil, err
 		}
-		mu.Lock()
-		open = append(open, st)
-		mu.Unlock()
+		track(st)
 		return stallGuard{st}, nil
 	}
-	f, err := fetch(dial, root, maxBytes, streams)
+	upgrade := func(c *conn) (*conn, error) { return upgradeBulk(ctx, h.ID(), c, track) }
+	f, err := fetchWith(dial, upgrade, root, maxBytes, streams)
 	mu.Lock()
-	for _, st := range open {
+	for _, c := range open {
 		if err != nil {
-			_ = st.Reset()
+			reset(c)
 		} else {
-			_ = st.Close()
+			_ = c.Close()
 		}
 	}
 	mu.Unlock()
@@ -111,14 +134,75 @@ func FetchStreams(ctx context.Context, h host.Host, p peer.ID, root cid.Cid, max
 	return f, nil
 }
 
-// stallGuard gives every read of a stream idleTimeout to make progress: a
-// peer that stops sending fails the fetch (and the caller falls back)
-// instead of holding it until the caller's deadline.
-type stallGuard struct{ network.Stream }
+// reset drops a stream (Reset) or a connection (Close) after a failure.
+func reset(c io.Closer) {
+	if r, ok := c.(interface{ Reset() error }); ok {
+		_ = r.Reset()
+		return
+	}
+	_ = c.Close()
+}
+
+// upgradeBulk asks the server at the other end of c's stream for a bulk
+// connection and returns it ready to carry requests, or c itself when
+// there is none: not offered, offered on an IP other than the one c's
+// connection reaches (a NAT between us, or a server naming someone else's
+// address), not reachable in bulkDialTimeout, or refused. An error means
+// c's stream itself failed.
+func upgradeBulk(ctx context.Context, self peer.ID, c *conn, track func(io.Closer)) (*conn, error) {
+	if c.st == nil {
+		return c, nil
+	}
+	if err := writeOfferRequest(c.w); err != nil {
+		return nil, err
+	}
+	o, err := readOffer(c.r)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		return c, nil
+	}
+	there, err := manet.ToIP(c.st.Conn().RemoteMultiaddr())
+	if err != nil || !there.Equal(o.ip) {
+		return c, nil
+	}
+	d := net.Dialer{Timeout: bulkDialTimeout}
+	tc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(o.ip.String(), strconv.Itoa(o.port)))
+	if err != nil {
+		return c, nil
+	}
+	_ = tc.SetDeadline(time.Now().Add(idleTimeout))
+	var ok [1]byte
+	if err := writeHello(tc, o.token, self); err != nil {
+		_ = tc.Close()
+		return c, nil
+	}
+	if _, err := io.ReadFull(tc, ok[:]); err != nil || ok[0] != statusHave {
+		_ = tc.Close()
+		return c, nil
+	}
+	_ = tc.SetDeadline(time.Time{})
+	track(tc)
+	// The stream is done with: closing it frees the server's slot.
+	_ = c.st.Close()
+	g := stallGuard{tc}
+	return &conn{r: bufio.NewReaderSize(g, bufBytes), w: bufio.NewWriterSize(g, bufBytes), bulk: true}, nil
+}
+
+// stallGuard gives every read of a stream or connection idleTimeout to
+// make progress: a peer that stops sending fails the fetch (and the caller
+// falls back) instead of holding it until the caller's deadline.
+type stallGuard struct{ deadlineRW }
+
+type deadlineRW interface {
+	io.ReadWriter
+	SetReadDeadline(time.Time) error
+}
 
 func (g stallGuard) Read(p []byte) (int, error) {
 	_ = g.SetReadDeadline(time.Now().Add(idleTimeout))
-	return g.Stream.Read(p)
+	return g.deadlineRW.Read(p)
 }
 
 // task is one block to fetch and where its content goes in the file.
@@ -127,10 +211,12 @@ type task struct {
 	off, size uint64
 }
 
-// conn is one stream of a fetch.
+// conn is one stream or bulk connection of a fetch.
 type conn struct {
-	r *bufio.Reader
-	w *bufio.Writer
+	r    *bufio.Reader
+	w    *bufio.Writer
+	st   network.Stream // the libp2p stream, if it is one (it may be upgraded)
+	bulk bool
 }
 
 // fetcher is the state of one fetch: the file's buffer and the blocks.
@@ -144,6 +230,12 @@ type fetcher struct {
 // fetch runs the protocol over streams from dial; the tests and the fuzz
 // target drive it without a network.
 func fetch(dial func() (io.ReadWriter, error), root cid.Cid, maxBytes int64, streams int) (*File, error) {
+	return fetchWith(dial, nil, root, maxBytes, streams)
+}
+
+// fetchWith is fetch with upgrade (nil: none) applied to every stream of a
+// file of bulkMinBytes or more, once the root says how big it is.
+func fetchWith(dial func() (io.ReadWriter, error), upgrade func(*conn) (*conn, error), root cid.Cid, maxBytes int64, streams int) (*File, error) {
 	c0, err := newConn(dial)
 	if err != nil {
 		return nil, err
@@ -185,6 +277,22 @@ func fetch(dial func() (io.ReadWriter, error), root cid.Cid, maxBytes int64, str
 	if err != nil {
 		return nil, err
 	}
+	if size < bulkMinBytes {
+		upgrade = nil
+	}
+	if upgrade != nil {
+		if u, err := upgrade(c0); err == nil {
+			c0 = u
+		} else {
+			// A server from before the bulk channel resets the stream on
+			// an empty want list: go on over a fresh stream, not asking
+			// again.
+			upgrade = nil
+			if c0, err = newConn(dial); err != nil {
+				return nil, err
+			}
+		}
+	}
 	conns := []*conn{c0}
 	for depth := 1; len(level) > 0; depth++ {
 		if depth > maxDepth {
@@ -195,6 +303,11 @@ func fetch(dial func() (io.ReadWriter, error), root cid.Cid, maxBytes int64, str
 			c, err := newConn(dial)
 			if err != nil {
 				return nil, err
+			}
+			if upgrade != nil {
+				if c, err = upgrade(c); err != nil {
+					return nil, err
+				}
 			}
 			conns = append(conns, c)
 		}
@@ -218,7 +331,11 @@ func fetch(dial func() (io.ReadWriter, error), root cid.Cid, maxBytes int64, str
 			level = append(level, n...)
 		}
 	}
-	return &File{Data: f.buf, Blocks: f.blocks}, nil
+	bulk := true
+	for _, c := range conns {
+		bulk = bulk && c.bulk
+	}
+	return &File{Data: f.buf, Blocks: f.blocks, Bulk: bulk}, nil
 }
 
 func newConn(dial func() (io.ReadWriter, error)) (*conn, error) {
@@ -226,12 +343,69 @@ func newConn(dial func() (io.ReadWriter, error)) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{r: bufio.NewReaderSize(rw, bufBytes), w: bufio.NewWriterSize(rw, bufBytes)}, nil
+	c := &conn{r: bufio.NewReaderSize(rw, bufBytes), w: bufio.NewWriterSize(rw, bufBytes)}
+	if g, ok := rw.(stallGuard); ok {
+		c.st, _ = g.deadlineRW.(network.Stream)
+	}
+	return c, nil
 }
 
 // fetchTasks asks for part, MaxWant at a time, and returns the children of
-// the dag-pb nodes among them, in order.
+// the dag-pb nodes among them, in order, once every block is checked.
 func (f *fetcher) fetchTasks(c *conn, part []task) ([]task, error) {
+	k := checker{sem: make(chan struct{}, checkAhead)}
+	next, err := f.readTasks(c, part, &k)
+	if kerr := k.wait(); err == nil {
+		err = kerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// checkAhead is how many leaves may wait to be hashed while the next are
+// read: hashing a leaf costs about what reading it does, so one goroutine
+// hashing beside the reader keeps two cores busy; two absorb a slow one.
+const checkAhead = 2
+
+// checker hashes leaves on other goroutines and keeps the first mismatch.
+type checker struct {
+	sem chan struct{}
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+// check hashes data against c and runs ok if it matches.
+func (k *checker) check(c cid.Cid, data []byte, ok func()) {
+	k.sem <- struct{}{}
+	k.wg.Add(1)
+	go func() {
+		defer func() {
+			<-k.sem
+			k.wg.Done()
+		}()
+		if err := checkSum(c, data); err != nil {
+			k.mu.Lock()
+			if k.err == nil {
+				k.err = err
+			}
+			k.mu.Unlock()
+			return
+		}
+		ok()
+	}()
+}
+
+// wait waits for every check and returns the first mismatch.
+func (k *checker) wait() error {
+	k.wg.Wait()
+	return k.err
+}
+
+// readTasks is fetchTasks' reading: leaves go to k to be checked.
+func (f *fetcher) readTasks(c *conn, part []task, k *checker) ([]task, error) {
 	var next []task
 	var tmp []byte
 	for len(part) > 0 {
@@ -258,10 +432,11 @@ func (f *fetcher) fetchTasks(c *conn, part []task) ([]task, error) {
 					return nil, fmt.Errorf("leaf %s is %d bytes, its parent says %d", t.c, n, t.size)
 				}
 				dst := f.buf[t.off : t.off+t.size]
-				if err := readChecked(c.r, t.c, dst); err != nil {
-					return nil, err
+				if _, err := io.ReadFull(c.r, dst); err != nil {
+					return nil, fmt.Errorf("block %s: %w", t.c, noEOF(err))
 				}
-				f.add(mustBlock(dst, t.c))
+				leaf := t.c
+				k.check(leaf, dst, func() { f.add(mustBlock(dst, leaf)) })
 				continue
 			}
 			if cap(tmp) < n {
@@ -356,6 +531,11 @@ func readChecked(r io.Reader, c cid.Cid, dst []byte) error {
 	if _, err := io.ReadFull(r, dst); err != nil {
 		return fmt.Errorf("block %s: %w", c, noEOF(err))
 	}
+	return checkSum(c, dst)
+}
+
+// checkSum checks that data hashes to c.
+func checkSum(c cid.Cid, dst []byte) error {
 	got, err := c.Prefix().Sum(dst)
 	if err != nil {
 		return fmt.Errorf("block %s: %w", c, err)

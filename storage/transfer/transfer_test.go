@@ -63,7 +63,7 @@ func pipeDial(g Getter) func() (io.ReadWriter, error) {
 		a, b := net.Pipe()
 		go func() {
 			defer b.Close()
-			_ = s.serve(context.Background(), b, func() {})
+			_ = s.serve(context.Background(), b, func() {}, nil)
 		}()
 		return a, nil
 	}
@@ -180,7 +180,6 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 	bs, root := addFile(t, randomBytes(100, 1), layout{chunk: 1024, links: 4, rawLeaves: true})
 	s := NewServer(bs)
 	for name, req := range map[string][]byte{
-		"zero CIDs":      {0},
 		"too many CIDs":  {0x81, 0x08}, // 1025
 		"empty CID":      {1, 0},
 		"oversized CID":  {1, 0xa9, 0x01}, // 169 bytes
@@ -193,9 +192,19 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 			io.Reader
 			io.Writer
 		}{bytes.NewReader(req), &out}
-		if err := s.serve(context.Background(), rw, func() {}); !errors.Is(err, errFrame) {
+		if err := s.serve(context.Background(), rw, func() {}, nil); !errors.Is(err, errFrame) {
 			t.Errorf("%s: got %v, want a malformed frame", name, err)
 		}
+	}
+	// Zero CIDs ask for a bulk connection: where none can be offered (a
+	// pipe, a bulk connection itself) the answer is "no offer".
+	var out bytes.Buffer
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{bytes.NewReader([]byte{0}), &out}
+	if err := s.serve(context.Background(), rw, func() {}, nil); err != nil || !bytes.Equal(out.Bytes(), []byte{statusDontHave}) {
+		t.Errorf("offer request without a stream: got %v and % x, want no offer", err, out.Bytes())
 	}
 }
 
@@ -244,7 +253,7 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte{0x81, 0x08})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cids, err := readRequest(bufio.NewReader(bytes.NewReader(b)))
-		if err == nil && (len(cids) == 0 || len(cids) > MaxWant) {
+		if err == nil && len(cids) > MaxWant {
 			t.Fatalf("accepted %d CIDs", len(cids))
 		}
 	})
@@ -267,7 +276,7 @@ func FuzzFetchResponse(f *testing.F) {
 			_ = s.serve(context.Background(), struct {
 				io.Reader
 				io.Writer
-			}{b, io.MultiWriter(&rec, b)}, func() {})
+			}{b, io.MultiWriter(&rec, b)}, func() {}, nil)
 		}()
 		return a, nil
 	}

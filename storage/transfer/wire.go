@@ -19,6 +19,26 @@
 //
 // A stream carries any number of request/response pairs, one after the
 // other; the requester closes its side when done.
+//
+// Bulk channel (bulk.go): the encryption and muxing of a libp2p stream
+// cost more CPU than the copy itself on a fast link, and nothing here is
+// secret (checkpoints are public to the swarm) nor needs the channel's
+// integrity (every block is checked against its CID). So for a big file
+// the requester may ask, on the stream, for a plain TCP connection:
+//
+//	offer request:  n = 0
+//	offer response: status 1 (no offer), or status 2, then a 32-byte
+//	                token, len (4 or 16), the server's IP, port (1..65535)
+//
+// It then dials that IP and port (only if the IP is the one its libp2p
+// connection reaches) and sends a hello; the server answers one status
+// byte (0 accepted, 1 refused), after which the TCP connection carries
+// requests and responses exactly as a stream does:
+//
+//	hello: the 32-byte token, len (1..maxPeerIDBytes), requester's peer ID
+//
+// Refused, unreachable or never offered, the requester goes on over the
+// stream it asked on.
 package transfer
 
 import (
@@ -27,8 +47,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
@@ -52,7 +74,16 @@ const (
 const (
 	statusHave     = 0
 	statusDontHave = 1
+	statusOffer    = 2
 )
+
+// tokenBytes is the size of a bulk token: 256 random bits, unguessable.
+const tokenBytes = 32
+
+// maxPeerIDBytes bounds the peer ID in a hello: an identity multihash of
+// the largest key libp2p inlines (42 bytes for Ed25519) or a SHA-256 one
+// (34 bytes) fit with room; longer ones are refused unread.
+const maxPeerIDBytes = 128
 
 // errFrame marks bytes that do not follow the wire format.
 var errFrame = errors.New("malformed frame")
@@ -78,8 +109,17 @@ func writeRequest(w *bufio.Writer, cids []cid.Cid) error {
 	return w.Flush()
 }
 
-// readRequest reads one want list. io.EOF before its first byte means the
-// requester is done; every other failure is errFrame or a read error.
+// writeOfferRequest asks for a bulk channel (a want list of zero CIDs).
+func writeOfferRequest(w *bufio.Writer) error {
+	if err := w.WriteByte(0); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// readRequest reads one want list; an empty one asks for a bulk channel.
+// io.EOF before its first byte means the requester is done; every other
+// failure is errFrame or a read error.
 func readRequest(r *bufio.Reader) ([]cid.Cid, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -88,7 +128,10 @@ func readRequest(r *bufio.Reader) ([]cid.Cid, error) {
 		}
 		return nil, fmt.Errorf("%w: want count: %v", errFrame, err)
 	}
-	if n == 0 || n > MaxWant {
+	if n == 0 {
+		return []cid.Cid{}, nil
+	}
+	if n > MaxWant {
 		return nil, fmt.Errorf("%w: want list of %d CIDs (1 to %d)", errFrame, n, MaxWant)
 	}
 	cids := make([]cid.Cid, 0, n)
@@ -150,6 +193,109 @@ func writeBlock(w *bufio.Writer, data []byte, have bool) error {
 	}
 	_, err := w.Write(data)
 	return err
+}
+
+// offer is the server's answer to an offer request: where to connect and
+// the one-time token to present.
+type offer struct {
+	token [tokenBytes]byte
+	ip    net.IP
+	port  int
+}
+
+// writeOffer answers an offer request; o nil means no offer.
+func writeOffer(w *bufio.Writer, o *offer) error {
+	if o == nil {
+		if err := w.WriteByte(statusDontHave); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
+	ip := o.ip
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	b := append([]byte{statusOffer}, o.token[:]...)
+	b = binary.AppendUvarint(b, uint64(len(ip)))
+	b = append(b, ip...)
+	b = binary.AppendUvarint(b, uint64(o.port))
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// readOffer reads the answer to an offer request: nil if none was made.
+func readOffer(r *bufio.Reader) (*offer, error) {
+	s, err := r.ReadByte()
+	if err != nil {
+		return nil, fmt.Errorf("%w: offer status: %v", errFrame, noEOF(err))
+	}
+	switch s {
+	case statusDontHave:
+		return nil, nil
+	case statusOffer:
+	default:
+		return nil, fmt.Errorf("%w: offer status %d", errFrame, s)
+	}
+	o := &offer{}
+	if _, err := io.ReadFull(r, o.token[:]); err != nil {
+		return nil, fmt.Errorf("%w: offer token: %v", errFrame, noEOF(err))
+	}
+	l, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: offer IP length: %v", errFrame, noEOF(err))
+	}
+	if l != net.IPv4len && l != net.IPv6len {
+		return nil, fmt.Errorf("%w: offer IP of %d bytes (4 or 16)", errFrame, l)
+	}
+	o.ip = make(net.IP, l)
+	if _, err := io.ReadFull(r, o.ip); err != nil {
+		return nil, fmt.Errorf("%w: offer IP: %v", errFrame, noEOF(err))
+	}
+	port, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: offer port: %v", errFrame, noEOF(err))
+	}
+	if port == 0 || port > 65535 {
+		return nil, fmt.Errorf("%w: offer port %d (1 to 65535)", errFrame, port)
+	}
+	o.port = int(port)
+	return o, nil
+}
+
+// writeHello opens a bulk connection: the token and who presents it.
+func writeHello(w io.Writer, token [tokenBytes]byte, p peer.ID) error {
+	id := []byte(p)
+	if len(id) == 0 || len(id) > maxPeerIDBytes {
+		return fmt.Errorf("transfer: peer ID of %d bytes (1 to %d)", len(id), maxPeerIDBytes)
+	}
+	b := append(token[:], binary.AppendUvarint(nil, uint64(len(id)))...)
+	_, err := w.Write(append(b, id...))
+	return err
+}
+
+// readHello reads a bulk connection's hello.
+func readHello(r *bufio.Reader) (token [tokenBytes]byte, p peer.ID, err error) {
+	if _, err := io.ReadFull(r, token[:]); err != nil {
+		return token, "", fmt.Errorf("%w: hello token: %v", errFrame, noEOF(err))
+	}
+	l, err := binary.ReadUvarint(r)
+	if err != nil {
+		return token, "", fmt.Errorf("%w: hello peer ID length: %v", errFrame, noEOF(err))
+	}
+	if l == 0 || l > maxPeerIDBytes {
+		return token, "", fmt.Errorf("%w: hello peer ID of %d bytes (1 to %d)", errFrame, l, maxPeerIDBytes)
+	}
+	id := make([]byte, l)
+	if _, err := io.ReadFull(r, id); err != nil {
+		return token, "", fmt.Errorf("%w: hello peer ID: %v", errFrame, noEOF(err))
+	}
+	p, err = peer.IDFromBytes(id)
+	if err != nil {
+		return token, "", fmt.Errorf("%w: hello peer ID: %v", errFrame, err)
+	}
+	return token, p, nil
 }
 
 // noEOF turns an EOF inside a frame into ErrUnexpectedEOF.
