@@ -161,6 +161,10 @@ func NewCoordinator(cfg CoordinatorConfig, opts ...Option) (*Coordinator, error)
 		return fail(err)
 	}
 	c.dense = 4 * c.model.NumParams()
+	// Every late joiner fetches the newest checkpoint right after its seal:
+	// keep the last two in memory (storage.DefaultHotBytes covers small
+	// models; a checkpoint is its float32 parameters plus a small header).
+	c.store.SetHotBytes(max(storage.DefaultHotBytes, 2*(c.dense+1<<20)))
 	if err := c.restore(); err != nil {
 		return fail(err)
 	}

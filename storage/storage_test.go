@@ -185,6 +185,9 @@ func corruptOnDisk(t *testing.T, s *Store, c cid.Cid, with []byte) {
 	if err := s.Datastore().Put(context.Background(), key, with); err != nil {
 		t.Fatal(err)
 	}
+	// The next read comes from disk, as once the block has left the hot
+	// cache (or after a restart): memory holds the bytes as written.
+	s.hot.drop(c)
 }
 
 // TestBitswapDoesNotServeCorruptBlocks: a block corrupted on disk is not

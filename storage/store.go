@@ -25,6 +25,7 @@ type Store struct {
 	dir string
 	ds  *leveldb.Datastore
 	bs  blockstore.Blockstore
+	hot *hotBlockstore
 }
 
 // headPrefix namespaces the heads apart from the blocks in the datastore.
@@ -51,7 +52,19 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: opening %s (is another swarmtrain using this data dir?): %w", path, err)
 	}
-	return &Store{dir: dir, ds: d, bs: verifiedBlockstore{blockstore.NewBlockstore(d)}}, nil
+	hot := newHotBlockstore(blockstore.NewBlockstore(d), DefaultHotBytes)
+	return &Store{dir: dir, ds: d, bs: verifiedBlockstore{hot}, hot: hot}, nil
+}
+
+// SetHotBytes sets how many bytes of recently written or read blocks the
+// store keeps in memory (DefaultHotBytes until then); 0 keeps none. A node
+// that serves checkpoints larger than the default sets it to hold them, so
+// late joiners fetch the newest one from memory, not LevelDB.
+func (s *Store) SetHotBytes(n int) {
+	if n < 0 {
+		n = 0
+	}
+	s.hot.setMax(n)
 }
 
 // Blockstore is the store's hash-checking blockstore (for bitswap and the

@@ -138,6 +138,9 @@ func benchSize(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	// The server holds the file in memory as a coordinator holds its newest
+	// checkpoint (two checkpoints' worth); "blocks-cold" reads it from disk.
+	st.SetHotBytes(2*n + 1<<20)
 	tuned := storage.NewExchange(ctx, srv, nil, st)
 	root, err := tuned.AddFile(ctx, data)
 	if err != nil {
@@ -323,6 +326,11 @@ func benchSize(b *testing.B, n int) {
 		}
 	}
 	b.Run("blocks", blocksPath(true))
+	b.Run("blocks-cold", func(b *testing.B) {
+		st.SetHotBytes(0) // every block from LevelDB, as after a restart
+		defer st.SetHotBytes(2*n + 1<<20)
+		blocksPath(true)(b)
+	})
 	b.Run("blocks-stream", blocksPath(false))
 	for _, k := range []int{1, 2, 4, 8} {
 		if !streamCounts {
