@@ -146,6 +146,12 @@ type Verify struct {
 	// improvement a sampled update must achieve on its own shard (0: the
 	// default, 0.35, measured on MNIST MLPs; see verify.ReferenceFraction).
 	ReferenceFraction float64 `yaml:"reference_fraction,omitempty" json:"reference_fraction,omitempty"`
+	// AuditTolerance is how far (relative L2) a tier-3 replay may land from
+	// the audited payload and end state and still pass, so an auditor on
+	// another build (OpenBLAS, a GPU) does not prove an honest peer faulty
+	// (0: the default, 0.01; see round.DefaultAuditTolerance). Every peer
+	// must apply the same rule, so it is part of the swarm's identity.
+	AuditTolerance float64 `yaml:"audit_tolerance,omitempty" json:"audit_tolerance,omitempty"`
 }
 
 // Network says where a node listens and whom it asks first. It is local to

@@ -297,6 +297,11 @@ func (s *Swarm) validateVerify() error {
 	if v.ReferenceFraction < 0 || v.ReferenceFraction > 10 {
 		return fieldError("verify.reference_fraction", "must be in [0, 10], got %v", v.ReferenceFraction)
 	}
+	// Above 0.1 the rule nears what an attack moves (the closest measured
+	// attack replays 0.94 from its payload): an audit would prove little.
+	if v.AuditTolerance < 0 || v.AuditTolerance > 0.1 {
+		return fieldError("verify.audit_tolerance", "must be in [0, 0.1], got %v", v.AuditTolerance)
+	}
 	if v.Tier2Sample < 0 {
 		return fieldError("verify.tier2_sample", "must be >= 0, got %d", v.Tier2Sample)
 	}

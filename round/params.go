@@ -45,6 +45,9 @@ type Params struct {
 	// ExcludeRounds is how long a proven fault excludes a peer (doubling
 	// with each further one; 0: never).
 	ExcludeRounds int
+	// AuditTolerance is the relative L2 distance within which a replay
+	// passes (0: DefaultAuditTolerance; see AuditTol).
+	AuditTolerance float64
 }
 
 // Outer optimizer names, as written in a swarm config.
@@ -59,24 +62,25 @@ func ParamsOf(sc *config.Swarm) Params {
 	scoring := verify.DefaultScoreParams()
 	scoring.ReferenceFraction = sc.Verify.ReferenceFraction
 	return Params{
-		Model:         ModelSpec(sc),
-		BatchSize:     sc.Train.BatchSize,
-		InnerSteps:    sc.Train.InnerSteps,
-		ShardSize:     sc.Train.ShardSize,
-		Inner:         OptimizerSpec(sc.Train.InnerOptimizer),
-		Codec:         sc.Compression.Codec,
-		Density:       sc.Compression.Density,
-		ErrorFeedback: sc.Compression.ErrorFeedback,
-		Aggregation:   sc.Verify.Aggregation,
-		TrimFraction:  sc.Verify.TrimFraction,
-		Outer:         o.Name,
-		OuterLR:       o.LR,
-		OuterMomentum: o.Momentum,
-		Tier1:         verify.DefaultTier1Params(),
-		Scoring:       scoring,
-		Tier2Sample:   sc.Verify.Tier2Sample,
-		Audits:        sc.Verify.Audits,
-		ExcludeRounds: sc.Verify.ExcludeRounds,
+		Model:          ModelSpec(sc),
+		BatchSize:      sc.Train.BatchSize,
+		InnerSteps:     sc.Train.InnerSteps,
+		ShardSize:      sc.Train.ShardSize,
+		Inner:          OptimizerSpec(sc.Train.InnerOptimizer),
+		Codec:          sc.Compression.Codec,
+		Density:        sc.Compression.Density,
+		ErrorFeedback:  sc.Compression.ErrorFeedback,
+		Aggregation:    sc.Verify.Aggregation,
+		TrimFraction:   sc.Verify.TrimFraction,
+		Outer:          o.Name,
+		OuterLR:        o.LR,
+		OuterMomentum:  o.Momentum,
+		Tier1:          verify.DefaultTier1Params(),
+		Scoring:        scoring,
+		Tier2Sample:    sc.Verify.Tier2Sample,
+		Audits:         sc.Verify.Audits,
+		ExcludeRounds:  sc.Verify.ExcludeRounds,
+		AuditTolerance: sc.Verify.AuditTolerance,
 	}
 }
 

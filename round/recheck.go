@@ -127,7 +127,7 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 		if err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
-		if err := sameAudits(rec, &out.Record); err != nil {
+		if err := sameAudits(rec, &out.Record, in, p.AuditTol()); err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
 		if err := sameRecord(rec, &out.Record); err != nil {
@@ -321,8 +321,11 @@ func describeVerdict(verdict, reason string) string {
 
 // sameAudits compares the recorded audits with the recomputed ones (the
 // same when taken as recorded; the replay's when the recheck replays).
-func sameAudits(got, want *record.RoundRecord) error {
-	if len(got.Entries) != len(want.Entries) {
+// A replay on another build lands at another distance, so what must agree
+// is the start state, the fault and the side of the tolerance each
+// distance falls on: a pass stays within, a failure beyond.
+func sameAudits(got, want *record.RoundRecord, in []Contribution, tol float64) error {
+	if len(got.Entries) != len(want.Entries) || len(in) != len(got.Entries) {
 		return nil // sameRecord names it
 	}
 	for i, g := range got.Entries {
@@ -331,12 +334,31 @@ func sameAudits(got, want *record.RoundRecord) error {
 			continue
 		}
 		a, b := g.Audit, w.Audit
-		if !a.Start.Equals(b.Start) || !sameCID(a.Payload, b.Payload) || !sameCID(a.End, b.End) || a.Fault != b.Fault {
-			return fmt.Errorf("peer %s: recorded audit (payload %v, end %v, fault %q), replayed (payload %v, end %v, fault %q)",
-				g.Peer, a.Payload, a.End, a.Fault, b.Payload, b.End, b.Fault)
+		var end cid.Cid
+		if e := in[i].Record.End; e != nil {
+			end = *e
+		}
+		within := func(d *float64) bool { return d != nil && *d <= tol }
+		same := a.Start.Equals(b.Start) && a.Fault == b.Fault && passed(*a, g.Payload, end, tol) == passed(*b, w.Payload, end, tol)
+		if a.PayloadDistance != nil && b.PayloadDistance != nil {
+			same = same && within(a.PayloadDistance) == within(b.PayloadDistance) && within(a.EndDistance) == within(b.EndDistance)
+		} else {
+			same = same && sameCID(a.Payload, b.Payload) && sameCID(a.End, b.End)
+		}
+		if !same {
+			return fmt.Errorf("peer %s: recorded audit (payload %v at %s, end %v at %s, fault %q), replayed (payload %v at %s, end %v at %s, fault %q), tolerance %g",
+				g.Peer, a.Payload, distance(a.PayloadDistance), a.End, distance(a.EndDistance), a.Fault,
+				b.Payload, distance(b.PayloadDistance), b.End, distance(b.EndDistance), b.Fault, tol)
 		}
 	}
 	return nil
+}
+
+func distance(d *float64) string {
+	if d == nil {
+		return "no distance"
+	}
+	return fmt.Sprintf("%.3g", *d)
 }
 
 func sameCID(a, b *cid.Cid) bool {

@@ -102,6 +102,8 @@ type Audit struct {
 	payload optional Link
 	end optional Link
 	fault String
+	payloadDistance optional Float
+	endDistance optional Float
 }
 
 type Tier2 struct {
@@ -220,8 +222,9 @@ type Entry struct {
 
 // Audit is what replaying a contribution's local work gave (round.Audit):
 // from the committed start state, on the round's base, shard and seed. The
-// contribution passes when Payload and End are the ones it names and Fault
-// is empty.
+// contribution passes when Fault is empty and both distances are within
+// the swarm's audit tolerance (a record without distances, sealed before
+// they existed: when Payload and End are the ones it names).
 type Audit struct {
 	Start cid.Cid `json:"start"`
 	// Payload and End are the replay's payload CID and end-state CID; nil
@@ -231,6 +234,13 @@ type Audit struct {
 	// Fault is why the start state itself is refused (unavailable,
 	// malformed, out of bounds); "" when it is fine.
 	Fault string `json:"fault"`
+	// PayloadDistance is the relative L2 distance of the decoded payload
+	// the contribution sent from the replay's; EndDistance the same for its
+	// committed end state (round.StateDistance). 0 when the CIDs agree;
+	// nil when the replay could not run. A recheck on another build
+	// reproduces the side of the tolerance, not the figure.
+	PayloadDistance *float64 `json:"payload_distance,omitempty"`
+	EndDistance     *float64 `json:"end_distance,omitempty"`
 }
 
 // Tier2 is the evidence of one tier-2 check: mean losses of the round's base
