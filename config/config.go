@@ -152,6 +152,13 @@ type Verify struct {
 	// (0: the default, 0.01; see round.DefaultAuditTolerance). Every peer
 	// must apply the same rule, so it is part of the swarm's identity.
 	AuditTolerance float64 `yaml:"audit_tolerance,omitempty" json:"audit_tolerance,omitempty"`
+	// PeerAudits has every contributor recompute one other contribution of
+	// the previous round and sign its verdict into its next contribution;
+	// the coordinator referees a failing or disputed verdict and the loser
+	// takes a proven fault (round.PeerAuditAssignment). Needs audits >= 1:
+	// contributions must commit to their state. Off by default: it doubles
+	// each contributor's compute.
+	PeerAudits bool `yaml:"peer_audits,omitempty" json:"peer_audits,omitempty"`
 }
 
 // Network says where a node listens and whom it asks first. It is local to

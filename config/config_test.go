@@ -60,6 +60,7 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"data: {name: own, kind: idx, hash: 908c42b98faaf14d69a1a42ece4e4e5d5508ad0fe2b6aa3c5a16dce46ded9886, shape: [12, 16], classes: 3, mean: 1.5, std: 0.3}\n", "swarm.yaml: data.mean: the training pixels' mean, in [0, 1], got 1.5"},
 		{"data: {name: mnist, std: 0.3}\n", "swarm.yaml: data.std: only an idx dataset is normalised by the config (mnist's is fixed)"},
 		{"round: {quorum: 2, min_contributions: 3}\n", "swarm.yaml: round.min_contributions: must be in [1, round.quorum=2], got 3"},
+		{"verify: {peer_audits: true}\n", "swarm.yaml: verify.peer_audits: needs verify.audits >= 1 (contributions must commit to their state), got 0"},
 		{"verify: {audit_tolerance: 0.5}\n", "swarm.yaml: verify.audit_tolerance: must be in [0, 0.1], got 0.5"},
 	} {
 		_, err := Parse([]byte(tc.yaml), "swarm.yaml")

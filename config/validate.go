@@ -308,6 +308,9 @@ func (s *Swarm) validateVerify() error {
 	if v.Audits < 0 {
 		return fieldError("verify.audits", "must be >= 0, got %d", v.Audits)
 	}
+	if v.PeerAudits && v.Audits < 1 {
+		return fieldError("verify.peer_audits", "needs verify.audits >= 1 (contributions must commit to their state), got %d", v.Audits)
+	}
 	if v.ExcludeRounds < 0 || v.ExcludeRounds > 1<<20 {
 		return fieldError("verify.exclude_rounds", "must be in [0, 1048576], got %d", v.ExcludeRounds)
 	}

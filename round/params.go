@@ -48,6 +48,9 @@ type Params struct {
 	// AuditTolerance is the relative L2 distance within which a replay
 	// passes (0: DefaultAuditTolerance; see AuditTol).
 	AuditTolerance float64
+	// PeerAudits has contributors audit each other (PeerAuditAssignment);
+	// needs Audits > 0.
+	PeerAudits bool
 }
 
 // Outer optimizer names, as written in a swarm config.
@@ -81,6 +84,7 @@ func ParamsOf(sc *config.Swarm) Params {
 		Audits:         sc.Verify.Audits,
 		ExcludeRounds:  sc.Verify.ExcludeRounds,
 		AuditTolerance: sc.Verify.AuditTolerance,
+		PeerAudits:     sc.Verify.PeerAudits,
 	}
 }
 

@@ -107,14 +107,15 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 			in[i] = c
 		}
 		var auditor Auditor = recordedAudit{rec}
-		if opt.AuditData != nil && rec.AuditSize != nil {
+		var referee Auditor = recordedReferee{rec}
+		if opt.AuditData != nil && (rec.AuditSize != nil || st.Last != nil) {
 			if replayModel == nil {
 				if replayModel, err = train.New(p.Model, p.BatchSize, 1); err != nil {
 					return sum, err
 				}
 				defer replayModel.Close()
 			}
-			auditor = &DataAuditor{P: p, Model: replayModel, Train: opt.AuditData, File: store.ReadFile, Audits: int(*rec.AuditSize),
+			da := &DataAuditor{P: p, Model: replayModel, Train: opt.AuditData, File: store.ReadFile, Audits: 1,
 				Payload: func(ctx context.Context, c cid.Cid) ([]byte, error) {
 					b, err := store.Get(ctx, c)
 					if err != nil {
@@ -122,8 +123,14 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 					}
 					return b.RawData(), nil
 				}}
+			referee = da
+			if rec.AuditSize != nil {
+				d := *da
+				d.Audits = int(*rec.AuditSize)
+				auditor = &d
+			}
 		}
-		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: auditor})
+		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: auditor, Referee: referee})
 		if err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
@@ -202,6 +209,8 @@ func sameEntry(g, w record.Entry) error {
 		return fmt.Errorf("tier-2 evidence recorded: %v, drawn by the sample: %v", g.Tier2 != nil, w.Tier2 != nil)
 	case (g.Audit == nil) != (w.Audit == nil):
 		return fmt.Errorf("audit recorded: %v, drawn by the audit seed: %v", g.Audit != nil, w.Audit != nil)
+	case (g.Referee == nil) != (w.Referee == nil) || (g.Referee != nil && g.Referee.Peer != w.Referee.Peer):
+		return fmt.Errorf("referee recorded: %v, called for by the peer verdict: %v", g.Referee != nil, w.Referee != nil)
 	case g.Score != w.Score:
 		return fmt.Errorf("recorded score %v, recomputed %v", g.Score, w.Score)
 	case !g.Contribution.Equals(w.Contribution) || !g.Payload.Equals(w.Payload) || g.Loss != w.Loss || g.Samples != w.Samples:
@@ -330,26 +339,39 @@ func sameAudits(got, want *record.RoundRecord, in []Contribution, tol float64) e
 	}
 	for i, g := range got.Entries {
 		w := want.Entries[i]
+		if g.Referee != nil && w.Referee != nil {
+			if err := sameAudit(g.Peer+"'s referee", g.Referee.Audit, w.Referee.Audit, cid.Undef, cid.Undef, tol); err != nil {
+				return err
+			}
+		}
 		if g.Audit == nil || w.Audit == nil {
 			continue
 		}
-		a, b := g.Audit, w.Audit
 		var end cid.Cid
 		if e := in[i].Record.End; e != nil {
 			end = *e
 		}
-		within := func(d *float64) bool { return d != nil && *d <= tol }
-		same := a.Start.Equals(b.Start) && a.Fault == b.Fault && passed(*a, g.Payload, end, tol) == passed(*b, w.Payload, end, tol)
-		if a.PayloadDistance != nil && b.PayloadDistance != nil {
-			same = same && within(a.PayloadDistance) == within(b.PayloadDistance) && within(a.EndDistance) == within(b.EndDistance)
-		} else {
-			same = same && sameCID(a.Payload, b.Payload) && sameCID(a.End, b.End)
+		if err := sameAudit(g.Peer, *g.Audit, *w.Audit, g.Payload, end, tol); err != nil {
+			return err
 		}
-		if !same {
-			return fmt.Errorf("peer %s: recorded audit (payload %v at %s, end %v at %s, fault %q), replayed (payload %v at %s, end %v at %s, fault %q), tolerance %g",
-				g.Peer, a.Payload, distance(a.PayloadDistance), a.End, distance(a.EndDistance), a.Fault,
-				b.Payload, distance(b.PayloadDistance), b.End, distance(b.EndDistance), b.Fault, tol)
-		}
+	}
+	return nil
+}
+
+// sameAudit is one audit of sameAudits: payload and end are what the
+// audited contribution named (cid.Undef: compare distances only).
+func sameAudit(who string, a, b record.Audit, payload, end cid.Cid, tol float64) error {
+	within := func(d *float64) bool { return d != nil && *d <= tol }
+	same := a.Start.Equals(b.Start) && a.Fault == b.Fault && passed(a, payload, end, tol) == passed(b, payload, end, tol)
+	if a.PayloadDistance != nil && b.PayloadDistance != nil {
+		same = same && within(a.PayloadDistance) == within(b.PayloadDistance) && within(a.EndDistance) == within(b.EndDistance)
+	} else {
+		same = same && sameCID(a.Payload, b.Payload) && sameCID(a.End, b.End)
+	}
+	if !same {
+		return fmt.Errorf("peer %s: recorded audit (payload %v at %s, end %v at %s, fault %q), replayed (payload %v at %s, end %v at %s, fault %q), tolerance %g",
+			who, a.Payload, distance(a.PayloadDistance), a.End, distance(a.EndDistance), a.Fault,
+			b.Payload, distance(b.PayloadDistance), b.End, distance(b.EndDistance), b.Fault, tol)
 	}
 	return nil
 }
