@@ -43,9 +43,17 @@ func (m *margins) dump(r int, base, start []float32) error {
 	return nil
 }
 
-// dumpPayload saves honest-0's payload and the round's seed.
-func (m *margins) dumpPayload(r int, payload []byte, seed int64) error {
+// dumpPayload saves honest-0's payload, the round's seed and the state
+// the work ended in.
+func (m *margins) dumpPayload(r int, payload []byte, seed int64, end []float32) error {
 	if err := os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-payload.bin", r)), payload, 0o644); err != nil {
+		return err
+	}
+	f, err := round.VectorFile("end", end)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-end.safetensors", r)), f, 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-seed.txt", r)), fmt.Appendf(nil, "%d", seed), 0o644)
@@ -98,7 +106,7 @@ func crossBuild(ctx context.Context, e *env, dir string, rounds int) error {
 		return err
 	}
 	defer model.Close()
-	worst := 0.0
+	worst, worstEnd := 0.0, 0.0
 	for r := range rounds {
 		read := func(name string, want int) ([]float32, error) {
 			f, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("r%02d-%s.safetensors", r, name)))
@@ -128,7 +136,7 @@ func crossBuild(ctx context.Context, e *env, dir string, rounds int) error {
 			return err
 		}
 		shard := round.Shard(e.train, s, "honest-0", e.p.ShardSize)
-		mine, _, dense, err := round.ReplayWork(ctx, e.p, model, base, shard, uint64(s), start)
+		mine, mineEnd, dense, err := round.ReplayWork(ctx, e.p, model, base, shard, uint64(s), start)
 		if err != nil {
 			return err
 		}
@@ -136,9 +144,28 @@ func crossBuild(ctx context.Context, e *env, dir string, rounds int) error {
 		if err != nil {
 			return err
 		}
-		worst = max(worst, d)
-		fmt.Printf("round %2d: this build's replay is %.3g from the dumped payload (identical bytes: %v)\n", r, d, string(mine) == string(theirs))
+		theirsEnd, err := read("end", k)
+		if err != nil {
+			return err
+		}
+		// The end state as the audit measures it: per part, the residual's
+		// top-k ties skipped.
+		sent, err := verify.DecodePayload(theirs, n)
+		if err != nil {
+			return err
+		}
+		replayed, err := verify.DecodePayload(mine, n)
+		if err != nil {
+			return err
+		}
+		var ties []bool
+		if e.p.ErrorFeedback {
+			ties = round.Ties(sent, replayed, dense, e.p.AuditTol())
+		}
+		de := round.StateDistance(theirsEnd, mineEnd, n, ties)
+		worst, worstEnd = max(worst, d), max(worstEnd, de)
+		fmt.Printf("round %2d: this build's replay is %.3g from the dumped payload, %.3g from its end state (identical bytes: %v)\n", r, d, de, string(mine) == string(theirs))
 	}
-	fmt.Printf("honest cross-build distance, worst of %d rounds: %.3g (%s)\n", rounds, worst, train.BLAS())
+	fmt.Printf("honest cross-build distance, worst of %d rounds: payload %.3g, end state %.3g (%s)\n", rounds, worst, worstEnd, train.BLAS())
 	return nil
 }

@@ -238,7 +238,7 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 				continue
 			}
 			if e.margins != nil && q.id == "honest-0" && class == "" {
-				if err := e.margins.dumpPayload(r, payload, st.Seed); err != nil {
+				if err := e.margins.dumpPayload(r, payload, st.Seed, q.worker.State()); err != nil {
 					return res, err
 				}
 			}
