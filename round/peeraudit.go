@@ -175,8 +175,11 @@ func settlePeerAudits(ctx context.Context, p Params, st State, in []Contribution
 		case v.Pass:
 			continue // nothing contradicts a pass nobody else checked
 		default:
+			// A sealer without the data cannot referee: the verdict stays
+			// unsettled (nobody is charged), and the record says so by
+			// holding no referee.
 			if referee == nil || referee.Size() <= 0 {
-				return nil, nil, fmt.Errorf("round %d: %s's verdict that %s failed needs a referee, and there is none", st.Round, c.Record.Peer, target)
+				continue
 			}
 			got, err := referee.Audit(ctx, l.auditRound(target))
 			if err != nil {
@@ -184,7 +187,7 @@ func settlePeerAudits(ctx context.Context, p Params, st State, in []Contribution
 			}
 			a, ok := got[target]
 			if !ok {
-				return nil, nil, fmt.Errorf("round %d: the referee has no recomputation of %s", st.Round, target)
+				continue
 			}
 			res = a
 		}
@@ -218,11 +221,55 @@ type recordedReferee struct {
 
 func (r recordedReferee) Size() int { return 1 }
 
+// Audit gives the recorded recomputation, or none when the sealer did not
+// referee (it had no data); a recheck with the data replays instead and
+// names a referee the sealer left out.
 func (r recordedReferee) Audit(_ context.Context, ar AuditRound) (map[string]record.Audit, error) {
 	for _, e := range r.rec.Entries {
 		if e.Referee != nil && len(ar.Drawn) == 1 && e.Referee.Peer == ar.Drawn[0] {
 			return map[string]record.Audit{e.Referee.Peer: e.Referee.Audit}, nil
 		}
 	}
-	return nil, fmt.Errorf("the record has no referee recomputation of %v, which a verdict calls for", ar.Drawn)
+	return map[string]record.Audit{}, nil
+}
+
+// LastOf rebuilds, from stored blocks, the LastRound that RunWith left
+// after sealing rec, for a sealer that resumes from its ledger: seed and
+// base are rec's round's shard seed and base model, before is each peer's
+// chain link before rec's round (State.Chain then), contribution opens a
+// contribution block and payload reads a payload. Nil when peer audits
+// are off.
+func LastOf(p Params, rec *record.RoundRecord, seed int64, base []float32, before map[string]Link,
+	contribution func(cid.Cid) (*record.Contribution, error), payload func(cid.Cid) ([]byte, error)) (*LastRound, error) {
+	if !p.PeerAudits || p.Audits <= 0 {
+		return nil, nil
+	}
+	in := make([]Contribution, len(rec.Entries))
+	verdicts := make([]verify.Verdict, len(rec.Entries))
+	contribs := make([]cid.Cid, len(rec.Entries))
+	audits := map[string]record.Audit{}
+	for i, e := range rec.Entries {
+		contribs[i] = e.Contribution
+		if e.Audit != nil {
+			audits[e.Peer] = *e.Audit
+		}
+		if e.Verdict != record.VerdictAccepted {
+			in[i] = Contribution{Record: &record.Contribution{Peer: e.Peer}, Block: e.Contribution}
+			verdicts[i].Reason = e.Reason
+			continue
+		}
+		c, err := contribution(e.Contribution)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %s's contribution %s: %w", rec.Round, e.Peer, e.Contribution, err)
+		}
+		b, err := payload(e.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %s's payload %s: %w", rec.Round, e.Peer, e.Payload, err)
+		}
+		if verdicts[i].Vec, err = verify.DecodePayload(b, len(base)); err != nil {
+			return nil, fmt.Errorf("round %d: %s's payload %s: %w", rec.Round, e.Peer, e.Payload, err)
+		}
+		in[i] = Contribution{Record: c, Block: e.Contribution}
+	}
+	return lastRound(p, State{Round: rec.Round, Seed: seed, Params: base, Chain: before}, in, verdicts, contribs, audits), nil
 }

@@ -2,6 +2,8 @@ package round
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -313,5 +315,47 @@ func TestPeerAuditAssignmentIsADerangement(t *testing.T) {
 	}
 	if PeerAuditAssignment(3, []string{"a"}) != nil {
 		t.Error("a lone peer audits someone")
+	}
+}
+
+// TestLastOfRebuildsWhatRunWithLeft: a sealer resuming from its ledger
+// rebuilds the peer-audit state RunWith left after the last round.
+func TestLastOfRebuildsWhatRunWithLeft(t *testing.T) {
+	l := sealPeerAudited(t, 2)
+	ctx := context.Background()
+	want := l.outcomes[1].Next.Last
+	rec := l.outcomes[1].Record
+	before := map[string]Link{}
+	for _, e := range l.outcomes[0].Record.Entries {
+		before[e.Peer] = l.outcomes[0].Next.Chain[e.Peer]
+	}
+	got, err := LastOf(l.p, &rec, l.outcomes[0].Record.Seed, l.outcomes[0].Next.Params, before,
+		func(c cid.Cid) (*record.Contribution, error) {
+			b, err := l.store.Get(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			r, _, err := record.OpenBlock[record.Contribution](b)
+			return r, err
+		},
+		func(c cid.Cid) ([]byte, error) {
+			b, err := l.store.Get(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			return b.RawData(), nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Round != want.Round || got.Seed != want.Seed || !slices.Equal(got.Base, want.Base) || !maps.Equal(got.Assigned, want.Assigned) || len(got.Work) != len(want.Work) {
+		t.Fatalf("rebuilt round %d seed %d assigned %v (%d works), want round %d seed %d assigned %v (%d works)",
+			got.Round, got.Seed, got.Assigned, len(got.Work), want.Round, want.Seed, want.Assigned, len(want.Work))
+	}
+	for p, w := range want.Work {
+		g := got.Work[p]
+		if !g.Contribution.Equals(w.Contribution) || !g.Start.Equals(w.Start) || !g.End.Equals(w.End) || !g.Prev.Equals(w.Prev) || !slices.Equal(g.Vec, w.Vec) || (g.Audit == nil) != (w.Audit == nil) {
+			t.Errorf("%s: rebuilt %+v, want %+v", p, g, w)
+		}
 	}
 }
