@@ -155,6 +155,19 @@ type Verify struct {
 	// improvement a sampled update must achieve on its own shard (0: the
 	// default, 0.35, measured on MNIST MLPs; see verify.ReferenceFraction).
 	ReferenceFraction float64 `yaml:"reference_fraction,omitempty" json:"reference_fraction,omitempty"`
+	// AuditTolerance is how far (relative L2) a tier-3 replay may land from
+	// the audited payload and end state and still pass, so an auditor on
+	// another build (OpenBLAS, a GPU) does not prove an honest peer faulty
+	// (0: the default, 0.01; see round.DefaultAuditTolerance). Every peer
+	// must apply the same rule, so it is part of the swarm's identity.
+	AuditTolerance float64 `yaml:"audit_tolerance,omitempty" json:"audit_tolerance,omitempty"`
+	// PeerAudits has every contributor recompute one other contribution of
+	// the previous round and sign its verdict into its next contribution;
+	// the coordinator referees a failing or disputed verdict and the loser
+	// takes a proven fault (round.PeerAuditAssignment). Needs audits >= 1:
+	// contributions must commit to their state. Off by default: it doubles
+	// each contributor's compute.
+	PeerAudits bool `yaml:"peer_audits,omitempty" json:"peer_audits,omitempty"`
 }
 
 // Network says where a node listens and whom it asks first. It is local to

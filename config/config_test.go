@@ -62,6 +62,9 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"round: {quorum: 2, min_contributions: 3}\n", "swarm.yaml: round.min_contributions: must be in [1, round.quorum=2], got 3"},
 		{"round: {overlap: true}\ncompression: {codec: dense}\n", `swarm.yaml: round.overlap: needs a sparse codec (topk, topk+int8, topk+fp16, topk+int2), got compression.codec "dense"`},
 		{"round: {overlap: true}\ncompression: {codec: int8}\n", `swarm.yaml: round.overlap: needs a sparse codec`},
+		{"verify: {peer_audits: true}\n", "swarm.yaml: verify.peer_audits: needs verify.audits >= 1 (contributions must commit to their state), got 0"},
+		{"round: {overlap: true}\ncompression: {codec: topk}\nverify: {audits: 1, peer_audits: true}\n", "swarm.yaml: round.overlap: cannot be used with verify.peer_audits yet"},
+		{"verify: {audit_tolerance: 0.5}\n", "swarm.yaml: verify.audit_tolerance: must be in [0, 0.1], got 0.5"},
 	} {
 		_, err := Parse([]byte(tc.yaml), "swarm.yaml")
 		if err == nil {

@@ -291,6 +291,12 @@ func (s *Swarm) validateRound() error {
 		// feedback returns what it missed.
 		return fieldError("round.overlap", "needs a sparse codec (topk, topk+int8, topk+fp16, topk+int2), got compression.codec %q: dense updates applied a round late diverge", s.Compression.Codec)
 	}
+	if r.Overlap && s.Verify.PeerAudits {
+		// A peer audit judges the round before from the record the auditor
+		// applies; an overlapped contributor has already done its next work
+		// by then, so there is nowhere to send the verdict in time.
+		return fieldError("round.overlap", "cannot be used with verify.peer_audits yet (peer verdicts travel with the next round's work, which an overlapped round has already done)")
+	}
 	return nil
 }
 
@@ -305,11 +311,19 @@ func (s *Swarm) validateVerify() error {
 	if v.ReferenceFraction < 0 || v.ReferenceFraction > 10 {
 		return fieldError("verify.reference_fraction", "must be in [0, 10], got %v", v.ReferenceFraction)
 	}
+	// Above 0.1 the rule nears what an attack moves (the closest measured
+	// attack replays 0.94 from its payload): an audit would prove little.
+	if v.AuditTolerance < 0 || v.AuditTolerance > 0.1 {
+		return fieldError("verify.audit_tolerance", "must be in [0, 0.1], got %v", v.AuditTolerance)
+	}
 	if v.Tier2Sample < 0 {
 		return fieldError("verify.tier2_sample", "must be >= 0, got %d", v.Tier2Sample)
 	}
 	if v.Audits < 0 {
 		return fieldError("verify.audits", "must be >= 0, got %d", v.Audits)
+	}
+	if v.PeerAudits && v.Audits < 1 {
+		return fieldError("verify.peer_audits", "needs verify.audits >= 1 (contributions must commit to their state), got %d", v.Audits)
 	}
 	if v.ExcludeRounds < 0 || v.ExcludeRounds > 1<<20 {
 		return fieldError("verify.exclude_rounds", "must be in [0, 1048576], got %d", v.ExcludeRounds)

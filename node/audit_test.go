@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmtrain/swarmtrain/config"
 	"github.com/swarmtrain/swarmtrain/internal/testdata"
 	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/storage"
@@ -20,13 +21,47 @@ import (
 // audit passes, and the ledger rechecks with every audit replayed from the
 // coordinator's store.
 func TestAuditsOnMocknet(t *testing.T) {
+	sc := smallSwarm(3, 3)
+	sc.Verify.Audits, sc.Verify.ExcludeRounds = 2, 4
+	sc.Verify.Tier2Sample = 1
+	checkAuditedSwarm(t, sc, func(*record.RoundRecord, record.Entry, *record.Contribution) {})
+}
+
+// TestPeerAuditsOnMocknet runs a swarm with peer audits on: from round 1
+// each contributor recomputes the contribution of the last round it is
+// assigned (fetching that peer's states over bitswap) and signs its
+// verdict into its next contribution; every verdict of honest peers on
+// honest work passes, nothing is refereed, and the ledger rechecks.
+func TestPeerAuditsOnMocknet(t *testing.T) {
+	sc := smallSwarm(4, 3)
+	sc.Verify.Audits, sc.Verify.ExcludeRounds, sc.Verify.PeerAudits = 1, 4, true
+	verdicts := 0
+	checkAuditedSwarm(t, sc, func(rec *record.RoundRecord, e record.Entry, c *record.Contribution) {
+		if e.Referee != nil {
+			t.Errorf("round %d: %s's verdict was refereed", rec.Round, e.Peer)
+		}
+		if v := c.PeerAudit; v != nil {
+			verdicts++
+			if !v.Pass || v.Round != rec.Round-1 || v.Peer == e.Peer {
+				t.Errorf("round %d: %s's verdict %+v", rec.Round, e.Peer, v)
+			}
+		}
+	})
+	if verdicts == 0 {
+		t.Error("no contributor signed a peer-audit verdict")
+	}
+	t.Logf("%d peer-audit verdicts, every one a pass", verdicts)
+}
+
+// checkAuditedSwarm runs sc with 3 honest contributors on mocknet, checks
+// that no contribution is rejected, hands every entry and its contribution
+// to each, and rechecks the ledger with every audit replayed.
+func checkAuditedSwarm(t *testing.T, sc *config.Swarm, each func(*record.RoundRecord, record.Entry, *record.Contribution)) {
+	t.Helper()
 	trainSet, testSet, err := data.LoadMNIST(testdata.MNISTDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := smallSwarm(3, 3)
-	sc.Verify.Audits, sc.Verify.ExcludeRounds = 2, 4
-	sc.Verify.Tier2Sample = 1
 	sc.API.Listen = ""
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -93,6 +128,15 @@ func TestAuditsOnMocknet(t *testing.T) {
 			if e.Audit != nil {
 				audited++
 			}
+			cb, err := store.Get(context.Background(), e.Contribution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _, err := record.OpenBlock[record.Contribution](cb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			each(rec, e, c)
 		}
 		at = rec.Prev
 	}

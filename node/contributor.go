@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -75,6 +76,11 @@ type Contributor struct {
 	// hold the contribution, the state chain did not move, and the worker
 	// goes back to it.
 	pending *pendingWork
+	// chain is each peer's state-chain link as the applied records left
+	// it, and peerLast the last round as a peer audit needs it
+	// (verify.peer_audits): what round.PeerAudit recomputes next.
+	chain    map[string]round.Link
+	peerLast *round.LastRound
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -119,6 +125,9 @@ type localWork struct {
 	// the ledger did not extend), end to commit to (tier 3).
 	start, end []float32
 	err        error
+	// verdict is this peer's signed peer audit of the round before, sent
+	// with the work (verify.peer_audits).
+	verdict *record.PeerVerdict
 }
 
 // NewContributor opens the contributor's data dir and host. Start joins the
@@ -252,7 +261,13 @@ func (k *Contributor) run() error {
 			// the initial model too): work now. A peer holding only the
 			// round's base of an overlapped round (it just joined, or
 			// fetched the model) skips to the next round's work below.
-			worked = k.publish(k.compute(r, k.st.seed, k.st.base, k.st.params))
+			// Peer audit first (config: never with overlapped rounds): the
+			// replay uses the model as scratch, and the worker writes its
+			// own parameters back before its work.
+			verdict := k.peerAudit()
+			w := k.compute(r, k.st.seed, k.st.base, k.st.params)
+			w.verdict = verdict
+			worked = k.publish(w)
 		}
 		ready = nil
 		// Overlapped rounds: the next round is built on the model this
@@ -560,6 +575,7 @@ func (k *Contributor) publish(w *localWork) bool {
 		return false
 	}
 	c := contribution(k.cfg.SwarmID, k.id, w, k.worker.Codec().Name(), k.sc.Compression.InlineMaxBytes)
+	c.PeerAudit = w.verdict
 	if k.p.Audits > 0 {
 		// Tier 3: commit to the state the work started from and ended in,
 		// stored as files this peer serves over bitswap to its auditor.
@@ -664,6 +680,9 @@ func (k *Contributor) awaitRecord(r int64, announced bool) (*record.RoundRecord,
 // peer keeps no base and waits for the next record.
 func (k *Contributor) apply(rec *record.RoundRecord) {
 	n := k.model.NumParams()
+	if k.p.PeerAudits {
+		k.peerLast = k.lastRound(rec)
+	}
 	if w := k.pending; w != nil && w.round <= rec.Round {
 		k.pending = nil
 		switch {
@@ -751,4 +770,120 @@ func (k *Contributor) commitStates(start, end []float32) (*cid.Cid, *cid.Cid, er
 		out[i] = &c
 	}
 	return out[0], out[1], nil
+}
+
+// lastRound is what a peer audit needs of rec's round (round.LastOf),
+// from the state this peer held before applying it, and moves the state
+// chain on. Nil when this peer cannot audit soundly: it lacks the round's
+// base, or its view of the chain does not reach the contribution it is
+// assigned (it missed a record), so that it never signs a verdict the
+// referee would refute for want of the right inputs.
+func (k *Contributor) lastRound(rec *record.RoundRecord) *round.LastRound {
+	ctx, cancel := context.WithTimeout(k.ctx, fetchTimeout)
+	defer cancel()
+	opened := map[cid.Cid]*record.Contribution{}
+	contribution := func(c cid.Cid) (*record.Contribution, error) {
+		if r, ok := opened[c]; ok {
+			return r, nil
+		}
+		from := []peer.ID{k.coordinator}
+		if i := slices.IndexFunc(rec.Entries, func(e record.Entry) bool { return e.Contribution.Equals(c) }); i >= 0 {
+			from = append(from, holders(rec.Entries[i].Peer)...)
+		}
+		b, err := k.ex.GetFrom(ctx, c, from, int64(k.sc.Network.MaxMessageBytes))
+		if err != nil {
+			return nil, err
+		}
+		r, _, err := record.OpenBlock[record.Contribution](b)
+		if err != nil {
+			return nil, err
+		}
+		opened[c] = r
+		return r, nil
+	}
+	if k.chain == nil {
+		k.chain = map[string]round.Link{}
+	}
+	before := maps.Clone(k.chain)
+	// Every entry that committed to an end state moves its author's chain,
+	// as in round.RunWith.
+	for _, e := range rec.Entries {
+		if r, err := contribution(e.Contribution); err == nil && r.End != nil {
+			k.chain[e.Peer] = round.Link{End: *r.End, Payload: r.Payload}
+		} else {
+			delete(k.chain, e.Peer) // unknown now: no audit of it until it contributes again
+		}
+	}
+	if k.st.params == nil || !rec.Base.Equals(k.st.base) {
+		return nil
+	}
+	last, err := round.LastOf(k.p, rec, k.st.seed, k.st.params, before, contribution, func(c cid.Cid) ([]byte, error) { return k.payload(rec, c) })
+	if err != nil {
+		k.log.Info("peer audit: cannot rebuild the round", "round", rec.Round, "err", err)
+		return nil
+	}
+	target, ok := last.Assigned[k.id.String()]
+	if !ok {
+		return nil
+	}
+	w := last.Work[target]
+	zero, err := round.ZeroStateCID(k.p, len(k.st.params))
+	if err != nil {
+		return nil
+	}
+	if link, known := before[target]; !w.Start.Equals(zero) && (!known || !link.End.Equals(w.Start)) {
+		k.log.Info("peer audit: this peer's view of the chain does not reach its assignment", "round", rec.Round, "peer", target)
+		return nil
+	}
+	return last
+}
+
+// peerAudit recomputes the contribution this peer is assigned from the
+// last round and returns the verdict to sign (nil: none). Inputs it cannot
+// fetch mean no verdict rather than a fail: a fail is refereed, and the
+// coordinator may well reach a peer this one could not.
+func (k *Contributor) peerAudit() *record.PeerVerdict {
+	last := k.peerLast
+	k.peerLast = nil
+	if last == nil {
+		return nil
+	}
+	target := last.Assigned[k.id.String()]
+	w := last.Work[target]
+	ctx, cancel := context.WithTimeout(k.ctx, 2*auditFetchTimeout)
+	defer cancel()
+	from := append([]peer.ID{k.coordinator}, holders(target)...)
+	file := func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		fctx, cancel := context.WithTimeout(ctx, auditFetchTimeout)
+		defer cancel()
+		return k.ex.File(fctx, c)
+	}
+	block := func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		b, err := k.ex.GetFrom(ctx, c, from, int64(verify.MaxPayloadBytes(k.gate.elems)))
+		if err != nil {
+			return nil, err
+		}
+		return b.RawData(), nil
+	}
+	for _, c := range []cid.Cid{w.Start, w.End} {
+		if _, err := file(ctx, c); err != nil {
+			k.log.Info("peer audit: a committed state is out of reach", "peer", target, "state", c, "err", err)
+			return nil
+		}
+	}
+	if w.Prev.Defined() {
+		if _, err := block(ctx, w.Prev); err != nil {
+			k.log.Info("peer audit: the previous payload is out of reach", "peer", target, "payload", w.Prev, "err", err)
+			return nil
+		}
+	}
+	d := &round.DataAuditor{P: k.p, Model: k.model, Train: k.cfg.Train, Audits: 1, File: file, Payload: block}
+	v, err := round.PeerAudit(ctx, d, last, k.id.String())
+	if err != nil {
+		if k.ctx.Err() == nil {
+			k.log.Warn("peer audit", "peer", target, "err", err)
+		}
+		return nil
+	}
+	return v
 }

@@ -412,6 +412,9 @@ func (c *Coordinator) restore() error {
 	// Walk the ledger back to index the rounds, the payload history and
 	// the counters.
 	var last *record.RoundRecord
+	// before is each peer's chain link before the last round, and
+	// lastSeed that round's shard seed: what peer audits need of it.
+	before, lastSeed := map[string]round.Link{}, c.manifest.Seed
 	for at := &lc; at != nil; {
 		rb, err := c.store.Get(ctx, *at)
 		if err != nil {
@@ -423,15 +426,25 @@ func (c *Coordinator) restore() error {
 		}
 		if last == nil {
 			last = rec
+		} else if rec.Round == last.Round-1 {
+			lastSeed = rec.Seed
 		}
 		c.byRound[rec.Round] = *at
 		for _, e := range rec.Entries {
 			c.st.History[e.Payload] = rec.Round // walking back: the earliest round wins
-			if _, ok := c.st.Chain[e.Peer]; !ok && c.p.Audits > 0 {
+			_, inChain := c.st.Chain[e.Peer]
+			_, inBefore := before[e.Peer]
+			if c.p.Audits > 0 && (!inChain || (rec != last && !inBefore)) {
 				// Walking back: a peer's latest contribution ends its chain.
 				if cb, err := c.store.Get(ctx, e.Contribution); err == nil {
 					if cr, _, err := record.OpenBlock[record.Contribution](cb); err == nil && cr.End != nil {
-						c.st.Chain[e.Peer] = round.Link{End: *cr.End, Payload: cr.Payload}
+						link := round.Link{End: *cr.End, Payload: cr.Payload}
+						if !inChain {
+							c.st.Chain[e.Peer] = link
+						}
+						if rec != last && !inBefore {
+							before[e.Peer] = link
+						}
 					}
 				}
 			}
@@ -462,6 +475,34 @@ func (c *Coordinator) restore() error {
 	if c.p.Overlap && !last.Base.Equals(last.Model) {
 		if c.st.PrevParams, err = loadVector(ctx, c.ex, last.Base, n); err != nil {
 			return err
+		}
+	}
+	if c.p.PeerAudits {
+		// The verdicts of the next round judge the last one: rebuild what
+		// the seal left of it, or they would go unsettled here and the
+		// recheck (which replays from round 0) would disagree.
+		base, err := loadVector(ctx, c.ex, last.Base, n)
+		if err != nil {
+			return fmt.Errorf("peer audits: the last round's base %s: %w", last.Base, err)
+		}
+		c.st.Last, err = round.LastOf(c.p, last, lastSeed, base, before,
+			func(cc cid.Cid) (*record.Contribution, error) {
+				b, err := c.store.Get(ctx, cc)
+				if err != nil {
+					return nil, err
+				}
+				r, _, err := record.OpenBlock[record.Contribution](b)
+				return r, err
+			},
+			func(cc cid.Cid) ([]byte, error) {
+				b, err := c.store.Get(ctx, cc)
+				if err != nil {
+					return nil, err
+				}
+				return b.RawData(), nil
+			})
+		if err != nil {
+			return fmt.Errorf("peer audits: %w", err)
 		}
 	}
 	c.head.Record, c.head.Round = lc.String(), last.Round
@@ -658,7 +699,7 @@ func (c *Coordinator) withFaults(r int64, got []*received) []round.Contribution 
 func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
 	start := time.Now()
 	r := c.st.Round
-	out, err := round.RunWith(c.ctx, c.p, c.st, c.withFaults(r, got), round.Checks{Tier2: c.tier2, Audit: c.audit})
+	out, err := round.RunWith(c.ctx, c.p, c.st, c.withFaults(r, got), round.Checks{Tier2: c.tier2, Audit: c.audit, Referee: c.audit})
 	if err != nil {
 		return RoundSummary{}, err
 	}

@@ -124,6 +124,7 @@ func FuzzGate(f *testing.F) {
 	f.Add([]byte("\xa4dkind"), []byte("\x00\x24\x08\x01\x12\x20"))
 	f.Add(p.contribution(f, 0, fakeModelCID(), 1, []byte("ok")), []byte(id))
 	f.Add(p.contribution(f, 1, fakeModelCID(), 5, []byte("next")), []byte(id))
+	f.Add(p.withVerdict(f, 1, &record.PeerVerdict{Round: 0, Peer: "other", Contribution: fakeModelCID(), Pass: true}), []byte(id))
 	f.Fuzz(func(t *testing.T, data, from []byte) {
 		g := newRoundGate(testSwarm, 1000)
 		g.open(0, fakeModelCID(), 1)
@@ -134,6 +135,9 @@ func FuzzGate(f *testing.F) {
 		rec, signer, err := record.Open[record.Contribution](data)
 		if err != nil {
 			t.Fatalf("accepted %x, which does not open: %v", data, err)
+		}
+		if !wellFormedVerdict(rec) {
+			t.Fatal("accepted a contribution whose peer verdict is malformed")
 		}
 		if author, err := peer.IDFromBytes(from); err != nil || author != signer {
 			t.Fatal("accepted a contribution not signed by its author")
@@ -161,4 +165,48 @@ func FuzzGate(f *testing.F) {
 func fakeModelCID() cid.Cid {
 	c, _ := payloadCID([]byte("model"))
 	return c
+}
+
+// withVerdict is a next-round contribution of p carrying verdict v.
+func (p testPeer) withVerdict(t testing.TB, round int64, v *record.PeerVerdict) []byte {
+	t.Helper()
+	payload := []byte("verdict")
+	pc, err := payloadCID(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := int64(5)
+	c := &record.Contribution{Swarm: testSwarm, Round: round, Peer: p.id.String(), Base: fakeModelCID(), Payload: pc, Inline: &payload,
+		Codec: "dense", PayloadBytes: int64(len(payload)), Samples: 10, Loss: 1, Created: 1, Seed: &seed, PeerAudit: v}
+	blk, err := record.Sign(p.key, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blk.RawData()
+}
+
+// TestGateRejectsMalformedVerdicts: tier 0 rejects a peer verdict on the
+// author's own work, on a round other than the previous one, or with a
+// negative distance, and passes a well-formed one.
+func TestGateRejectsMalformedVerdicts(t *testing.T) {
+	k, _, _ := crypto.GenerateEd25519Key(bytes.NewReader(make([]byte, 64)))
+	id, _ := peer.IDFromPrivateKey(k)
+	p := testPeer{k, id}
+	neg := -1.0
+	for _, c := range []struct {
+		name string
+		v    *record.PeerVerdict
+		want pubsub.ValidationResult
+	}{
+		{"well formed", &record.PeerVerdict{Round: 0, Peer: "other", Contribution: fakeModelCID(), Pass: true}, pubsub.ValidationAccept},
+		{"its own", &record.PeerVerdict{Round: 0, Peer: id.String(), Contribution: fakeModelCID(), Pass: true}, pubsub.ValidationReject},
+		{"another round", &record.PeerVerdict{Round: 1, Peer: "other", Contribution: fakeModelCID()}, pubsub.ValidationReject},
+		{"negative distance", &record.PeerVerdict{Round: 0, Peer: "other", Contribution: fakeModelCID(), PayloadDistance: &neg}, pubsub.ValidationReject},
+	} {
+		g := newRoundGate(testSwarm, 1000)
+		g.open(0, fakeModelCID(), 1)
+		if got := g.validate(context.Background(), id, gossipMessage(p.withVerdict(t, 1, c.v), id)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
 }

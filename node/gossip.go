@@ -276,6 +276,9 @@ func (g *roundGate) validate(ctx context.Context, from peer.ID, m *pubsub.Messag
 	if err != nil || author != signer || c.Peer != signer.String() || c.Swarm != g.swarm {
 		return pubsub.ValidationReject
 	}
+	if !wellFormedVerdict(c) {
+		return pubsub.ValidationReject // a pure function of the message: every honest node rejects it too
+	}
 	cur := g.round.Load()
 	if c.Round != cur && c.Round != cur+1 {
 		return pubsub.ValidationIgnore
@@ -348,6 +351,20 @@ func (g *roundGate) validate(ctx context.Context, from peer.ID, m *pubsub.Messag
 	g.seen[key] = seenContribution{body: digest, raw: m.Data, seq: seq}
 	m.ValidatorData = &checked{rec: c, blk: blk}
 	return pubsub.ValidationAccept
+}
+
+// wellFormedVerdict checks the peer-audit verdict a contribution may carry
+// (round.PeerAudit) without any view of the swarm: it judges the previous
+// round, another peer's contribution, and its distances are numbers a
+// replay can give (finite, not negative). Whether it judges the assigned
+// contribution is the round engine's to settle.
+func wellFormedVerdict(c *record.Contribution) bool {
+	v := c.PeerAudit
+	if v == nil {
+		return true
+	}
+	ok := func(d *float64) bool { return d == nil || (*d >= 0 && *d <= math.MaxFloat64) }
+	return v.Round == c.Round-1 && v.Peer != c.Peer && v.Peer != "" && v.Contribution.Defined() && ok(v.PayloadDistance) && ok(v.EndDistance)
 }
 
 // reportQueue runs reports one at a time on one goroutine, which exists

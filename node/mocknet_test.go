@@ -75,6 +75,10 @@ type attacker struct {
 	adv        adversary
 	codec      gradient.Codec
 	baseParams []float32
+	// last is the record the attacker last applied and lastSeed that
+	// round's shard seed: what a peer-audit assignment is drawn from.
+	last     *record.RoundRecord
+	lastSeed int64
 
 	mu       sync.Mutex
 	payloads map[int64]map[cid.Cid][]byte
@@ -166,12 +170,31 @@ func runAttacker(ctx context.Context, h host.Host, dir, swarm, bootstrap string,
 	}
 	for st.round < int64(sc.Train.Rounds) {
 		shard := round.Shard(trainSet, st.seed, b.id.String(), sc.Train.ShardSize)
+		start := worker.State()
 		payload, delta, stats, err := worker.Work(ctx, st.params, shard, uint64(st.seed))
 		if err != nil {
 			return err
 		}
 		a.baseParams = st.params
 		c := contribution(swarm, b.id, &localWork{round: st.round, seed: st.seed, builtOn: st.base, payload: payload, stats: stats}, a.codec.Name(), sc.Compression.InlineMaxBytes)
+		if p.Audits > 0 {
+			// Commits to its state honestly, as a contributor does (served
+			// over bitswap): its cheat is in what it announces.
+			for _, s := range []struct {
+				v  []float32
+				to **cid.Cid
+			}{{start, &c.Start}, {worker.State(), &c.End}} {
+				f, err := round.StateFile(s.v)
+				if err != nil {
+					return err
+				}
+				fc, err := b.ex.AddFile(ctx, f)
+				if err != nil {
+					return err
+				}
+				*s.to = &fc
+			}
+		}
 		msgs, err := adv.announce(ctx, a, c, payload, delta)
 		if err != nil {
 			return err
@@ -191,6 +214,7 @@ func runAttacker(ctx context.Context, h host.Host, dir, swarm, bootstrap string,
 				return err
 			}
 		}
+		a.last, a.lastSeed = rec, st.seed
 		if st, err = fetchState(ctx, b, rec, n); err != nil {
 			return err
 		}

@@ -39,6 +39,9 @@ type State struct {
 	// Chain is, per peer, where its last contribution in the ledger left
 	// its private state: the next one must start there (tier 3).
 	Chain map[string]Link
+	// Last is what this round's peer verdicts judge (Params.PeerAudits);
+	// nil when there are none to settle.
+	Last *LastRound
 }
 
 // Link is the end of a peer's state chain: the end state its last
@@ -61,6 +64,9 @@ func Genesis(m *record.SwarmManifest, initial []float32) State {
 type Checks struct {
 	Tier2 Tier2
 	Audit Auditor
+	// Referee recomputes a previous round's contribution whose peer
+	// verdict says fail (Params.PeerAudits); Size is not used as a count.
+	Referee Auditor
 }
 
 // Contribution is one contribution as the round sees it, in record order
@@ -136,6 +142,10 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 	}
 	built, _ := p.Built(st)
 	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: built, Seed: st.Seed, Elems: n, History: st.History}, cands)
+	if err != nil {
+		return Outcome{}, err
+	}
+	refs, peerFaults, err := settlePeerAudits(ctx, p, st, in, verdicts, checks.Referee)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -247,6 +257,9 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 		if a, ok := audits[rec.Peer]; ok {
 			e.Audit = &a
 		}
+		if r, ok := refs[rec.Peer]; ok {
+			e.Referee = &r
+		}
 		ps := scores[rec.Peer]
 		ps.Peer = rec.Peer
 		p.Scoring.Apply(&ps, st.Round, e)
@@ -258,6 +271,16 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 			history[e.Payload] = st.Round
 		}
 	}
+	// A peer a referee proved faulty with no entry to reject this round
+	// is charged all the same.
+	for _, f := range peerFaults {
+		ps := scores[f.peer]
+		ps.Peer = f.peer
+		e := record.Entry{Peer: f.peer, Verdict: record.VerdictRejected, Reason: f.reason, Evidence: f.evidence}
+		p.Scoring.Apply(&ps, st.Round, e)
+		exclude(p, &ps, st.Round, e)
+		scores[f.peer] = ps
+	}
 	table := make([]record.PeerScore, 0, len(scores))
 	for _, peer := range slices.Sorted(maps.Keys(scores)) {
 		table = append(table, scores[peer])
@@ -266,7 +289,8 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 	out.Record = record.RoundRecord{Round: st.Round, Seed: nextSeed, Base: st.Base, Model: modelCID, OuterState: &outerCID,
 		Entries: entries, Scores: table, SampleSeed: sampleSeed, SampleSize: sampleSize, AuditSeed: auditSeed, AuditSize: auditSize}
 	out.Next = State{Round: st.Round + 1, Seed: nextSeed, Base: modelCID, Params: params, Outer: outer, Prev: st.Base, PrevParams: st.Params,
-		History: history, Scores: scores, Chain: chain}
+		History: history, Scores: scores, Chain: chain,
+		Last: lastRound(p, st, in, verdicts, contribs, audits)}
 	return out, nil
 }
 

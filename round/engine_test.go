@@ -71,12 +71,25 @@ func sealLedger(t *testing.T, rounds, workers int) *ledger {
 // trains honestly but sends its update negated.
 func sealLedgerWith(t *testing.T, rounds, workers int, audited bool) *ledger {
 	t.Helper()
-	return sealLedgerOverlap(t, rounds, workers, audited, false)
+	return sealLedgerOpts(t, rounds, workers, audited, false, nil)
 }
 
 // sealLedgerOverlap is sealLedgerWith with overlapped rounds when overlap:
 // every peer works on the round's Built model.
 func sealLedgerOverlap(t *testing.T, rounds, workers int, audited, overlap bool) *ledger {
+	t.Helper()
+	return sealLedgerOpts(t, rounds, workers, audited, overlap, nil)
+}
+
+// sealLedgerOn is sealLedgerWith with the auditor's replay model wrapped
+// by build (nil: as it is), standing in for another build's arithmetic.
+func sealLedgerOn(t *testing.T, rounds, workers int, audited bool, build func(train.Model) train.Model) *ledger {
+	t.Helper()
+	return sealLedgerOpts(t, rounds, workers, audited, false, build)
+}
+
+// sealLedgerOpts is the ledger sealer behind the three above.
+func sealLedgerOpts(t *testing.T, rounds, workers int, audited, overlap bool, build func(train.Model) train.Model) *ledger {
 	t.Helper()
 	ctx := context.Background()
 	sc := testSwarm()
@@ -223,7 +236,11 @@ func sealLedgerOverlap(t *testing.T, rounds, workers int, audited, overlap bool)
 		t2 := &DataTier2{Model: scratch, Train: trainSet, Test: testSet, ShardSize: sc.Train.ShardSize, SampleSize: sc.Verify.Tier2Sample}
 		var auditor Auditor
 		if audited {
-			auditor = &DataAuditor{P: p, Model: replay, Train: trainSet, File: store.ReadFile, Audits: sc.Verify.Audits,
+			var m train.Model = replay
+			if build != nil {
+				m = build(replay)
+			}
+			auditor = &DataAuditor{P: p, Model: m, Train: trainSet, File: store.ReadFile, Audits: sc.Verify.Audits,
 				Payload: func(ctx context.Context, c cid.Cid) ([]byte, error) {
 					b, err := store.Get(ctx, c)
 					if err != nil {

@@ -49,6 +49,12 @@ type Params struct {
 	// contributions are built on the previous round's base and applied to
 	// its own (Built, SeedAfter).
 	Overlap bool
+	// AuditTolerance is the relative L2 distance within which a replay
+	// passes (0: DefaultAuditTolerance; see AuditTol).
+	AuditTolerance float64
+	// PeerAudits has contributors audit each other (PeerAuditAssignment);
+	// needs Audits > 0.
+	PeerAudits bool
 }
 
 // Outer optimizer names, as written in a swarm config.
@@ -63,25 +69,27 @@ func ParamsOf(sc *config.Swarm) Params {
 	scoring := verify.DefaultScoreParams()
 	scoring.ReferenceFraction = sc.Verify.ReferenceFraction
 	return Params{
-		Model:         ModelSpec(sc),
-		BatchSize:     sc.Train.BatchSize,
-		InnerSteps:    sc.Train.InnerSteps,
-		ShardSize:     sc.Train.ShardSize,
-		Inner:         OptimizerSpec(sc.Train.InnerOptimizer),
-		Codec:         sc.Compression.Codec,
-		Density:       sc.Compression.Density,
-		ErrorFeedback: sc.Compression.ErrorFeedback,
-		Aggregation:   sc.Verify.Aggregation,
-		TrimFraction:  sc.Verify.TrimFraction,
-		Outer:         o.Name,
-		OuterLR:       o.LR,
-		OuterMomentum: o.Momentum,
-		Tier1:         verify.DefaultTier1Params(),
-		Scoring:       scoring,
-		Tier2Sample:   sc.Verify.Tier2Sample,
-		Audits:        sc.Verify.Audits,
-		ExcludeRounds: sc.Verify.ExcludeRounds,
-		Overlap:       sc.Round.Overlap,
+		Model:          ModelSpec(sc),
+		BatchSize:      sc.Train.BatchSize,
+		InnerSteps:     sc.Train.InnerSteps,
+		ShardSize:      sc.Train.ShardSize,
+		Inner:          OptimizerSpec(sc.Train.InnerOptimizer),
+		Codec:          sc.Compression.Codec,
+		Density:        sc.Compression.Density,
+		ErrorFeedback:  sc.Compression.ErrorFeedback,
+		Aggregation:    sc.Verify.Aggregation,
+		TrimFraction:   sc.Verify.TrimFraction,
+		Outer:          o.Name,
+		OuterLR:        o.LR,
+		OuterMomentum:  o.Momentum,
+		Tier1:          verify.DefaultTier1Params(),
+		Scoring:        scoring,
+		Tier2Sample:    sc.Verify.Tier2Sample,
+		Audits:         sc.Verify.Audits,
+		ExcludeRounds:  sc.Verify.ExcludeRounds,
+		AuditTolerance: sc.Verify.AuditTolerance,
+		PeerAudits:     sc.Verify.PeerAudits,
+		Overlap:        sc.Round.Overlap,
 	}
 }
 

@@ -107,14 +107,15 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 			in[i] = c
 		}
 		var auditor Auditor = recordedAudit{rec}
-		if opt.AuditData != nil && rec.AuditSize != nil {
+		var referee Auditor = recordedReferee{rec}
+		if opt.AuditData != nil && (rec.AuditSize != nil || st.Last != nil) {
 			if replayModel == nil {
 				if replayModel, err = train.New(p.Model, p.BatchSize, 1); err != nil {
 					return sum, err
 				}
 				defer replayModel.Close()
 			}
-			auditor = &DataAuditor{P: p, Model: replayModel, Train: opt.AuditData, File: store.ReadFile, Audits: int(*rec.AuditSize),
+			da := &DataAuditor{P: p, Model: replayModel, Train: opt.AuditData, File: store.ReadFile, Audits: 1,
 				Payload: func(ctx context.Context, c cid.Cid) ([]byte, error) {
 					b, err := store.Get(ctx, c)
 					if err != nil {
@@ -122,12 +123,18 @@ func RecheckWith(ctx context.Context, store *storage.Store, opt RecheckOptions) 
 					}
 					return b.RawData(), nil
 				}}
+			referee = da
+			if rec.AuditSize != nil {
+				d := *da
+				d.Audits = int(*rec.AuditSize)
+				auditor = &d
+			}
 		}
-		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: auditor})
+		out, err := RunWith(ctx, p, st, in, Checks{Tier2: recordedTier2{rec}, Audit: auditor, Referee: referee})
 		if err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
-		if err := sameAudits(rec, &out.Record); err != nil {
+		if err := sameAudits(rec, &out.Record, in, p.AuditTol()); err != nil {
 			return sum, fmt.Errorf("%s: %w", where, err)
 		}
 		if err := sameRecord(rec, &out.Record); err != nil {
@@ -202,6 +209,8 @@ func sameEntry(g, w record.Entry) error {
 		return fmt.Errorf("tier-2 evidence recorded: %v, drawn by the sample: %v", g.Tier2 != nil, w.Tier2 != nil)
 	case (g.Audit == nil) != (w.Audit == nil):
 		return fmt.Errorf("audit recorded: %v, drawn by the audit seed: %v", g.Audit != nil, w.Audit != nil)
+	case (g.Referee == nil) != (w.Referee == nil) || (g.Referee != nil && g.Referee.Peer != w.Referee.Peer):
+		return fmt.Errorf("referee recorded: %v, called for by the peer verdict: %v", g.Referee != nil, w.Referee != nil)
 	case g.Score != w.Score:
 		return fmt.Errorf("recorded score %v, recomputed %v", g.Score, w.Score)
 	case !g.Contribution.Equals(w.Contribution) || !g.Payload.Equals(w.Payload) || g.Loss != w.Loss || g.Samples != w.Samples:
@@ -321,22 +330,57 @@ func describeVerdict(verdict, reason string) string {
 
 // sameAudits compares the recorded audits with the recomputed ones (the
 // same when taken as recorded; the replay's when the recheck replays).
-func sameAudits(got, want *record.RoundRecord) error {
-	if len(got.Entries) != len(want.Entries) {
+// A replay on another build lands at another distance, so what must agree
+// is the start state, the fault and the side of the tolerance each
+// distance falls on: a pass stays within, a failure beyond.
+func sameAudits(got, want *record.RoundRecord, in []Contribution, tol float64) error {
+	if len(got.Entries) != len(want.Entries) || len(in) != len(got.Entries) {
 		return nil // sameRecord names it
 	}
 	for i, g := range got.Entries {
 		w := want.Entries[i]
+		if g.Referee != nil && w.Referee != nil {
+			if err := sameAudit(g.Peer+"'s referee", g.Referee.Audit, w.Referee.Audit, cid.Undef, cid.Undef, tol); err != nil {
+				return err
+			}
+		}
 		if g.Audit == nil || w.Audit == nil {
 			continue
 		}
-		a, b := g.Audit, w.Audit
-		if !a.Start.Equals(b.Start) || !sameCID(a.Payload, b.Payload) || !sameCID(a.End, b.End) || a.Fault != b.Fault {
-			return fmt.Errorf("peer %s: recorded audit (payload %v, end %v, fault %q), replayed (payload %v, end %v, fault %q)",
-				g.Peer, a.Payload, a.End, a.Fault, b.Payload, b.End, b.Fault)
+		var end cid.Cid
+		if e := in[i].Record.End; e != nil {
+			end = *e
+		}
+		if err := sameAudit(g.Peer, *g.Audit, *w.Audit, g.Payload, end, tol); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// sameAudit is one audit of sameAudits: payload and end are what the
+// audited contribution named (cid.Undef: compare distances only).
+func sameAudit(who string, a, b record.Audit, payload, end cid.Cid, tol float64) error {
+	within := func(d *float64) bool { return d != nil && *d <= tol }
+	same := a.Start.Equals(b.Start) && a.Fault == b.Fault && passed(a, payload, end, tol) == passed(b, payload, end, tol)
+	if a.PayloadDistance != nil && b.PayloadDistance != nil {
+		same = same && within(a.PayloadDistance) == within(b.PayloadDistance) && within(a.EndDistance) == within(b.EndDistance)
+	} else {
+		same = same && sameCID(a.Payload, b.Payload) && sameCID(a.End, b.End)
+	}
+	if !same {
+		return fmt.Errorf("peer %s: recorded audit (payload %v at %s, end %v at %s, fault %q), replayed (payload %v at %s, end %v at %s, fault %q), tolerance %g",
+			who, a.Payload, distance(a.PayloadDistance), a.End, distance(a.EndDistance), a.Fault,
+			b.Payload, distance(b.PayloadDistance), b.End, distance(b.EndDistance), b.Fault, tol)
+	}
+	return nil
+}
+
+func distance(d *float64) string {
+	if d == nil {
+		return "no distance"
+	}
+	return fmt.Sprintf("%.3g", *d)
 }
 
 func sameCID(a, b *cid.Cid) bool {

@@ -164,10 +164,11 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 		return nil, &seed, &size, nil
 	}
 	_, built := p.Built(st) // the replay starts where the work did
-	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: built, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{}}
+	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: built, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{},
+		Sent: map[string][]float32{}, End: map[string]cid.Cid{}}
 	for _, peer := range drawn {
 		rec := in[index[peer]].Record
-		r.Start[peer] = *rec.Start
+		r.Start[peer], r.End[peer], r.Sent[peer] = *rec.Start, *rec.End, verdicts[index[peer]].Vec
 		if l, ok := st.Chain[peer]; ok {
 			r.Prev[peer] = l.Payload
 		}
@@ -176,7 +177,7 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	out := map[string]record.Audit{}
+	out, tol := map[string]record.Audit{}, p.AuditTol()
 	for _, peer := range drawn {
 		res, ok := got[peer]
 		if !ok {
@@ -188,13 +189,20 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 		switch {
 		case res.Fault != "":
 			verdicts[i].Reason = fmt.Sprintf("%s: %s", verify.ReasonAudit, res.Fault)
-		case res.Payload == nil || !res.Payload.Equals(rec.Payload):
-			verdicts[i].Reason = fmt.Sprintf("%s: replayed from its committed state %s, the work gives payload %v, not %s", verify.ReasonAudit, res.Start, res.Payload, rec.Payload)
-		case res.End == nil || !res.End.Equals(*rec.End):
-			verdicts[i].Reason = fmt.Sprintf("%s: replayed from its committed state %s, the work ends in state %v, not %s", verify.ReasonAudit, res.Start, res.End, *rec.End)
-		default:
-			verdicts[i].Reason = "" // recomputed exactly: it stands, whatever tier 2 measured
+		case passed(res, rec.Payload, *rec.End, tol):
+			verdicts[i].Reason = "" // recomputed within the tolerance: it stands, whatever tier 2 measured
 			continue
+		case res.PayloadDistance == nil || res.EndDistance == nil:
+			verdicts[i].Reason = fmt.Sprintf("%s: replayed from its committed state %s, the work gives payload %v and end state %v, not %s and %s",
+				verify.ReasonAudit, res.Start, res.Payload, res.End, rec.Payload, *rec.End)
+		// The reason names no replay CID or distance (the audit record
+		// holds them): a replay on another build must give the same text.
+		case *res.PayloadDistance > tol:
+			verdicts[i].Reason = fmt.Sprintf("%s: replayed from its committed state %s, the work's payload lies beyond the tolerance %g (relative L2) of the one sent",
+				verify.ReasonAudit, res.Start, tol)
+		default:
+			verdicts[i].Reason = fmt.Sprintf("%s: replayed from its committed state %s, the work ends beyond the tolerance %g (relative L2) of the committed end state %s",
+				verify.ReasonAudit, res.Start, tol, *rec.End)
 		}
 		verdicts[i].Evidence = res.Start.String()
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/swarmtrain/swarmtrain/storage/record"
+	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
@@ -65,7 +66,8 @@ func TestRecheckNamesAnAuditItCannotReproduce(t *testing.T) {
 		{"audit passed", func(l *ledger, r *record.RoundRecord) {
 			for i, e := range r.Entries {
 				if e.Peer == l.flipper {
-					r.Entries[i].Audit.Payload = &e.Payload
+					zero := 0.0
+					r.Entries[i].Audit.Payload, r.Entries[i].Audit.PayloadDistance = &e.Payload, &zero
 				}
 			}
 		}, "rechecked accepted"},
@@ -171,7 +173,9 @@ func TestRecheckReplaysAudits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			zero := 0.0
 			rec.Entries[i].Audit.Payload, rec.Entries[i].Audit.End = &e.Payload, c.End
+			rec.Entries[i].Audit.PayloadDistance, rec.Entries[i].Audit.EndDistance = &zero, &zero
 			rec.Entries[i].Verdict, rec.Entries[i].Reason, rec.Entries[i].Evidence = record.VerdictAccepted, "", ""
 		}
 	}
@@ -251,5 +255,105 @@ func TestExclusionDoubles(t *testing.T) {
 		if *ps.ExcludedUntil != want {
 			t.Fatalf("an excluded rejection moved the exclusion to %d", *ps.ExcludedUntil)
 		}
+	}
+}
+
+// otherBuild is a model whose arithmetic drifts from this build's by a
+// relative rel on every parameter it hands back, as OpenBLAS's or a GPU's
+// reordered sums would (measured: 1.3e-7 on the payload).
+type otherBuild struct {
+	train.Model
+	rel float64
+}
+
+func (o otherBuild) ReadParams(dst []float32) {
+	o.Model.ReadParams(dst)
+	for i := range dst {
+		dst[i] *= float32(1 + o.rel*float64(i%3-1))
+	}
+}
+
+// TestAuditsToleratesAnotherBuild: an auditor whose replay drifts by 1e-6
+// relative from the contributors' build passes every honest contribution,
+// recording a distance above 0 and within the tolerance, and still proves
+// the flipper's fault; a recheck replaying on this build (distance 0)
+// agrees with every verdict.
+func TestAuditsToleratesAnotherBuild(t *testing.T) {
+	l := sealLedgerOn(t, 2, 2, true, func(m train.Model) train.Model { return otherBuild{m, 1e-6} })
+	tol := l.p.AuditTol()
+	drifted, worst := 0, 0.0
+	for r, out := range l.outcomes {
+		for _, e := range out.Record.Entries {
+			if e.Audit == nil {
+				continue
+			}
+			a := e.Audit
+			if a.PayloadDistance == nil || a.EndDistance == nil {
+				t.Fatalf("round %d: %s audited without distances", r, e.Peer)
+			}
+			switch {
+			case e.Peer == l.flipper:
+				if verify.Kind(e.Reason) != verify.ReasonAudit || *a.PayloadDistance <= tol {
+					t.Errorf("round %d: flipper %q at %g", r, e.Reason, *a.PayloadDistance)
+				}
+			case e.Verdict != record.VerdictAccepted:
+				t.Errorf("round %d: honest %s %q (payload at %g, end at %g)", r, e.Peer, e.Reason, *a.PayloadDistance, *a.EndDistance)
+			default:
+				if *a.PayloadDistance > 0 || *a.EndDistance > 0 {
+					drifted++
+				}
+				worst = max(worst, *a.PayloadDistance, *a.EndDistance)
+				if *a.PayloadDistance > 1e-3 || *a.EndDistance > 1e-3 {
+					t.Errorf("round %d: honest %s at %g / %g, want well within %g", r, e.Peer, *a.PayloadDistance, *a.EndDistance, tol)
+				}
+			}
+		}
+	}
+	t.Logf("%d honest audits drifted off this build's replay, the farthest %.3g (tolerance %g)", drifted, worst, tol)
+	if drifted == 0 {
+		t.Fatal("the other build replayed every honest contribution exactly: the test measures nothing")
+	}
+	trainSet := data.Synthetic(2000, 1) // sealLedgerWith's training set
+	if _, err := RecheckWith(context.Background(), l.store, RecheckOptions{AuditData: trainSet}); err != nil {
+		t.Fatalf("recheck on this build of a ledger audited on another: %v", err)
+	}
+}
+
+// TestStateDistanceIsPerPart: a fabricated residual small next to Adam's
+// moments is still far from the replay's residual.
+func TestStateDistanceIsPerPart(t *testing.T) {
+	want := []float32{0.01, -0.01, 5, 5, 5, 5, 3}
+	got := []float32{0.02, -0.01, 5, 5, 5, 5, 3}
+	if d := StateDistance(got, want, 2, nil); d < 0.5 {
+		t.Errorf("residual off by 70 %%, state distance %g", d)
+	}
+	if d := RelativeL2(got, want); d > 0.01 {
+		t.Errorf("whole-vector distance %g: the case the per-part rule exists for", d)
+	}
+	if d := StateDistance(want, want, 2, nil); d != 0 {
+		t.Errorf("same state at %g", d)
+	}
+}
+
+// TestPayloadDistanceExcusesTopKTies: a top-k that kept another coordinate
+// on a near tie is within the tolerance; the same coordinate sent with the
+// wrong sign, or a kept value changed, is not.
+func TestPayloadDistanceExcusesTopKTies(t *testing.T) {
+	dense := []float32{5, -4, 1.0, 0.9995, 0.2, 0.1}
+	replayed := []float32{5, -4, 1.0, 0, 0, 0} // top-3
+	swapped := []float32{5, -4, 0, 0.9995, 0, 0}
+	if d := PayloadDistance(swapped, replayed, dense, 0.01); d != 0 {
+		t.Errorf("a near tie broken the other way: %g", d)
+	}
+	if d := RelativeL2(swapped, replayed); d < 0.1 {
+		t.Errorf("plain relative L2 of the swap %g: the case the excuse exists for", d)
+	}
+	flipped := []float32{5, -4, 0, -0.9995, 0, 0}
+	if d := PayloadDistance(flipped, replayed, dense, 0.01); d <= 0.01 {
+		t.Errorf("a tied coordinate sent with the wrong sign passes at %g", d)
+	}
+	far := []float32{5, -4, 0, 0, 0.2, 0}
+	if d := PayloadDistance(far, replayed, dense, 0.01); d <= 0.01 {
+		t.Errorf("a coordinate far below the threshold swapped in passes at %g", d)
 	}
 }

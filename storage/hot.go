@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"sync"
@@ -25,7 +26,9 @@ const DefaultHotBytes = 64 << 20
 // hotBlockstore keeps up to max bytes of blocks in memory, least recently
 // used out first, in front of the blockstore on disk. Blocks are immutable
 // (a CID names its bytes), so the cache is never stale: a write goes to disk
-// first and only then into memory, and a delete leaves both.
+// first and only then into memory, and a delete leaves both. It keeps and
+// hands out copies, as LevelDB does: some callers decode into or reuse the
+// bytes they got, and no such write may reach another reader.
 //
 // It sits beneath verifiedBlockstore, so a block read for bitswap or the
 // node is still re-hashed against its CID whether it came from memory or
@@ -65,15 +68,14 @@ func (h *hotBlockstore) lookup(c cid.Cid) (blocks.Block, bool) {
 	}
 	h.order.MoveToFront(e)
 	b := e.Value.(blocks.Block)
-	if !b.Cid().Equals(c) {
-		// Same bytes under another CID version: answer with the CID asked for.
-		nb, err := blocks.NewBlockWithCid(b.RawData(), c)
-		if err != nil {
-			return nil, false
-		}
-		return nb, true
+	// A copy, under the CID asked for (the same bytes may be asked for
+	// under the other CID version): callers own what Get returns, as they
+	// do a LevelDB read, and some decode into or reuse it.
+	nb, err := blocks.NewBlockWithCid(bytes.Clone(b.RawData()), c)
+	if err != nil {
+		return nil, false
 	}
-	return b, true
+	return nb, true
 }
 
 func (h *hotBlockstore) add(b blocks.Block) {
@@ -88,7 +90,13 @@ func (h *hotBlockstore) add(b blocks.Block) {
 		h.order.MoveToFront(e)
 		return
 	}
-	h.byKey[k] = h.order.PushFront(b)
+	// Kept as a copy: a writer may reuse its buffer once Put returns, as
+	// it may with LevelDB.
+	kept, err := blocks.NewBlockWithCid(bytes.Clone(b.RawData()), b.Cid())
+	if err != nil {
+		return
+	}
+	h.byKey[k] = h.order.PushFront(kept)
 	h.size += n
 	h.evict()
 }

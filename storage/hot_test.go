@@ -105,3 +105,29 @@ func TestHotBlocksAnswerTheCIDAsked(t *testing.T) {
 		t.Errorf("got CID %s, want %s", got.Cid(), other)
 	}
 }
+
+// Callers own the bytes they put and get, as with LevelDB: a write to
+// either never reaches the next reader.
+func TestHotBlocksAreCopies(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := rawBlock(t, 3, 64)
+	want := bytes.Clone(b.RawData())
+	if err := s.Put(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	b.RawData()[0] ^= 0xff // the writer reuses its buffer
+	got, err := s.unchecked().Get(ctx, b.Cid())
+	if err != nil || !bytes.Equal(got.RawData(), want) {
+		t.Fatalf("read after the writer's change: %v", err)
+	}
+	got.RawData()[1] ^= 0xff // a reader decodes in place
+	again, err := s.Get(ctx, b.Cid())
+	if err != nil || !bytes.Equal(again.RawData(), want) {
+		t.Fatalf("read after a reader's change: %v", err)
+	}
+}

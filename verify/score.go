@@ -15,16 +15,19 @@ import (
 //
 // where x is the entry's value:
 //
-//	x = Fault              a proven fault (see Proven), tier 0 or 1
-//	x = Unproven           a rejection an honest peer can suffer (stale, unavailable)
-//	x = Quality(tier2)     sampled by tier 2 and rejected by it (Tier2Reason): -1 or 0
-//	x = max(Quality, Passed)  sampled by tier 2 and accepted: +1, or Passed
-//	x = Passed             accepted, not sampled
+//	x = Fault              a proven fault (see Proven): tier 0 or 1, a failed audit, excluded
+//	x = Quality(tier2)     sampled by tier 2 and rejected by it (Tier2Reason), no audit overturning it: -1 or 0
+//	x = Unproven           another rejection an honest peer can suffer (stale, unavailable)
+//	x = Passed             accepted, checked or not
 //
-// Being sampled never costs an accepted contribution: a sparse honest
-// update late in training often moves the held-out loss by less than
-// nothing, or its own shard's no more than a random one's, and that is no
-// reason to score it below an update nobody checked.
+// An accepted contribution scores the same whether tier 2 sampled it, an
+// audit replayed it or nothing checked it: which peers are checked is luck
+// of the draw, and a bonus for passing made honest scores spread 0.26-0.69
+// after 20 rounds by that luck alone (benchmarks/attacks). Checks matter
+// through what they reject: a cheat is caught, not an honest peer
+// rewarded. Nor does being sampled cost an accepted contribution: a sparse
+// honest update late in training often moves the held-out loss by less
+// than nothing, or its own shard's no more than a random one's.
 //
 // A peer starts at 0. Rounds without an entry leave the score alone, so a
 // slow or absent honest peer is never pushed down. Everything x depends on
@@ -33,10 +36,9 @@ import (
 type ScoreParams struct {
 	// Decay is the weight of the newest round. In (0, 1].
 	Decay float64
-	// Passed is what passing the cheap tiers earns. In [0, 1): below what
-	// a tier-2 check of an honest update earns, so that checked work counts
-	// more, and above 0, so that cheap checks still separate peers that
-	// pass them from peers that do not.
+	// Passed is what an accepted contribution earns. In [0, 1): above 0,
+	// so that a peer whose work counts stands above one whose work is
+	// refused, and the same for checked and unchecked work (see above).
 	Passed float64
 	// Fault is what a proven fault costs. In [-1, 0).
 	Fault float64
@@ -72,16 +74,14 @@ func (p ScoreParams) validate() error {
 // Value is x for one entry (see ScoreParams).
 func (p ScoreParams) Value(e record.Entry) float64 {
 	switch {
-	case e.Tier2 != nil && e.Verdict == record.VerdictAccepted:
-		return max(QualityAt(*e.Tier2, p.ReferenceFraction), p.Passed)
+	case e.Verdict == record.VerdictAccepted:
+		return p.Passed
+	case Proven(e.Reason):
+		return p.Fault // before tier 2's evidence: an audit may have proven what tier 2 flagged
 	case e.Tier2 != nil:
 		return QualityAt(*e.Tier2, p.ReferenceFraction)
-	case e.Verdict != record.VerdictAccepted && Proven(e.Reason):
-		return p.Fault
-	case e.Verdict != record.VerdictAccepted:
-		return p.Unproven
 	}
-	return p.Passed
+	return p.Unproven
 }
 
 // Apply folds one round's entry into a peer's standing: the score, the

@@ -31,6 +31,7 @@ const (
 	ReasonChain         = "chain"          // commits to a start state that is not where its last contribution ended (tier 3)
 	ReasonAudit         = "audit"          // recomputation from its committed state does not give its payload (tier 3)
 	ReasonExcluded      = "excluded"       // sent while excluded for an earlier proven fault
+	ReasonAccusation    = "accusation"     // signed a peer-audit verdict the coordinator's recomputation refutes (tier 3)
 	ReasonTier2         = "tier2"          // sampled, and helped neither its own shard nor held-out data
 )
 

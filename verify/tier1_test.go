@@ -167,11 +167,14 @@ func TestScoreFormula(t *testing.T) {
 		want float64
 	}{
 		{record.Entry{Verdict: "accepted"}, 0.2 * 0.25},
-		{record.Entry{Verdict: "accepted", Tier2: &good}, 0.8*0.05 + 0.2},
-		{record.Entry{Verdict: "rejected", Reason: "norm: big"}, 0.8*0.24 - 0.2},
-		{record.Entry{Verdict: "rejected", Reason: "stale: old base"}, 0.8 * (0.8*0.24 - 0.2)},
-		{record.Entry{Verdict: "rejected", Reason: Tier2Reason(useless), Tier2: &useless}, 0.8*(0.8*(0.8*0.24-0.2)) - 0.2},
-		{record.Entry{Verdict: "accepted", Tier2: &lukewarm}, 0.8*(0.8*(0.8*(0.8*0.24-0.2))-0.2) + 0.2*0.25},
+		// A passed check earns what an unchecked contribution does.
+		{record.Entry{Verdict: "accepted", Tier2: &good}, 0.8*0.05 + 0.2*0.25},
+		{record.Entry{Verdict: "rejected", Reason: "norm: big"}, 0.8*0.09 - 0.2},
+		{record.Entry{Verdict: "rejected", Reason: "stale: old base"}, 0.8 * (0.8*0.09 - 0.2)},
+		{record.Entry{Verdict: "rejected", Reason: Tier2Reason(useless), Tier2: &useless}, 0.8*(0.8*(0.8*0.09-0.2)) - 0.2},
+		{record.Entry{Verdict: "accepted", Tier2: &lukewarm}, 0.8*(0.8*(0.8*(0.8*0.09-0.2))-0.2) + 0.2*0.25},
+		// Tier 2 flagged it and the audit proved it: a fault, not tier 2's quality.
+		{record.Entry{Verdict: "rejected", Reason: ReasonAudit + ": replay differs", Tier2: &good}, 0.8*(0.8*(0.8*(0.8*(0.8*0.09-0.2))-0.2)+0.2*0.25) - 0.2},
 	}
 	for i, s := range steps {
 		p.Apply(&ps, int64(i), s.e)
@@ -179,10 +182,10 @@ func TestScoreFormula(t *testing.T) {
 			t.Fatalf("step %d: score %v, want %v", i, ps.Score, s.want)
 		}
 	}
-	if ps.Accepted != 3 || ps.Rejected != 3 || ps.LastRound != 5 || ProvenFaults(ps) != 1 {
+	if ps.Accepted != 3 || ps.Rejected != 4 || ps.LastRound != 6 || ProvenFaults(ps) != 2 {
 		t.Fatalf("standing %+v, proven faults %d", ps, ProvenFaults(ps))
 	}
-	if got := *ps.Rejections; len(got) != 3 || got[0].Reason != "norm" || got[1].Reason != "stale" || got[2].Reason != "tier2" {
+	if got := *ps.Rejections; len(got) != 4 || got[0].Reason != "audit" || got[1].Reason != "norm" || got[2].Reason != "stale" || got[3].Reason != "tier2" {
 		t.Fatalf("rejections %+v", got)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/swarmtrain/swarmtrain/round"
 	"github.com/swarmtrain/swarmtrain/train/data"
 )
 
@@ -36,6 +37,7 @@ func main() {
 	honest := flag.Int("honest", 4, "honest contributors")
 	audits := flag.Int("audits", 4, "tier-3 audits per round (verify.audits; 0: none, the rules before tier 3)")
 	exclude := flag.Int("exclude", 8, "rounds a first proven fault excludes a peer, doubling (verify.exclude_rounds; 0: none)")
+	peerAudits := flag.Bool("peer-audits", false, "honest contributors also audit each other (verify.peer_audits): each replays its assigned contribution of the previous round and signs a verdict")
 	list := flag.String("classes", strings.Join(classNames(), ","), "attack classes, comma-separated: "+strings.Join(classNames(), ", "))
 	dataDir := flag.String("data", defaultData(), "MNIST directory")
 	asJSON := flag.Bool("json", false, "print every run as JSON")
@@ -55,6 +57,8 @@ func main() {
 		os.Exit(1)
 	}
 	e := newEnv(*rounds, *honest, *audits, *exclude, trainSet, testSet)
+	e.sc.Verify.PeerAudits = *peerAudits
+	e.p = round.ParamsOf(e.sc)
 	ctx := context.Background()
 	if *marginsRead != "" {
 		if err := crossBuild(ctx, e, *marginsRead, *rounds); err != nil {
@@ -80,7 +84,8 @@ func main() {
 		}
 		all = append(all, base)
 		if !*asJSON {
-			fmt.Printf("seed %d honest-only: accuracy %.2f%%, honest rejected %d, scores %v, audits %d (%.2fx honest work) (%s)\n", s, base.Accuracy, base.HonestRejected, base.Scores, base.Audits, base.AuditTime/max(base.HonestWork, 1e-9), base.Elapsed)
+			fmt.Printf("seed %d honest-only: accuracy %.2f%%, honest rejected %d, scores %v, audits %d (%.2fx honest work), peer verdicts %d (%.2fx), refereed %d (%s)\n", s, base.Accuracy, base.HonestRejected, base.Scores, base.Audits, base.AuditTime/max(base.HonestWork, 1e-9),
+				base.PeerVerdicts, base.PeerAuditTime/max(base.HonestWork, 1e-9), base.Refereed, base.Elapsed)
 		}
 		for _, c := range names {
 			r, err := e.run(ctx, c, int64(s))
@@ -91,9 +96,9 @@ func main() {
 			r.HonestOnly, r.Delta = base.Accuracy, r.Accuracy-base.Accuracy
 			all = append(all, r)
 			if !*asJSON {
-				fmt.Printf("seed %d %-11s kept out %5.1f%% (%d/%d)  accuracy %.2f%% (%+.2f pt)  adversary max %.2f < honest min %.2f: %v  honest rejected %d failed %d  held %d  wrong weights %d  rejections %v  audits %d (%.2fx honest work)  max cosine honest %.3f adversaries %.3f (%s)\n",
+				fmt.Printf("seed %d %-11s kept out %5.1f%% (%d/%d)  accuracy %.2f%% (%+.2f pt)  adversary max %.2f < honest min %.2f: %v  honest rejected %d failed %d  held %d  wrong weights %d  rejections %v  audits %d (%.2fx honest work)  peer verdicts %d (%.2fx) refereed %d  max cosine honest %.3f adversaries %.3f (%s)\n",
 					s, c, r.KeptOut, r.AdvUpdates-r.AdvAccepted, r.AdvUpdates, r.Accuracy, r.Delta, r.MaxAdversary, r.MinHonest, r.Separated,
-					r.HonestRejected, r.HonestFailed, r.Held, r.WrongWeights, r.Rejections, r.Audits, r.AuditTime/max(r.HonestWork, 1e-9), r.HonestCosine, r.AdvCosine, r.Elapsed)
+					r.HonestRejected, r.HonestFailed, r.Held, r.WrongWeights, r.Rejections, r.Audits, r.AuditTime/max(r.HonestWork, 1e-9), r.PeerVerdicts, r.PeerAuditTime/max(r.HonestWork, 1e-9), r.Refereed, r.HonestCosine, r.AdvCosine, r.Elapsed)
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 
@@ -15,8 +14,9 @@ import (
 // margins measures what a cross-build audit tolerance must sit between:
 // how far an honest replay on another build (OpenBLAS against pure Go)
 // lands from the contributor's payload, and how far each attack's payload
-// is from the honest replay of its own committed state. Distances are
-// ‖a − b‖ / ‖b‖ over the decoded payloads, b the replay.
+// is from the honest replay of its own committed state. Distances are the
+// audit's own (round.PayloadDistance): ‖a − b‖ / ‖b‖ over the decoded
+// payloads, b the replay, with top-k's near ties excused.
 type margins struct {
 	dir    string
 	attack func(ctx context.Context, e *env, class string, model train.Model, st round.State, peer string, start []float32, payload []byte) error
@@ -43,9 +43,17 @@ func (m *margins) dump(r int, base, start []float32) error {
 	return nil
 }
 
-// dumpPayload saves honest-0's payload and the round's seed.
-func (m *margins) dumpPayload(r int, payload []byte, seed int64) error {
+// dumpPayload saves honest-0's payload, the round's seed and the state
+// the work ended in.
+func (m *margins) dumpPayload(r int, payload []byte, seed int64, end []float32) error {
 	if err := os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-payload.bin", r)), payload, 0o644); err != nil {
+		return err
+	}
+	f, err := round.VectorFile("end", end)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-end.safetensors", r)), f, 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("r%02d-seed.txt", r)), fmt.Appendf(nil, "%d", seed), 0o644)
@@ -53,11 +61,11 @@ func (m *margins) dumpPayload(r int, payload []byte, seed int64) error {
 
 func (m *margins) measure(ctx context.Context, e *env, class string, model train.Model, st round.State, peer string, start []float32, payload []byte) error {
 	shard := round.Shard(e.train, st.Seed, peer, e.p.ShardSize)
-	replay, _, err := round.ReplayWork(ctx, e.p, model, st.Params, shard, uint64(st.Seed), start)
+	replay, _, dense, err := round.ReplayWork(ctx, e.p, model, st.Params, shard, uint64(st.Seed), start)
 	if err != nil {
 		return err
 	}
-	d, err := distance(payload, replay, len(st.Params))
+	d, err := distance(e.p, payload, replay, dense)
 	if err != nil {
 		return err
 	}
@@ -67,22 +75,18 @@ func (m *margins) measure(ctx context.Context, e *env, class string, model train
 	return nil
 }
 
-func distance(a, b []byte, n int) (float64, error) {
-	va, err := verify.DecodePayload(a, n)
+// distance is the audit's distance of payload a from the replay b, whose
+// update before compression is dense.
+func distance(p round.Params, a, b []byte, dense []float32) (float64, error) {
+	va, err := verify.DecodePayload(a, len(dense))
 	if err != nil {
 		return 0, err
 	}
-	vb, err := verify.DecodePayload(b, n)
+	vb, err := verify.DecodePayload(b, len(dense))
 	if err != nil {
 		return 0, err
 	}
-	var dd, bb float64
-	for i := range va {
-		x := float64(va[i]) - float64(vb[i])
-		dd += x * x
-		bb += float64(vb[i]) * float64(vb[i])
-	}
-	return math.Sqrt(dd / bb), nil
+	return round.PayloadDistance(va, vb, dense, p.AuditTol()), nil
 }
 
 // crossBuild replays, with this build, every round of honest-0's work that
@@ -102,7 +106,7 @@ func crossBuild(ctx context.Context, e *env, dir string, rounds int) error {
 		return err
 	}
 	defer model.Close()
-	worst := 0.0
+	worst, worstEnd := 0.0, 0.0
 	for r := range rounds {
 		read := func(name string, want int) ([]float32, error) {
 			f, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("r%02d-%s.safetensors", r, name)))
@@ -132,17 +136,36 @@ func crossBuild(ctx context.Context, e *env, dir string, rounds int) error {
 			return err
 		}
 		shard := round.Shard(e.train, s, "honest-0", e.p.ShardSize)
-		mine, _, err := round.ReplayWork(ctx, e.p, model, base, shard, uint64(s), start)
+		mine, mineEnd, dense, err := round.ReplayWork(ctx, e.p, model, base, shard, uint64(s), start)
 		if err != nil {
 			return err
 		}
-		d, err := distance(mine, theirs, n)
+		d, err := distance(e.p, theirs, mine, dense)
 		if err != nil {
 			return err
 		}
-		worst = max(worst, d)
-		fmt.Printf("round %2d: this build's replay is %.3g from the dumped payload (identical bytes: %v)\n", r, d, string(mine) == string(theirs))
+		theirsEnd, err := read("end", k)
+		if err != nil {
+			return err
+		}
+		// The end state as the audit measures it: per part, the residual's
+		// top-k ties skipped.
+		sent, err := verify.DecodePayload(theirs, n)
+		if err != nil {
+			return err
+		}
+		replayed, err := verify.DecodePayload(mine, n)
+		if err != nil {
+			return err
+		}
+		var ties []bool
+		if e.p.ErrorFeedback {
+			ties = round.Ties(sent, replayed, dense, e.p.AuditTol())
+		}
+		de := round.StateDistance(theirsEnd, mineEnd, n, ties)
+		worst, worstEnd = max(worst, d), max(worstEnd, de)
+		fmt.Printf("round %2d: this build's replay is %.3g from the dumped payload, %.3g from its end state (identical bytes: %v)\n", r, d, de, string(mine) == string(theirs))
 	}
-	fmt.Printf("honest cross-build distance, worst of %d rounds: %.3g (%s)\n", rounds, worst, train.BLAS())
+	fmt.Printf("honest cross-build distance, worst of %d rounds: payload %.3g, end state %.3g (%s)\n", rounds, worst, worstEnd, train.BLAS())
 	return nil
 }

@@ -86,8 +86,13 @@ type result struct {
 	HonestCosine float64 `json:"max_honest_cosine"`
 	AdvCosine    float64 `json:"max_adversary_cosine"`
 	HonestWork   float64 `json:"honest_work_s"` // summed local work of the honest peers
-	AuditTime    float64 `json:"audit_s"`       // summed tier-3 replays
-	Elapsed      string  `json:"elapsed"`
+	AuditTime    float64 `json:"audit_s"`       // summed tier-3 replays (the coordinator's audits and referees)
+	// With -peer-audits: the honest peers' signed verdicts, their summed
+	// replays, and the verdicts the coordinator refereed.
+	PeerVerdicts  int     `json:"peer_verdicts"`
+	PeerAuditTime float64 `json:"peer_audit_s"`
+	Refereed      int     `json:"refereed"`
+	Elapsed       string  `json:"elapsed"`
 }
 
 // peer is one participant: an honest worker or an adversary.
@@ -177,13 +182,13 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 	defer replayModel.Close()
 	committed := states{}
 	payloads := map[string][]byte{}
-	auditor := &timedAuditor{a: &round.DataAuditor{P: p, Model: replayModel, Train: e.train, File: committed.get, Audits: p.Audits,
-		Payload: func(_ context.Context, c cid.Cid) ([]byte, error) {
-			if b, ok := payloads[c.KeyString()]; ok {
-				return b, nil
-			}
-			return nil, fmt.Errorf("%s: not served", c)
-		}}}
+	payloadOf := func(_ context.Context, c cid.Cid) ([]byte, error) {
+		if b, ok := payloads[c.KeyString()]; ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%s: not served", c)
+	}
+	auditor := &timedAuditor{a: &round.DataAuditor{P: p, Model: replayModel, Train: e.train, File: committed.get, Audits: p.Audits, Payload: payloadOf}}
 
 	initial, err := round.CheckpointFile(p.Model, train.Snapshot(global))
 	if err != nil {
@@ -201,7 +206,7 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 	for r := 0; r < e.rounds; r++ {
 		var in []round.Contribution
 		view := &roundView{st: st}
-		add := func(q *peer, payload []byte, samples int64, loss float64, start, end []float32) error {
+		add := func(q *peer, payload []byte, samples int64, loss float64, start, end []float32, verdict *record.PeerVerdict) error {
 			pc, err := verify.PayloadCID(payload)
 			if err != nil {
 				return err
@@ -209,7 +214,7 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 			payloads[pc.KeyString()] = payload
 			s := st.Seed
 			c := &record.Contribution{Round: st.Round, Peer: q.id, Base: st.Base, Payload: pc, Codec: p.Codec,
-				PayloadBytes: int64(len(payload)), Samples: samples, Loss: loss, Seed: &s}
+				PayloadBytes: int64(len(payload)), Samples: samples, Loss: loss, Seed: &s, PeerAudit: verdict}
 			if c.Start, err = committed.put(start); err != nil {
 				return err
 			}
@@ -222,6 +227,21 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 		for _, q := range peers {
 			if q.adv != nil {
 				continue
+			}
+			// Its peer audit first, with its own model as scratch (the
+			// worker writes its parameters back before its work), as a
+			// contributor does.
+			var verdict *record.PeerVerdict
+			if st.Last != nil {
+				t0 := time.Now()
+				verdict, err = round.PeerAudit(ctx, &round.DataAuditor{P: p, Model: q.model, Train: e.train, File: committed.get, Payload: payloadOf, Audits: 1}, st.Last, q.id)
+				res.PeerAuditTime += time.Since(t0).Seconds()
+				if err != nil {
+					return res, err
+				}
+				if verdict != nil {
+					res.PeerVerdicts++
+				}
 			}
 			shard := round.Shard(e.train, st.Seed, q.id, p.ShardSize)
 			start := q.worker.State()
@@ -238,7 +258,7 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 				continue
 			}
 			if e.margins != nil && q.id == "honest-0" && class == "" {
-				if err := e.margins.dumpPayload(r, payload, st.Seed); err != nil {
+				if err := e.margins.dumpPayload(r, payload, st.Seed, q.worker.State()); err != nil {
 					return res, err
 				}
 			}
@@ -247,7 +267,7 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 				return res, err
 			}
 			view.honest = append(view.honest, vec)
-			if err := add(q, payload, int64(stats.Samples), stats.MeanLoss, start, q.worker.State()); err != nil {
+			if err := add(q, payload, int64(stats.Samples), stats.MeanLoss, start, q.worker.State(), verdict); err != nil {
 				return res, err
 			}
 		}
@@ -268,12 +288,12 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 					return res, err
 				}
 			}
-			if err := add(q, payload, samples, 0.3, start, q.worker.State()); err != nil {
+			if err := add(q, payload, samples, 0.3, start, q.worker.State(), nil); err != nil {
 				return res, err
 			}
 		}
 		cosines(&res, in, isAdv, len(st.Params))
-		out, err := round.RunWith(ctx, p, st, in, round.Checks{Tier2: t2, Audit: auditor})
+		out, err := round.RunWith(ctx, p, st, in, round.Checks{Tier2: t2, Audit: auditor, Referee: auditor})
 		if err != nil {
 			return res, err
 		}
@@ -283,6 +303,9 @@ func (e *env) run(ctx context.Context, class string, seed int64) (result, error)
 		for _, en := range out.Record.Entries {
 			if en.Audit != nil {
 				res.Audits++
+			}
+			if en.Referee != nil {
+				res.Refereed++
 			}
 			accepted := en.Verdict == record.VerdictAccepted
 			if accepted && en.Weight != p.Weight() {

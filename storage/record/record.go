@@ -78,6 +78,17 @@ type Contribution struct {
 	seed optional Int
 	start optional Link
 	end optional Link
+	peerAudit optional PeerVerdict
+}
+
+type PeerVerdict struct {
+	round Int
+	peer String
+	contribution Link
+	pass Bool
+	payloadDistance optional Float
+	endDistance optional Float
+	fault String
 }
 
 type Entry struct {
@@ -95,6 +106,12 @@ type Entry struct {
 	tier2 optional Tier2
 	evidenceBlocks optional [Link]
 	audit optional Audit
+	referee optional Referee
+}
+
+type Referee struct {
+	peer String
+	audit Audit
 }
 
 type Audit struct {
@@ -102,6 +119,8 @@ type Audit struct {
 	payload optional Link
 	end optional Link
 	fault String
+	payloadDistance optional Float
+	endDistance optional Float
 }
 
 type Tier2 struct {
@@ -191,6 +210,34 @@ type Contribution struct {
 	// commit (a swarm without audits).
 	Start *cid.Cid `json:"start,omitempty"`
 	End   *cid.Cid `json:"end,omitempty"`
+	// PeerAudit is the contributor's signed verdict on the contribution
+	// it was assigned to recompute from the previous round
+	// (round.PeerAuditAssignment); nil when it audited none.
+	PeerAudit *PeerVerdict `json:"peer_audit,omitempty"`
+}
+
+// PeerVerdict is one contributor's verdict on another's contribution of
+// the previous round, recomputed from that peer's committed start state
+// (round.DataAuditor): Pass says whether the replay fell within the
+// swarm's audit tolerance; the distances and Fault are what the replay
+// measured (as in Audit).
+type PeerVerdict struct {
+	Round           int64    `json:"round"`
+	Peer            string   `json:"peer"`
+	Contribution    cid.Cid  `json:"contribution"`
+	Pass            bool     `json:"pass"`
+	PayloadDistance *float64 `json:"payload_distance,omitempty"`
+	EndDistance     *float64 `json:"end_distance,omitempty"`
+	Fault           string   `json:"fault"`
+}
+
+// Referee is the coordinator's own recomputation of the contribution a
+// peer's verdict judged (Peer, in the previous round), when the verdict
+// said fail or disagreed with the coordinator's audit: the loser — the
+// audited peer or the accuser — takes a proven fault.
+type Referee struct {
+	Peer  string `json:"peer"`
+	Audit Audit  `json:"audit"`
 }
 
 // Entry is one contribution's fate in a round record.
@@ -216,12 +263,16 @@ type Entry struct {
 	// Audit is the evidence of a tier-3 recomputation; nil when the
 	// contribution was not audited.
 	Audit *Audit `json:"audit,omitempty"`
+	// Referee is the recomputation that settled this peer's verdict on
+	// another's previous contribution; nil when none was needed.
+	Referee *Referee `json:"referee,omitempty"`
 }
 
 // Audit is what replaying a contribution's local work gave (round.Audit):
 // from the committed start state, on the round's base, shard and seed. The
-// contribution passes when Payload and End are the ones it names and Fault
-// is empty.
+// contribution passes when Fault is empty and both distances are within
+// the swarm's audit tolerance (a record without distances, sealed before
+// they existed: when Payload and End are the ones it names).
 type Audit struct {
 	Start cid.Cid `json:"start"`
 	// Payload and End are the replay's payload CID and end-state CID; nil
@@ -231,6 +282,13 @@ type Audit struct {
 	// Fault is why the start state itself is refused (unavailable,
 	// malformed, out of bounds); "" when it is fine.
 	Fault string `json:"fault"`
+	// PayloadDistance is the relative L2 distance of the decoded payload
+	// the contribution sent from the replay's; EndDistance the same for its
+	// committed end state (round.StateDistance). 0 when the CIDs agree;
+	// nil when the replay could not run. A recheck on another build
+	// reproduces the side of the tolerance, not the figure.
+	PayloadDistance *float64 `json:"payload_distance,omitempty"`
+	EndDistance     *float64 `json:"end_distance,omitempty"`
 }
 
 // Tier2 is the evidence of one tier-2 check: mean losses of the round's base

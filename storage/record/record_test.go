@@ -329,6 +329,11 @@ func FuzzOpen(f *testing.F) {
 			return Sign(k, &Contribution{Swarm: "s", Base: someCID("b"), Payload: someCID("p")})
 		},
 		func() (blocks.Block, error) { return Sign(k, &SwarmManifest{Name: "n", InitialModel: someCID("m")}) },
+		func() (blocks.Block, error) {
+			d := 1e-7
+			return Sign(k, &Contribution{Swarm: "s", Round: 1, Base: someCID("b"), Payload: someCID("p"),
+				PeerAudit: &PeerVerdict{Round: 0, Peer: "q", Contribution: someCID("c"), Pass: true, PayloadDistance: &d, EndDistance: &d}})
+		},
 	} {
 		blk, err := b()
 		if err != nil {
