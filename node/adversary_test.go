@@ -551,8 +551,12 @@ func checkRun(t *testing.T, run swarmRun, baseline float64, reasons []string) {
 	}
 	acc := run.accuracy()
 	t.Logf("accuracy %.4f (honest only %.4f)", acc, baseline)
-	if math.Abs(acc-baseline) > 0.01 {
-		t.Errorf("accuracy %.4f is more than 1 point from the honest-only run's %.4f", acc, baseline)
+	// One-sided: what an adversary must not do is cost accuracy. With
+	// adversaries in the swarm the honest peers' rounds fill at other
+	// moments, so the run can also end above the honest-only one (seen:
+	// 0.9385 against 0.9275 under load), which is no harm.
+	if baseline-acc > 0.01 {
+		t.Errorf("accuracy %.4f is more than 1 point below the honest-only run's %.4f", acc, baseline)
 	}
 	recs, sim := ledgerOf(t, run)
 	last := recs[len(recs)-1]
