@@ -84,7 +84,7 @@ func NewExchangeWith(ctx context.Context, h host.Host, router routing.ContentRou
 		// mismatch and fails the fetch, as a "don't have" from the checked
 		// store would. Hashing here too was a third of the server's CPU
 		// (benchmarks/README.md, checkpoint transfer).
-		srv = transfer.NewServer(store.unchecked())
+		srv = transfer.NewServer(readOnly{store.hot}) // beneath the hash check, no copies
 		if o.NoBulk {
 			srv.NoBulk()
 		}
