@@ -17,11 +17,12 @@ import (
 // and the latest records. Serving them from memory skips LevelDB, which
 // allocates and zeroes two fresh buffers for every 1 MiB block it reads
 // (its buffer pool stops short of blocks that size) and was half of what a
-// 500 MB checkpoint fetch waited on in benchmarks/transfer. 64 MiB holds the
-// newest checkpoint of every built-in model several times over; a node that
-// serves larger ones raises it with SetHotBytes (the coordinator and peers
-// keep two checkpoints' worth).
-const DefaultHotBytes = 64 << 20
+// 500 MB checkpoint fetch waited on in benchmarks/transfer. 16 MiB holds a
+// round's records, payloads and committed states and the newest checkpoint
+// of the built-in MNIST models (0.4-5 MB), at a price every contributor can
+// pay (their whole resident set is ~180 MB); the coordinator, which late
+// joiners fetch from, raises it to two checkpoints' worth (SetHotBytes).
+const DefaultHotBytes = 16 << 20
 
 // hotBlockstore keeps up to max bytes of blocks in memory, least recently
 // used out first, in front of the blockstore on disk. Blocks are immutable
