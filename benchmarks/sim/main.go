@@ -218,6 +218,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 	// base is the model local work starts from: the round's own, or with
 	// -overlap the one before the previous round's aggregate was applied.
 	base := append([]float32(nil), st.Params...)
+	rejected := 0 // contributions the engine refused, all rounds
 	for r := 0; r < rounds; r++ {
 		if !overlap {
 			copy(base, st.Params)
@@ -250,6 +251,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 			return err
 		}
 		st = out.Next
+		rejected += out.Rejected
 		if (r+1)%evalEvery != 0 && r != rounds-1 {
 			continue
 		}
@@ -264,7 +266,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		rep.PerRound = append(rep.PerRound, rr)
 		if !asJSON {
 			if p.Model.Text() {
-				fmt.Printf("round %3d  train loss %.4f  held-out %.3f bits/char  %d bytes/worker  %s\n", r, out.MeanLoss, train.MetricsOf(p.Model, tl, ta).BPC, bytesRound, time.Since(start).Round(time.Second))
+				fmt.Printf("round %3d  train loss %.4f  held-out %.3f bits/char  %d bytes/worker  %d rejected so far  %s\n", r, out.MeanLoss, train.MetricsOf(p.Model, tl, ta).BPC, bytesRound, rejected, time.Since(start).Round(time.Second))
 			} else {
 				fmt.Printf("round %3d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %d bytes/worker\n", r, out.MeanLoss, tl, 100*ta, bytesRound)
 			}
