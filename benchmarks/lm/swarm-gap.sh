@@ -53,5 +53,9 @@ if [ "${SWEEP:-}" = 1 ]; then
 	swarm b32-h5 $c -eval-every 20 -h 5 -rounds 80
 	swarm b16-h20 $c -eval-every 10 -batch 16 -h 20
 	swarm b8-h40-m0.9 $c -eval-every 10 -batch 8 -h 40
+	swarm b8-h40-m0.7 $c -eval-every 10 -batch 8 -h 40 -outer-momentum 0.7
+	swarm b8-h40-m0.8-topk benchmarks/lm/brown-small-swarm.yaml -eval-every 10 -codec topk+int8 -density 0.1 -ef on
+	swarm b8-h40-m0.8-seed2 benchmarks/lm/brown-small-swarm.yaml -eval-every 10 -seed 2
+	single batch32-seed2 -e 's/^name: .*/name: batch32-seed2/' -e 's/^seed: 1/seed: 2/'
 	swarm b8-h40-plain-average $c -eval-every 10 -batch 8 -h 40 -outer-lr 1.0 -outer-momentum 0
 fi
