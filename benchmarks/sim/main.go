@@ -86,6 +86,7 @@ func main() {
 	evalEvery := flag.Int("eval-every", 1, "evaluate on the test set every this many rounds (and after the last)")
 	cfgPath := flag.String("config", "", "take the model, dataset and settings from this swarm config (flags given explicitly override it); -data is then the dataset's directory")
 	evalSamples := flag.Int("eval-samples", 0, "evaluate on the first N test samples only (0: all)")
+	seed := flag.Uint64("seed", 1, "seed of the initial model, the shard split and the batches (with -config: the config's seed unless given)")
 	overlap := flag.Bool("overlap", false, "overlapped rounds: each round's local work starts from the model before the previous round's aggregate (one-step-delayed application)")
 	flag.Parse()
 	sc := config.Default()
@@ -97,6 +98,9 @@ func main() {
 		}
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["seed"] {
+			*seed = sc.Seed
+		}
 		if !set["h"] {
 			*h = sc.Train.InnerSteps
 		}
@@ -152,6 +156,7 @@ func main() {
 		os.Exit(2)
 	}
 	sc.Verify.Aggregation, sc.Verify.TrimFraction = *rule, 0.2
+	sc.Seed = *seed
 	if err := run(sc, *workers, *rounds, *dataDir, *asJSON, *evalEvery, *evalSamples, *efMode, *overlap); err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
@@ -181,13 +186,13 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		return err
 	}
 	testSet = testSet.Head(evalSamples)
-	global, err := train.New(p.Model, p.BatchSize, 1)
+	global, err := train.New(p.Model, p.BatchSize, sc.Seed)
 	if err != nil {
 		return err
 	}
 	n := global.NumParams()
 	// Disjoint shards: worker w owns every workers-th sample of a fixed permutation.
-	perm := data.Permutation(1, trainSet.N)
+	perm := data.Permutation(sc.Seed, trainSet.N)
 	type worker struct {
 		id    string
 		w     *round.Worker
@@ -199,7 +204,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		for j := i; j < len(perm); j += workers {
 			idx = append(idx, perm[j])
 		}
-		m, err := train.New(p.Model, p.BatchSize, 1)
+		m, err := train.New(p.Model, p.BatchSize, sc.Seed)
 		if err != nil {
 			return err
 		}
@@ -218,7 +223,8 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 	if err != nil {
 		return err
 	}
-	st := round.Genesis(&record.SwarmManifest{InitialModel: initCID, Seed: 1}, train.Snapshot(global))
+	st := round.Genesis(&record.SwarmManifest{InitialModel: initCID, Seed: int64(sc.Seed)}, train.Snapshot(global))
+	rejected := 0 // contributions the engine refused, all rounds
 	for r := 0; r < rounds; r++ {
 		// The model local work starts from: the round's own, or with
 		// -overlap the one before the previous round's aggregate.
@@ -226,7 +232,9 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		var in []round.Contribution
 		bytesRound := 0
 		for i, w := range ws {
-			msg, _, stats, err := w.w.Work(ctx, base, w.shard, uint64(r*workers+i))
+			// Seed 1 draws batch seeds 0, 1, 2, ...; another seed shifts
+			// them out of that range.
+			msg, _, stats, err := w.w.Work(ctx, base, w.shard, (sc.Seed-1)<<32+uint64(r*workers+i))
 			if err != nil {
 				return err
 			}
@@ -246,6 +254,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 			return err
 		}
 		st = out.Next
+		rejected += out.Rejected
 		if (r+1)%evalEvery != 0 && r != rounds-1 {
 			continue
 		}
@@ -260,7 +269,7 @@ func run(sc *config.Swarm, workers, rounds int, dataDir string, asJSON bool, eva
 		rep.PerRound = append(rep.PerRound, rr)
 		if !asJSON {
 			if p.Model.Text() {
-				fmt.Printf("round %3d  train loss %.4f  held-out %.3f bits/char  %d bytes/worker  %s\n", r, out.MeanLoss, train.MetricsOf(p.Model, tl, ta).BPC, bytesRound, time.Since(start).Round(time.Second))
+				fmt.Printf("round %3d  train loss %.4f  held-out %.3f bits/char  %d bytes/worker  %d rejected so far  %s\n", r, out.MeanLoss, train.MetricsOf(p.Model, tl, ta).BPC, bytesRound, rejected, time.Since(start).Round(time.Second))
 			} else {
 				fmt.Printf("round %3d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %d bytes/worker\n", r, out.MeanLoss, tl, 100*ta, bytesRound)
 			}
