@@ -101,6 +101,9 @@ type contributorState struct {
 	base   cid.Cid
 	params []float32 // the base model
 	outer  []float32 // the outer optimizer's state the base was stepped with
+	// scores is the base's record's score table: this peer's row fixes
+	// the density its work is encoded at (round.Params.DensityFor).
+	scores []record.PeerScore
 }
 
 // NewContributor opens the contributor's data dir and host. Start joins the
@@ -441,7 +444,7 @@ const fetchTimeout = 2 * time.Minute
 func fetchState(ctx context.Context, b *base, rec *record.RoundRecord, n int) (contributorState, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	st := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, outer: make([]float32, n)}
+	st := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, outer: make([]float32, n), scores: rec.Scores}
 	var err error
 	if st.params, err = loadVector(ctx, b.ex, rec.Model, n); err != nil {
 		return st, err
@@ -464,6 +467,15 @@ func (k *Contributor) work() bool {
 	st := k.st
 	if st.params == nil {
 		return false // no usable base: wait for the next record
+	}
+	// The density the ledger assigns this peer: lower after rounds its
+	// payload could not be fetched in time, the swarm's otherwise.
+	if d, was := k.p.DensityFor(round.ScoreOf(st.scores, k.id.String())), k.worker.Density(); d != was {
+		if err := k.worker.SetDensity(d); err != nil {
+			k.emit(Refused{Round: st.round, Reason: "local work: " + err.Error()})
+			return false
+		}
+		k.log.Info("density assigned by the ledger", "round", st.round, "density", d, "was", was, "swarm density", k.p.Density)
 	}
 	shard := round.Shard(k.cfg.Train, st.seed, k.id.String(), k.sc.Train.ShardSize)
 	var start []float32
@@ -607,7 +619,7 @@ func (k *Contributor) apply(rec *record.RoundRecord) {
 			if file, err := round.CheckpointFile(k.p.Model, params); err == nil {
 				if fc, err := storage.FileCID(file); err == nil && fc.Equals(rec.Model) {
 					replayed = true
-					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer}
+					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer, scores: rec.Scores}
 				}
 			}
 		}

@@ -128,7 +128,11 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 		cands[i] = verify.Candidate{Contribution: c.Record, Payload: c.Payload, Fault: c.Fault, Evidence: c.Evidence}
 		contribs[i] = c.Block
 	}
-	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: st.Base, Seed: st.Seed, Elems: n, History: st.History}, cands)
+	maxKept, err := p.maxKept(st, in, n)
+	if err != nil {
+		return Outcome{}, err
+	}
+	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: st.Base, Seed: st.Seed, Elems: n, History: st.History, MaxKept: maxKept}, cands)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -229,7 +233,7 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 	for i, c := range in {
 		v, rec := verdicts[i], c.Record
 		e := record.Entry{Peer: rec.Peer, Contribution: c.Block, Payload: rec.Payload, Verdict: record.VerdictAccepted, Reason: v.Reason, Evidence: v.Evidence,
-			Weight: w, Norm: v.Norm, Loss: rec.Loss, Samples: rec.Samples}
+			Weight: w, Norm: v.Norm, Loss: rec.Loss, Samples: rec.Samples, Density: p.densityOf(st.Scores[rec.Peer])}
 		if !v.Accepted() {
 			e.Verdict = record.VerdictRejected
 		}
@@ -244,6 +248,7 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 		ps.Peer = rec.Peer
 		p.Scoring.Apply(&ps, st.Round, e)
 		exclude(p, &ps, st.Round, e)
+		p.Thin(&ps, e)
 		scores[rec.Peer] = ps
 		e.Score = ps.Score
 		entries[i] = e

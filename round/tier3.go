@@ -163,10 +163,11 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 	if len(drawn) == 0 {
 		return nil, &seed, &size, nil
 	}
-	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: st.Params, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{}}
+	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: st.Params, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{}, Density: map[string]float64{}}
 	for _, peer := range drawn {
 		rec := in[index[peer]].Record
 		r.Start[peer] = *rec.Start
+		r.Density[peer] = p.DensityFor(st.Scores[peer])
 		if l, ok := st.Chain[peer]; ok {
 			r.Prev[peer] = l.Payload
 		}

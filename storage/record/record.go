@@ -95,6 +95,7 @@ type Entry struct {
 	tier2 optional Tier2
 	evidenceBlocks optional [Link]
 	audit optional Audit
+	density optional Float
 }
 
 type Audit struct {
@@ -127,6 +128,12 @@ type PeerScore struct {
 	lastRound Int
 	rejections optional [ReasonCount]
 	excludedUntil optional Int
+	thinning optional Thinning
+}
+
+type Thinning struct {
+	halvings Int
+	accepted Int
 }
 
 type RoundRecord struct {
@@ -216,6 +223,10 @@ type Entry struct {
 	// Audit is the evidence of a tier-3 recomputation; nil when the
 	// contribution was not audited.
 	Audit *Audit `json:"audit,omitempty"`
+	// Density is the top-k density this contribution was held to when it
+	// is not the swarm's (round.Params.DensityFor: its author's payloads
+	// could not be fetched in time in earlier rounds); nil otherwise.
+	Density *float64 `json:"density,omitempty"`
 }
 
 // Audit is what replaying a contribution's local work gave (round.Audit):
@@ -269,6 +280,18 @@ type PeerScore struct {
 	// again after a proven fault (round.Params.Exclusion); nil when never
 	// excluded.
 	ExcludedUntil *int64 `json:"excluded_until,omitempty"`
+	// Thinning is how far the peer's density is lowered for its next
+	// contribution (round.Params.DensityFor); nil when it is not.
+	Thinning *Thinning `json:"thinning,omitempty"`
+}
+
+// Thinning lowers a peer's density after rounds its payload could not be
+// fetched in time: Halvings halvings of the swarm's density, and Accepted
+// accepted rounds since the last change (round.Params.Thin steps back up
+// after enough of them).
+type Thinning struct {
+	Halvings int64 `json:"halvings"`
+	Accepted int64 `json:"accepted"`
 }
 
 // RoundRecord is the ledger entry the coordinator seals for each round.
