@@ -8,8 +8,10 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/swarmtrain/swarmtrain/gradient"
+	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
+	"github.com/swarmtrain/swarmtrain/train/data"
 	"github.com/swarmtrain/swarmtrain/verify"
 )
 
@@ -125,6 +127,59 @@ func TestTier1HoldsPeersToTheirDensity(t *testing.T) {
 		// doubling it again.
 		if th := out.Next.Scores[slow.String()].Thinning; tc.reason == "" && (th == nil || th.Halvings != 1 || th.Accepted != 1) {
 			t.Errorf("slow peer's thinning after an accepted round: %+v", th)
+		}
+	}
+}
+
+// TestAuditReplaysAtAssignedDensity: tier 3 replays a thinned peer's work
+// at the density the ledger assigns it, so its honest sparser payload
+// stands; replayed at the swarm's density it would not match.
+func TestAuditReplaysAtAssignedDensity(t *testing.T) {
+	p := thinParams(0.02)
+	trainSet := data.Synthetic(1000, 1)
+	newModel := func() train.Model {
+		m, err := train.New(p.Model, p.BatchSize, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	w, err := NewWorker(p, newModel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetDensity(0.05); err != nil {
+		t.Fatal(err)
+	}
+	_, id := key(t)
+	peer := id.String()
+	const seed = 11
+	base := train.Snapshot(newModel())
+	startFile, err := StateFile(w.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	startCID, _ := storage.FileCID(startFile)
+	payload, _, _, err := w.Work(context.Background(), base, Shard(trainSet, seed, peer, p.ShardSize), seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := verify.PayloadCID(payload)
+	a := &DataAuditor{P: p, Model: newModel(), Train: trainSet, Audits: 1,
+		File: func(_ context.Context, c cid.Cid) ([]byte, error) { return startFile, nil }}
+	for _, tc := range []struct {
+		density map[string]float64
+		match   bool
+	}{{map[string]float64{peer: 0.05}, true}, {nil, false}} {
+		got, err := a.Audit(context.Background(), AuditRound{Round: 1, Seed: seed, Base: base, Drawn: []string{peer},
+			Start: map[string]cid.Cid{peer: startCID}, Prev: map[string]cid.Cid{}, Density: tc.density})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := got[peer]
+		if r.Fault != "" || r.Payload == nil || r.Payload.Equals(want) != tc.match {
+			t.Errorf("replayed with densities %v: payload %v, fault %q; the work's %s, want match %v", tc.density, r.Payload, r.Fault, want, tc.match)
 		}
 	}
 }
