@@ -659,6 +659,11 @@ func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
 	c.st = out.Next
 	c.publish(out, blk)
 	for _, e := range out.Record.Entries {
+		if next := c.p.DensityFor(c.st.Scores[e.Peer]); next != c.p.Density {
+			// Its payloads could not be fetched in time: the ledger
+			// assigns it a sparser density (round.Params.DensityFor).
+			c.log.Info("slow peer's density lowered", "round", r, "peer", e.Peer, "next round", next, "swarm density", c.p.Density)
+		}
 		if e.Verdict == record.VerdictAccepted {
 			c.metrics.accepted.Inc()
 			continue
