@@ -662,7 +662,7 @@ func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
 		if next := c.p.DensityFor(c.st.Scores[e.Peer]); next != c.p.Density {
 			// Its payloads could not be fetched in time: the ledger
 			// assigns it a sparser density (round.Params.DensityFor).
-			c.log.Info("slow peer's density lowered", "round", r, "peer", e.Peer, "next round", next, "swarm density", c.p.Density)
+			c.log.Info("peer assigned a density below the swarm's", "round", r, "peer", e.Peer, "next round", next, "swarm density", c.p.Density)
 		}
 		if e.Verdict == record.VerdictAccepted {
 			c.metrics.accepted.Inc()

@@ -176,24 +176,35 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	if err != nil {
 		return res, err
 	}
-	coord, err := node.NewCoordinator(node.CoordinatorConfig{Swarm: sc, DataDir: tmp + "/coordinator", Train: trainSet, ExitWhenDone: true, Log: quiet,
-		Ready: func(id string, addrs []string, _ string) { ready <- [2]string{id, addrs[0]} },
-		RoundDone: func(s node.RoundSummary) {
-			now := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
-			sealAt[s.Round], sums[s.Round], cpuAt[s.Round] = now, s, cpuTime()
-			if s.Round == int64(rounds/2) {
-				go func() { h := heapInUse(); mu.Lock(); heapMid = h; mu.Unlock() }()
+	// The coordinator's goroutines carry the pprof label role=coordinator
+	// (goroutines inherit their creator's labels), the contributors'
+	// role=contributor, so a -cpuprofile splits the process's CPU by role:
+	// go tool pprof -tagfocus role=coordinator -top. Streams a peer serves
+	// run on goroutines mocknet starts for the dialing peer: they carry
+	// the dialer's label.
+	var coord *node.Coordinator
+	pprof.Do(context.Background(), pprof.Labels("role", "coordinator"), func(context.Context) {
+		coord, err = node.NewCoordinator(node.CoordinatorConfig{Swarm: sc, DataDir: tmp + "/coordinator", Train: trainSet, ExitWhenDone: true, Log: quiet,
+			Ready: func(id string, addrs []string, _ string) { ready <- [2]string{id, addrs[0]} },
+			RoundDone: func(s node.RoundSummary) {
+				now := time.Now()
+				mu.Lock()
+				defer mu.Unlock()
+				sealAt[s.Round], sums[s.Round], cpuAt[s.Round] = now, s, cpuTime()
+				if s.Round == int64(rounds/2) {
+					go func() { h := heapInUse(); mu.Lock(); heapMid = h; mu.Unlock() }()
+				}
+			}}, node.WithHost(ch))
+		if err == nil {
+			if err = coord.Start(); err != nil {
+				coord.Close()
 			}
-		}}, node.WithHost(ch))
+		}
+	})
 	if err != nil {
 		return res, err
 	}
 	defer coord.Close()
-	if err := coord.Start(); err != nil {
-		return res, err
-	}
 	rd := <-ready
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -204,44 +215,46 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 		if err != nil {
 			return err
 		}
-		wg.Go(func() {
-			// A join that times out on the loaded machine is tried again
-			// (at most 3 times); a failure after joining ends the run.
-			hasJoined := false
-			for try := 1; ; try++ {
-				err := node.RunContributor(ctx, node.ContributorConfig{SwarmID: rd[0], Bootstrap: []string{rd[1]}, DataDir: fmt.Sprintf("%s/c%d", tmp, i), Train: trainSet, Log: quiet,
-					Event: func(ev node.Event) {
-						now := time.Now()
+		pprof.Do(context.Background(), pprof.Labels("role", "contributor"), func(context.Context) {
+			wg.Go(func() {
+				// A join that times out on the loaded machine is tried again
+				// (at most 3 times); a failure after joining ends the run.
+				hasJoined := false
+				for try := 1; ; try++ {
+					err := node.RunContributor(ctx, node.ContributorConfig{SwarmID: rd[0], Bootstrap: []string{rd[1]}, DataDir: fmt.Sprintf("%s/c%d", tmp, i), Train: trainSet, Log: quiet,
+						Event: func(ev node.Event) {
+							now := time.Now()
+							mu.Lock()
+							defer mu.Unlock()
+							switch e := ev.(type) {
+							case node.Applied:
+								if i < n { // the late joiner's catching up is its join time
+									applied[e.Round] = append(applied[e.Round], now)
+								}
+								appliedBy[peerRound{i, e.Round}] = now
+							case node.Worked:
+								workedBy[peerRound{i, e.Round}] = now
+								worked[e.Round] = append(worked[e.Round], now)
+							case node.Joined:
+								hasJoined = true
+								if joined != nil {
+									joined()
+								}
+							}
+						}}, node.WithHost(h))
+					if err != nil && !errors.Is(err, context.Canceled) {
 						mu.Lock()
-						defer mu.Unlock()
-						switch e := ev.(type) {
-						case node.Applied:
-							if i < n { // the late joiner's catching up is its join time
-								applied[e.Round] = append(applied[e.Round], now)
-							}
-							appliedBy[peerRound{i, e.Round}] = now
-						case node.Worked:
-							workedBy[peerRound{i, e.Round}] = now
-							worked[e.Round] = append(worked[e.Round], now)
-						case node.Joined:
-							hasJoined = true
-							if joined != nil {
-								joined()
-							}
+						again := !hasJoined && try < 3
+						mu.Unlock()
+						if again {
+							fmt.Fprintf(os.Stderr, "scale: contributor %d: join failed (%v), trying again\n", i, err)
+							continue
 						}
-					}}, node.WithHost(h))
-				if err != nil && !errors.Is(err, context.Canceled) {
-					mu.Lock()
-					again := !hasJoined && try < 3
-					mu.Unlock()
-					if again {
-						fmt.Fprintf(os.Stderr, "scale: contributor %d: join failed (%v), trying again\n", i, err)
-						continue
+						errs <- fmt.Errorf("contributor %d: %w", i, err)
 					}
-					errs <- fmt.Errorf("contributor %d: %w", i, err)
+					return
 				}
-				return
-			}
+			})
 		})
 		return nil
 	}
