@@ -48,17 +48,8 @@ func main() {
 	hidden := flag.Int("hidden", 16, "MLP hidden width (784-H-10)")
 	density := flag.Float64("density", 0.05, "top-k density: above compression.inline_max_bytes (64 KiB) a payload goes by CID over bitswap")
 	late := flag.Bool("late", false, "add a contributor that joins after round 2, and time its join")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of each swarm's measured rounds (2 on) to `FILE`.<peers>; samples carry the label role=coordinator or role=contributor")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scale:", err)
-			os.Exit(2)
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
 	// Closing 65 nodes makes bitswap log every request it can no longer
 	// answer; the figures are what this prints.
 	logging.SetAllLoggers(logging.LevelFatal)
@@ -76,10 +67,13 @@ func main() {
 	fmt.Println("| peers | round s | local work ms | last announce -> seal start ms | seal ms | seal share | seal -> applied everywhere ms (median / max) | late join s | heap MiB per peer | CPU ms per round per peer |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range counts {
-		r, err := runSwarm(n, *rounds, *hidden, *density, *latency, *bandwidth, *late)
+		profile := ""
+		if *cpuprofile != "" {
+			profile = fmt.Sprintf("%s.%d", *cpuprofile, n)
+		}
+		r, err := runSwarm(n, *rounds, *hidden, *density, *latency, *bandwidth, *late, profile)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d peers: %v\n", n, err)
-			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		lateJoin := "-"
@@ -120,8 +114,18 @@ func heapInUse() float64 {
 }
 
 // runSwarm runs one swarm of n contributors and measures it.
-func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbit float64, late bool) (result, error) {
+func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbit float64, late bool, profile string) (result, error) {
 	var res result
+	// The profile covers the measured rounds: from round 1's seal to the
+	// end, past the joins.
+	var profErr error
+	var profFile *os.File
+	defer func() {
+		if profFile != nil {
+			pprof.StopCPUProfile()
+			profFile.Close()
+		}
+	}()
 	quiet := slog.New(slog.DiscardHandler)
 	heapBefore := heapInUse()
 	mn := mocknet.New()
@@ -191,6 +195,11 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 				mu.Lock()
 				defer mu.Unlock()
 				sealAt[s.Round], sums[s.Round], cpuAt[s.Round] = now, s, cpuTime()
+				if s.Round == 1 && profile != "" {
+					if profFile, profErr = os.Create(profile); profErr == nil {
+						profErr = pprof.StartCPUProfile(profFile)
+					}
+				}
 				if s.Round == int64(rounds/2) {
 					go func() { h := heapInUse(); mu.Lock(); heapMid = h; mu.Unlock() }()
 				}
@@ -309,6 +318,16 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	}
 	if err := coord.Err(); err != nil {
 		return res, err
+	}
+	mu.Lock()
+	if profFile != nil {
+		pprof.StopCPUProfile()
+		profFile.Close()
+		profFile = nil
+	}
+	mu.Unlock()
+	if profErr != nil {
+		return res, fmt.Errorf("cpu profile: %w", profErr)
 	}
 	wg.Wait()
 	close(errs)
