@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -48,8 +49,11 @@ func main() {
 	hidden := flag.Int("hidden", 16, "MLP hidden width (784-H-10)")
 	density := flag.Float64("density", 0.05, "top-k density: above compression.inline_max_bytes (64 KiB) a payload goes by CID over bitswap")
 	late := flag.Bool("late", false, "add a contributor that joins after round 2, and time its join")
+	deadline := flag.Duration("deadline", 60*time.Second, "round.deadline: a round seals at the quorum (every peer) or at this with at least one contribution")
+	timeout := flag.Duration("timeout", 15*time.Minute, "how long one swarm may run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of each swarm's measured rounds (2 on) to `FILE`.<peers>; samples carry the label role=coordinator or role=contributor")
 	flag.Parse()
+	stopProfileOnSignal()
 	// Closing 65 nodes makes bitswap log every request it can no longer
 	// answer; the figures are what this prints.
 	logging.SetAllLoggers(logging.LevelFatal)
@@ -71,10 +75,13 @@ func main() {
 		if *cpuprofile != "" {
 			profile = fmt.Sprintf("%s.%d", *cpuprofile, n)
 		}
-		r, err := runSwarm(n, *rounds, *hidden, *density, *latency, *bandwidth, *late, profile)
+		r, err := runSwarm(n, *rounds, *hidden, *density, *latency, *bandwidth, *late, profile, *deadline, *timeout)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d peers: %v\n", n, err)
 			os.Exit(1)
+		}
+		if r.dropped > 0 {
+			fmt.Fprintf(os.Stderr, "scale: %d peers: %d contributors dropped out after joining\n", n, r.dropped)
 		}
 		lateJoin := "-"
 		if *late {
@@ -94,10 +101,43 @@ func bwString(mbit float64) string {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// liveProfile is the profile being written, if any: an interrupted run
+// (SIGINT, SIGTERM: a swarm that does not finish) still leaves its
+// profile readable.
+var (
+	profMu      sync.Mutex
+	liveProfile *os.File
+)
+
+func stopProfileOnSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		profMu.Lock()
+		if liveProfile != nil {
+			pprof.StopCPUProfile()
+			liveProfile.Close()
+			fmt.Fprintln(os.Stderr, "scale: interrupted; the profile so far is in", liveProfile.Name())
+		}
+		os.Exit(130)
+	}()
+}
+
+// profileHz is the -cpuprofile sampling rate.
+const profileHz = 1000
+
 type result struct {
+	dropped                                                        int // contributors lost after joining
 	round, work, seal, collectGap, applyMedian, applyMax, lateJoin time.Duration
 	cpuPerRoundPerPeer                                             time.Duration
 	heapPerPeer                                                    float64
+}
+
+func hasJoinedNow(mu *sync.Mutex, joined *bool) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return *joined
 }
 
 func cpuTime() time.Duration {
@@ -114,16 +154,19 @@ func heapInUse() float64 {
 }
 
 // runSwarm runs one swarm of n contributors and measures it.
-func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbit float64, late bool, profile string) (result, error) {
+func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbit float64, late bool, profile string, deadline, timeout time.Duration) (result, error) {
 	var res result
 	// The profile covers the measured rounds: from round 1's seal to the
 	// end, past the joins.
 	var profErr error
 	var profFile *os.File
 	defer func() {
-		if profFile != nil {
+		profMu.Lock()
+		defer profMu.Unlock()
+		if liveProfile != nil {
 			pprof.StopCPUProfile()
-			profFile.Close()
+			liveProfile.Close()
+			liveProfile = nil
 		}
 	}()
 	quiet := slog.New(slog.DiscardHandler)
@@ -159,7 +202,7 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	sc.Compression.Density = density
 	sc.Round.Quorum = n
 	sc.Round.MinContributions = 1
-	sc.Round.Deadline = config.Duration(60 * time.Second)
+	sc.Round.Deadline = config.Duration(deadline)
 	sc.API.Listen = ""
 	trainSet := data.Synthetic(20000, 1)
 
@@ -197,7 +240,17 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 				sealAt[s.Round], sums[s.Round], cpuAt[s.Round] = now, s, cpuTime()
 				if s.Round == 1 && profile != "" {
 					if profFile, profErr = os.Create(profile); profErr == nil {
-						profErr = pprof.StartCPUProfile(profFile)
+						// 1 ms samples (pprof's default is 10 ms): the
+						// coordinator's share of a small swarm's round is
+						// tens of ms. The runtime prints a warning that
+						// StartCPUProfile cannot set its own rate; this one
+						// holds.
+						runtime.SetCPUProfileRate(profileHz)
+						profMu.Lock()
+						if profErr = pprof.StartCPUProfile(profFile); profErr == nil {
+							liveProfile = profFile
+						}
+						profMu.Unlock()
 					}
 				}
 				if s.Round == int64(rounds/2) {
@@ -215,7 +268,7 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	}
 	defer coord.Close()
 	rd := <-ready
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, n+1)
@@ -258,6 +311,16 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 						if again {
 							fmt.Fprintf(os.Stderr, "scale: contributor %d: join failed (%v), trying again\n", i, err)
 							continue
+						}
+						if hasJoinedNow(&mu, &hasJoined) {
+							// A peer lost after joining (on this machine: a
+							// fetch that timed out) leaves the swarm smaller;
+							// the run goes on and says so.
+							fmt.Fprintf(os.Stderr, "scale: %d peers: contributor %d dropped out: %v\n", n, i, err)
+							mu.Lock()
+							res.dropped++
+							mu.Unlock()
+							return
 						}
 						errs <- fmt.Errorf("contributor %d: %w", i, err)
 					}
@@ -321,9 +384,11 @@ func runSwarm(n, rounds, hidden int, density float64, latency time.Duration, mbi
 	}
 	mu.Lock()
 	if profFile != nil {
+		profMu.Lock()
 		pprof.StopCPUProfile()
 		profFile.Close()
-		profFile = nil
+		profFile, liveProfile = nil, nil
+		profMu.Unlock()
 	}
 	mu.Unlock()
 	if profErr != nil {
