@@ -117,6 +117,14 @@ type Compression struct {
 	Density        float64 `yaml:"density" json:"density"`
 	ErrorFeedback  bool    `yaml:"error_feedback" json:"error_feedback"`
 	InlineMaxBytes int     `yaml:"inline_max_bytes" json:"inline_max_bytes"`
+	// MinDensity is how sparse a contributor on a slow link may be made:
+	// each round its payload could not be fetched in time halves the
+	// density it must send at, never below this (round.Params.DensityFor;
+	// top-k codecs only). 0, the default, means Density: off. Every peer
+	// must agree on it (it bounds what tier 1 accepts), so it is part of
+	// the canonical form; omitted when 0, so swarms that leave it off keep
+	// their IDs.
+	MinDensity float64 `yaml:"min_density,omitempty" json:"min_density,omitempty"`
 }
 
 // Round sets when a round seals: once Quorum peers have contributed

@@ -264,6 +264,9 @@ func (s *Swarm) validateCompression() error {
 	if !(c.Density > 0 && c.Density <= 1) {
 		return fieldError("compression.density", "must be in (0, 1], got %v", c.Density)
 	}
+	if !(c.MinDensity >= 0 && c.MinDensity <= c.Density) {
+		return fieldError("compression.min_density", "must be in (0, compression.density=%v], or 0 for off, got %v", c.Density, c.MinDensity)
+	}
 	if c.InlineMaxBytes < 0 {
 		return fieldError("compression.inline_max_bytes", "must be >= 0, got %d", c.InlineMaxBytes)
 	}

@@ -302,3 +302,24 @@ func checkFinite(v []float32) error {
 }
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+// MaxKept is at most how many coordinates an encoding of n values by the
+// codec name at density keeps (its nonzero coordinates can be fewer: a kept
+// value may quantise to 0): K(n) for top-k, the per-chunk counts summed for
+// topk+int2, n for the dense codecs. Tier 1 bounds a payload's support
+// with it, so a peer assigned a lower density cannot send more.
+func MaxKept(name string, density float64, n int) (int, error) {
+	c, err := NewCodec(name, density)
+	if err != nil {
+		return 0, err
+	}
+	switch c := c.(type) {
+	case *topK:
+		return c.K(n), nil
+	case *topKInt2:
+		size := 1 << int2ChunkLog
+		kc := c.perChunk(int2ChunkLog)
+		return n/size*kc + min(kc, n%size), nil
+	}
+	return n, nil
+}

@@ -330,3 +330,45 @@ func TestMomentumCorrectionClearsSentCoordinates(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxKeptBoundsEncodings checks that no codec's encoding keeps more
+// nonzero coordinates than MaxKept says, at the densities a thinned peer
+// is assigned, and that top-k keeps exactly that many of a dense vector.
+func TestMaxKeptBoundsEncodings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 100, 4096, 10000} {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		for _, name := range Names() {
+			for _, d := range []float64{1, 0.1, 0.05, 0.025, 0.001} {
+				c, err := NewCodec(name, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := Marshal(c, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _, err := Unmarshal(b, Limits{Elems: n, MaxBytes: len(b)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				nz := 0
+				for _, x := range got {
+					if x != 0 {
+						nz++
+					}
+				}
+				k, err := MaxKept(name, d, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if nz > k || (name == TopK && nz != k) {
+					t.Errorf("%s at density %g, n=%d: %d nonzero, MaxKept %d", name, d, n, nz, k)
+				}
+			}
+		}
+	}
+}

@@ -23,12 +23,12 @@ func TestAppScoreCountsOnlyProvenFaults(t *testing.T) {
 		return p
 	}
 	cheat, slow, absent := id(), id(), id()
-	c := &Coordinator{scores: map[string]record.PeerScore{}}
+	c := &Coordinator{scores: map[string]record.PeerScore{}, faults: map[peer.ID]int64{}}
 	sp := verify.DefaultScoreParams()
 	apply := func(p peer.ID, round int64, reason string) {
 		ps := c.scores[p.String()]
 		ps.Peer = p.String()
-		defer func() { c.scores[p.String()] = ps }()
+		defer func() { c.setScore(ps) }()
 		e := record.Entry{Peer: p.String(), Verdict: "rejected", Reason: reason}
 		if reason == "" {
 			e.Verdict = "accepted"

@@ -110,6 +110,9 @@ type contributorState struct {
 	// prev is the previous round's base (round 0: its own), what the
 	// round's contributions are built on with overlapped rounds.
 	prev cid.Cid
+	// scores is the base's record's score table: this peer's row fixes
+	// the density its work is encoded at (round.Params.DensityFor).
+	scores []record.PeerScore
 }
 
 // localWork is one round's local work, done and not yet announced.
@@ -128,6 +131,8 @@ type localWork struct {
 	// verdict is this peer's signed peer audit of the round before, sent
 	// with the work (verify.peer_audits).
 	verdict *record.PeerVerdict
+	// density is the top-k density it was encoded at (the ledger's).
+	density float64
 }
 
 // NewContributor opens the contributor's data dir and host. Start joins the
@@ -265,7 +270,7 @@ func (k *Contributor) run() error {
 			// replay uses the model as scratch, and the worker writes its
 			// own parameters back before its work.
 			verdict := k.peerAudit()
-			w := k.compute(r, k.st.seed, k.st.base, k.st.params)
+			w := k.compute(r, k.st.seed, k.st.base, k.st.params, k.st.scores)
 			w.verdict = verdict
 			worked = k.publish(w)
 		}
@@ -277,7 +282,7 @@ func (k *Contributor) run() error {
 		if k.p.Overlap && k.st.params != nil && r+1 < rounds {
 			next = make(chan *localWork, 1)
 			st := k.st
-			k.wg.Go(func() { next <- k.compute(r+1, round.OverlapSeed(st.seed, st.base), st.base, st.params) })
+			k.wg.Go(func() { next <- k.compute(r+1, round.OverlapSeed(st.seed, st.base), st.base, st.params, st.scores) })
 		}
 		// Wait for this round's record (or a later one, if we fell behind),
 		// announcing the contribution again now and then: a coordinator
@@ -511,7 +516,7 @@ const fetchTimeout = 2 * time.Minute
 func fetchState(ctx context.Context, b *base, rec *record.RoundRecord, n int) (contributorState, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	st := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, outer: make([]float32, n), prev: rec.Base}
+	st := contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, outer: make([]float32, n), prev: rec.Base, scores: rec.Scores}
 	var err error
 	if st.params, err = loadVector(ctx, b.ex, rec.Model, n); err != nil {
 		return st, err
@@ -529,9 +534,22 @@ func fetchState(ctx context.Context, b *base, rec *record.RoundRecord, n int) (c
 
 // compute runs round r's local steps on the model params (builtOn) with
 // shard seed seed. It does not announce: publish does.
-func (k *Contributor) compute(r, seed int64, builtOn cid.Cid, params []float32) *localWork {
+//
+// scores is the score table of the record its base came from: this peer's
+// row there fixes the density the ledger assigns it (lower after rounds
+// its payload could not be fetched in time, the swarm's otherwise). An
+// overlapped round's work guesses it from the record before, and is undone
+// if the record it follows assigns another (stillValid).
+func (k *Contributor) compute(r, seed int64, builtOn cid.Cid, params []float32, scores []record.PeerScore) *localWork {
+	w := &localWork{round: r, seed: seed, builtOn: builtOn, density: k.p.DensityFor(round.ScoreOf(scores, k.id.String()))}
+	if was := k.worker.Density(); w.density != was {
+		if w.err = k.worker.SetDensity(w.density); w.err != nil {
+			return w
+		}
+		k.log.Info("density assigned by the ledger", "round", r, "density", w.density, "was", was, "swarm density", k.p.Density)
+	}
 	shard := round.Shard(k.cfg.Train, seed, k.id.String(), k.sc.Train.ShardSize)
-	w := &localWork{round: r, seed: seed, builtOn: builtOn, samples: shard.N}
+	w.samples = shard.N
 	if k.p.Audits > 0 || k.p.Overlap {
 		w.start = k.worker.State()
 	}
@@ -557,6 +575,9 @@ func (k *Contributor) compute(r, seed int64, builtOn cid.Cid, params []float32) 
 func (k *Contributor) stillValid(w *localWork, rec *record.RoundRecord) bool {
 	if w.round != rec.Round+1 || w.seed != rec.Seed || !w.builtOn.Equals(rec.Base) {
 		return false
+	}
+	if w.density != k.p.DensityFor(round.ScoreOf(rec.Scores, k.id.String())) {
+		return false // tier 1 holds the round to the density rec assigns
 	}
 	if p := k.pending; k.p.Audits > 0 && p != nil && p.round <= rec.Round {
 		return p.round == rec.Round && slices.ContainsFunc(rec.Entries, func(e record.Entry) bool { return e.Peer == k.id.String() })
@@ -705,7 +726,7 @@ func (k *Contributor) apply(rec *record.RoundRecord) {
 			if file, err := round.CheckpointFile(k.p.Model, params); err == nil {
 				if fc, err := storage.FileCID(file); err == nil && fc.Equals(rec.Model) {
 					replayed = true
-					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer, prev: rec.Base}
+					k.st = contributorState{round: rec.Round + 1, seed: rec.Seed, base: rec.Model, params: params, outer: outer, prev: rec.Base, scores: rec.Scores}
 				}
 			}
 		}

@@ -107,6 +107,12 @@ type Coordinator struct {
 	head    Head
 	byRound map[int64]cid.Cid
 	scores  map[string]record.PeerScore
+	// faults is each peer's proven faults (only peers with some), keyed
+	// by peer ID for appScore: gossipsub asks for every peer's score on
+	// every refresh and many messages, and encoding the ID to look it up
+	// in scores was 7.5 % of the coordinator's CPU in a 64-peer swarm
+	// (benchmarks/scale, -cpuprofile).
+	faults map[peer.ID]int64
 	// history is every sealed round as GET /v1/rounds shows it, oldest
 	// first; models maps each model of the ledger to the round that made
 	// it (-1: the initial model), for GET /v1/models/{cid}.
@@ -136,7 +142,7 @@ func NewCoordinator(cfg CoordinatorConfig, opts ...Option) (*Coordinator, error)
 	}
 	sc := cfg.Swarm
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Coordinator{cfg: cfg, sc: sc, p: round.ParamsOf(sc), byRound: map[int64]cid.Cid{}, scores: map[string]record.PeerScore{}, metrics: newMetrics(),
+	c := &Coordinator{cfg: cfg, sc: sc, p: round.ParamsOf(sc), byRound: map[int64]cid.Cid{}, scores: map[string]record.PeerScore{}, faults: map[peer.ID]int64{}, metrics: newMetrics(),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}), incoming: make(chan *pubsub.Message, 256),
 		provides: make(chan cid.Cid, provideQueue)}
 	fail := func(err error) (*Coordinator, error) {
@@ -458,7 +464,7 @@ func (c *Coordinator) restore() error {
 	c.models[c.manifest.InitialModel] = -1
 	for _, s := range last.Scores {
 		c.st.Scores[s.Peer] = s
-		c.scores[s.Peer] = s
+		c.setScore(s)
 	}
 	if c.st.Params, err = loadVector(ctx, c.ex, last.Model, n); err != nil {
 		return err
@@ -531,10 +537,21 @@ const faultPenalty = 110
 func (c *Coordinator) appScore(p peer.ID) float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s, ok := c.scores[p.String()]; ok {
-		return -faultPenalty * float64(verify.ProvenFaults(s))
+	return -faultPenalty * float64(c.faults[p])
+}
+
+// setScore records a peer's standing from a record (c.mu held).
+func (c *Coordinator) setScore(s record.PeerScore) {
+	c.scores[s.Peer] = s
+	id, err := peer.Decode(s.Peer)
+	if err != nil {
+		return
 	}
-	return 0
+	if k := verify.ProvenFaults(s); k > 0 {
+		c.faults[id] = k
+	} else {
+		delete(c.faults, id)
+	}
 }
 
 // collect gathers round r's contributions, in arrival order, until quorum
@@ -713,6 +730,11 @@ func (c *Coordinator) seal(got []*received) (RoundSummary, error) {
 	c.st = out.Next
 	c.publish(out, blk)
 	for _, e := range out.Record.Entries {
+		if next := c.p.DensityFor(c.st.Scores[e.Peer]); next != c.p.Density {
+			// Its payloads could not be fetched in time: the ledger
+			// assigns it a sparser density (round.Params.DensityFor).
+			c.log.Info("peer assigned a density below the swarm's", "round", r, "peer", e.Peer, "next round", next, "swarm density", c.p.Density)
+		}
 		if e.Verdict == record.VerdictAccepted {
 			c.metrics.accepted.Inc()
 			continue
@@ -795,7 +817,7 @@ func (c *Coordinator) persist(out *round.Outcome) (blocks.Block, error) {
 	}
 	c.head.Record, c.head.Round = blk.Cid().String(), rec.Round
 	for _, s := range rec.Scores {
-		c.scores[s.Peer] = s
+		c.setScore(s)
 	}
 	c.mu.Unlock()
 	return blk, nil

@@ -36,6 +36,9 @@ type AuditRound struct {
 	// of the contribution that ended in it (cid.Undef for the zero state),
 	// whose magnitude bounds the residual (CheckStart).
 	Start, Prev map[string]cid.Cid
+	// Density is each drawn peer's assigned density (Params.DensityFor):
+	// its work is replayed at it.
+	Density map[string]float64
 	// Sent is each drawn peer's decoded update and End the end state it
 	// committed to: what the replay is measured against.
 	Sent map[string][]float32
@@ -298,7 +301,11 @@ func (d *DataAuditor) Audit(ctx context.Context, r AuditRound) (map[string]recor
 			continue
 		}
 		shard := Shard(d.Train, r.Seed, peer, d.P.ShardSize)
-		payload, end, dense, err := ReplayWork(ctx, d.P, d.Model, r.Base, shard, uint64(r.Seed), start)
+		p := d.P
+		if dp, ok := r.Density[peer]; ok {
+			p.Density = dp
+		}
+		payload, end, dense, err := ReplayWork(ctx, p, d.Model, r.Base, shard, uint64(r.Seed), start)
 		if err != nil {
 			a.Fault = "replay failed: " + err.Error()
 			out[peer] = a

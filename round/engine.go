@@ -141,7 +141,11 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 		contribs[i] = c.Block
 	}
 	built, _ := p.Built(st)
-	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: built, Seed: st.Seed, Elems: n, History: st.History}, cands)
+	maxKept, err := p.maxKept(st, in, n)
+	if err != nil {
+		return Outcome{}, err
+	}
+	verdicts, err := verify.CheckRound(p.Tier1, verify.RoundContext{Round: st.Round, Base: built, Seed: st.Seed, Elems: n, History: st.History, MaxKept: maxKept}, cands)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -246,7 +250,7 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 	for i, c := range in {
 		v, rec := verdicts[i], c.Record
 		e := record.Entry{Peer: rec.Peer, Contribution: c.Block, Payload: rec.Payload, Verdict: record.VerdictAccepted, Reason: v.Reason, Evidence: v.Evidence,
-			Weight: w, Norm: v.Norm, Loss: rec.Loss, Samples: rec.Samples}
+			Weight: w, Norm: v.Norm, Loss: rec.Loss, Samples: rec.Samples, Density: p.densityOf(st.Scores[rec.Peer])}
 		if !v.Accepted() {
 			e.Verdict = record.VerdictRejected
 		}
@@ -264,6 +268,7 @@ func RunWith(ctx context.Context, p Params, st State, in []Contribution, checks 
 		ps.Peer = rec.Peer
 		p.Scoring.Apply(&ps, st.Round, e)
 		exclude(p, &ps, st.Round, e)
+		p.Thin(&ps, e)
 		scores[rec.Peer] = ps
 		e.Score = ps.Score
 		entries[i] = e

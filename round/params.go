@@ -25,6 +25,9 @@ type Params struct {
 	Codec         string
 	Density       float64
 	ErrorFeedback bool
+	// MinDensity is the lowest density a peer whose payloads could not
+	// be fetched in time is thinned to (DensityFor); 0 or Density: off.
+	MinDensity float64
 	// Aggregation and TrimFraction combine the accepted updates
 	// (gradient.Aggregate).
 	Aggregation  string
@@ -77,6 +80,7 @@ func ParamsOf(sc *config.Swarm) Params {
 		Codec:          sc.Compression.Codec,
 		Density:        sc.Compression.Density,
 		ErrorFeedback:  sc.Compression.ErrorFeedback,
+		MinDensity:     sc.Compression.MinDensity,
 		Aggregation:    sc.Verify.Aggregation,
 		TrimFraction:   sc.Verify.TrimFraction,
 		Outer:          o.Name,

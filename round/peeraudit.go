@@ -37,6 +37,9 @@ type AuditedWork struct {
 	Vec []float32
 	// Audit is the coordinator's own audit of it; nil when not drawn.
 	Audit *record.Audit
+	// Density is the density its author was held to (Params.DensityFor):
+	// the replay runs at it, or an honest thinned peer would fail.
+	Density float64
 }
 
 // PeerAuditAssignment assigns each of peers (the previous round's
@@ -74,7 +77,8 @@ func lastRound(p Params, st State, in []Contribution, verdicts []verify.Verdict,
 		if !verdicts[i].Accepted() || rec.Start == nil || rec.End == nil {
 			continue
 		}
-		w := AuditedWork{Contribution: c.Block, Payload: rec.Payload, Start: *rec.Start, End: *rec.End, Vec: verdicts[i].Vec}
+		w := AuditedWork{Contribution: c.Block, Payload: rec.Payload, Start: *rec.Start, End: *rec.End, Vec: verdicts[i].Vec,
+			Density: p.DensityFor(st.Scores[rec.Peer])}
 		if link, ok := st.Chain[rec.Peer]; ok {
 			w.Prev = link.Payload
 		}
@@ -92,7 +96,8 @@ func lastRound(p Params, st State, in []Contribution, verdicts []verify.Verdict,
 func (l *LastRound) auditRound(target string) AuditRound {
 	w := l.Work[target]
 	r := AuditRound{Round: l.Round, Seed: l.Seed, Base: l.Base, Drawn: []string{target},
-		Start: map[string]cid.Cid{target: w.Start}, Prev: map[string]cid.Cid{}, Sent: map[string][]float32{target: w.Vec}, End: map[string]cid.Cid{target: w.End}}
+		Start: map[string]cid.Cid{target: w.Start}, Prev: map[string]cid.Cid{}, Sent: map[string][]float32{target: w.Vec}, End: map[string]cid.Cid{target: w.End},
+		Density: map[string]float64{target: w.Density}}
 	if w.Prev.Defined() {
 		r.Prev[target] = w.Prev
 	}
@@ -272,5 +277,14 @@ func LastOf(p Params, rec *record.RoundRecord, seed int64, base []float32, befor
 		}
 		in[i] = Contribution{Record: c, Block: e.Contribution}
 	}
-	return lastRound(p, State{Round: rec.Round, Seed: seed, Params: base, Chain: before}, in, verdicts, contribs, audits), nil
+	l := lastRound(p, State{Round: rec.Round, Seed: seed, Params: base, Chain: before}, in, verdicts, contribs, audits)
+	// The densities the round held its peers to are in its entries (the
+	// score table they came from is the record before's).
+	for _, e := range rec.Entries {
+		if w, ok := l.Work[e.Peer]; ok && e.Density != nil {
+			w.Density = *e.Density
+			l.Work[e.Peer] = w
+		}
+	}
+	return l, nil
 }

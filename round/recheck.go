@@ -213,6 +213,8 @@ func sameEntry(g, w record.Entry) error {
 		return fmt.Errorf("referee recorded: %v, called for by the peer verdict: %v", g.Referee != nil, w.Referee != nil)
 	case g.Score != w.Score:
 		return fmt.Errorf("recorded score %v, recomputed %v", g.Score, w.Score)
+	case !sameOptional(g.Density, w.Density):
+		return fmt.Errorf("recorded density %s, the ledger assigns %s", optional(g.Density), optional(w.Density))
 	case !g.Contribution.Equals(w.Contribution) || !g.Payload.Equals(w.Payload) || g.Loss != w.Loss || g.Samples != w.Samples:
 		return fmt.Errorf("entry does not match its contribution block")
 	}
@@ -299,6 +301,9 @@ func sameScores(got, want []record.PeerScore) error {
 			return fmt.Errorf("peer %s: recorded score %v (accepted %d, rejected %d), recomputed %v (accepted %d, rejected %d)",
 				g.Peer, g.Score, g.Accepted, g.Rejected, w.Score, w.Accepted, w.Rejected)
 		}
+		if !sameOptional(g.Thinning, w.Thinning) {
+			return fmt.Errorf("peer %s: recorded thinning %s, recomputed %s", g.Peer, optional(g.Thinning), optional(w.Thinning))
+		}
 	}
 	return nil
 }
@@ -310,15 +315,15 @@ func counts(c *[]record.ReasonCount) []record.ReasonCount {
 	return *c
 }
 
-func sameOptional(a, b *int64) bool {
+func sameOptional[T comparable](a, b *T) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
-func optional(v *int64) string {
+func optional[T any](v *T) string {
 	if v == nil {
 		return "none"
 	}
-	return fmt.Sprint(*v)
+	return fmt.Sprintf("%+v", *v)
 }
 
 func describeVerdict(verdict, reason string) string {

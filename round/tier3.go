@@ -85,14 +85,16 @@ const CollusionCosine = 0.35
 // decoded values, not the supports, so sybils cannot hide behind disjoint
 // coordinates of one direction without also splitting the direction.
 func Colluding(peers []string, vecs [][]float32) []string {
+	sv := make([]sparseVec, len(vecs))
 	norms := make([]float64, len(vecs))
 	for i, v := range vecs {
-		norms[i] = math.Sqrt(dot(v, v))
+		sv[i] = sparseOf(v)
+		norms[i] = math.Sqrt(sv[i].dot(sv[i]))
 	}
 	var out []string
 	for i := range vecs {
 		for j := range vecs {
-			if i != j && norms[i] > 0 && norms[j] > 0 && dot(vecs[i], vecs[j])/(norms[i]*norms[j]) >= CollusionCosine {
+			if i != j && norms[i] > 0 && norms[j] > 0 && sv[i].dot(sv[j])/(norms[i]*norms[j]) >= CollusionCosine {
 				out = append(out, peers[i])
 				break
 			}
@@ -100,16 +102,6 @@ func Colluding(peers []string, vecs [][]float32) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func dot(a, b []float32) float64 {
-	var s float64
-	for i, x := range a {
-		if x != 0 && b[i] != 0 {
-			s += float64(x) * float64(b[i])
-		}
-	}
-	return s
 }
 
 // audit draws and applies the round's tier-3 audits: the candidates are
@@ -165,10 +157,11 @@ func audit(ctx context.Context, p Params, st State, in []Contribution, verdicts 
 	}
 	_, built := p.Built(st) // the replay starts where the work did
 	r := AuditRound{Round: st.Round, Seed: st.Seed, Base: built, Drawn: drawn, Start: map[string]cid.Cid{}, Prev: map[string]cid.Cid{},
-		Sent: map[string][]float32{}, End: map[string]cid.Cid{}}
+		Sent: map[string][]float32{}, End: map[string]cid.Cid{}, Density: map[string]float64{}}
 	for _, peer := range drawn {
 		rec := in[index[peer]].Record
 		r.Start[peer], r.End[peer], r.Sent[peer] = *rec.Start, *rec.End, verdicts[index[peer]].Vec
+		r.Density[peer] = p.DensityFor(st.Scores[peer])
 		if l, ok := st.Chain[peer]; ok {
 			r.Prev[peer] = l.Payload
 		}

@@ -19,7 +19,9 @@ type Worker struct {
 	model train.Model
 	opt   train.Optimizer
 	codec gradient.Codec
-	ef    *gradient.ErrorFeedback // nil when the swarm turns error feedback off
+	// density is the codec's: p.Density unless SetDensity changed it.
+	density float64
+	ef      *gradient.ErrorFeedback // nil when the swarm turns error feedback off
 }
 
 // NewWorker returns the worker of a swarm with params p, training model.
@@ -33,7 +35,7 @@ func NewWorker(p Params, model train.Model) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compression: %w", err)
 	}
-	w := &Worker{p: p, model: model, opt: opt, codec: codec}
+	w := &Worker{p: p, model: model, opt: opt, codec: codec, density: p.Density}
 	if p.ErrorFeedback {
 		w.ef = gradient.NewErrorFeedback(n, 0)
 	}
@@ -42,6 +44,24 @@ func NewWorker(p Params, model train.Model) (*Worker, error) {
 
 // Codec is the codec the worker encodes with.
 func (w *Worker) Codec() gradient.Codec { return w.codec }
+
+// Density is the density the worker encodes at.
+func (w *Worker) Density() float64 { return w.density }
+
+// SetDensity makes the worker encode at density d from its next Work on:
+// the density the ledger assigns its peer (Params.DensityFor). The
+// error-feedback residual carries what the sparser payload drops.
+func (w *Worker) SetDensity(d float64) error {
+	if d == w.density {
+		return nil
+	}
+	codec, err := gradient.NewCodec(w.p.Codec, d)
+	if err != nil {
+		return fmt.Errorf("compression: %w", err)
+	}
+	w.codec, w.density = codec, d
+	return nil
+}
 
 // Work is what a contributor does in a round: InnerSteps of the inner
 // optimizer on shard, starting from base (minus the error-feedback

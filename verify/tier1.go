@@ -26,6 +26,7 @@ const (
 	ReasonDuplicate     = "duplicate"      // same payload as an earlier contribution this round
 	ReasonNearDuplicate = "near-duplicate" // nearly the same update as an earlier one this round
 	ReasonNorm          = "norm"           // norm far above the round's median
+	ReasonDensity       = "density"        // more nonzero coordinates than the density the peer was assigned keeps
 	ReasonStale         = "stale"          // built on another base model
 	ReasonUnavailable   = "unavailable"    // payload could not be fetched
 	ReasonChain         = "chain"          // commits to a start state that is not where its last contribution ended (tier 3)
@@ -96,6 +97,10 @@ type RoundContext struct {
 	// History maps payload CIDs contributed in earlier rounds to the round
 	// they first appeared in (for replays).
 	History map[cid.Cid]int64
+	// MaxKept bounds each peer's nonzero coordinates: what the codec keeps
+	// at the density the ledger assigns the peer (gradient.MaxKept of
+	// round.Params.DensityFor). A peer it does not name is not bounded.
+	MaxKept map[string]int
 }
 
 // Candidate is one contribution as tier 1 sees it, in the round record's
@@ -125,7 +130,8 @@ func (v Verdict) Accepted() bool { return v.Reason == "" }
 //
 // Each candidate must build on the round's base, name the round's shard
 // seed, have a payload whose bytes hash to its CID, decode to exactly Elems
-// finite values and not be all zero. Then, across the round: a payload
+// finite values, not be all zero and keep no more coordinates than its
+// peer's assigned density allows (MaxKept). Then, across the round: a payload
 // contributed in an earlier round is a replay; a payload identical to an
 // earlier candidate's is a duplicate; among the rest, one with a norm over
 // MaxNormRatio times the median is rejected, and one whose support (or
@@ -174,6 +180,12 @@ func CheckRound(p Tier1Params, rc RoundContext, cands []Candidate) ([]Verdict, e
 		if norm == 0 {
 			v.Reason = ReasonEmpty + ": the update is all zeros"
 			continue
+		}
+		if k, ok := rc.MaxKept[rec.Peer]; ok {
+			if nz := nonzero(vec); nz > k {
+				v.Reason = fmt.Sprintf("%s: %d nonzero coordinates, the density assigned to the peer keeps at most %d", ReasonDensity, nz, k)
+				continue
+			}
 		}
 		if r, ok := rc.History[rec.Payload]; ok {
 			v.Reason = fmt.Sprintf("%s: payload %s was contributed in round %d", ReasonReplay, rec.Payload, r)

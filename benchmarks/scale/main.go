@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -53,17 +54,11 @@ func main() {
 	late := flag.Bool("late", false, "add a contributor that joins after round 2, and time its join")
 	overlap := flag.Bool("overlap", false, "overlapped rounds (round.overlap, outer momentum 0.8): contributors work the next round while the last is sealed")
 	steps := flag.Int("steps", 5, "inner steps per round (train.inner_steps)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	deadline := flag.Duration("deadline", 60*time.Second, "round.deadline: a round seals at the quorum (every peer) or at this with at least one contribution")
+	timeout := flag.Duration("timeout", 15*time.Minute, "how long one swarm may run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of each swarm's measured rounds (2 on) to `FILE`.<peers>; samples carry the label role=coordinator or role=contributor")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scale:", err)
-			os.Exit(2)
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
+	stopProfileOnSignal()
 	// Closing 65 nodes makes bitswap log every request it can no longer
 	// answer; the figures are what this prints.
 	logging.SetAllLoggers(logging.LevelFatal)
@@ -85,11 +80,17 @@ func main() {
 	fmt.Println("| peers | round s | local work ms | last announce -> seal start ms | seal ms | seal share | seal -> applied everywhere ms (median / max) | late join s | heap MiB per peer | CPU ms per round per peer | utilisation |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range counts {
-		r, err := runSwarm(n, *rounds, *hidden, *steps, *density, *latency, *bandwidth, *late, *overlap)
+		profile := ""
+		if *cpuprofile != "" {
+			profile = fmt.Sprintf("%s.%d", *cpuprofile, n)
+		}
+		r, err := runSwarm(n, *rounds, *hidden, *steps, *density, *latency, *bandwidth, *late, *overlap, profile, *deadline, *timeout)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d peers: %v\n", n, err)
-			pprof.StopCPUProfile()
 			os.Exit(1)
+		}
+		if r.dropped > 0 {
+			fmt.Fprintf(os.Stderr, "scale: %d peers: %d contributors dropped out after joining\n", n, r.dropped)
 		}
 		lateJoin := "-"
 		if *late {
@@ -109,13 +110,43 @@ func bwString(mbit float64) string {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// liveProfile is the profile being written, if any: an interrupted run
+// (SIGINT, SIGTERM: a swarm that does not finish) still leaves its
+// profile readable.
+var (
+	profMu      sync.Mutex
+	liveProfile *os.File
+)
+
+func stopProfileOnSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		profMu.Lock()
+		if liveProfile != nil {
+			pprof.StopCPUProfile()
+			liveProfile.Close()
+			fmt.Fprintln(os.Stderr, "scale: interrupted; the profile so far is in", liveProfile.Name())
+		}
+		os.Exit(130)
+	}()
+}
+
 type result struct {
+	dropped                                                        int // contributors lost after joining
 	round, work, seal, collectGap, applyMedian, applyMax, lateJoin time.Duration
 	cpuPerRoundPerPeer                                             time.Duration
 	heapPerPeer                                                    float64
 	// utilisation is the contributors' share of the round spent in local
 	// work (node.Worked's Compute, rounds 2..): what overlapped rounds raise.
 	utilisation float64
+}
+
+func hasJoinedNow(mu *sync.Mutex, joined *bool) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return *joined
 }
 
 func cpuTime() time.Duration {
@@ -132,8 +163,21 @@ func heapInUse() float64 {
 }
 
 // runSwarm runs one swarm of n contributors and measures it.
-func runSwarm(n, rounds, hidden, steps int, density float64, latency time.Duration, mbit float64, late, overlap bool) (result, error) {
+func runSwarm(n, rounds, hidden, steps int, density float64, latency time.Duration, mbit float64, late, overlap bool, profile string, deadline, timeout time.Duration) (result, error) {
 	var res result
+	// The profile covers the measured rounds: from round 1's seal to the
+	// end, past the joins.
+	var profErr error
+	var profFile *os.File
+	defer func() {
+		profMu.Lock()
+		defer profMu.Unlock()
+		if liveProfile != nil {
+			pprof.StopCPUProfile()
+			liveProfile.Close()
+			liveProfile = nil
+		}
+	}()
 	quiet := slog.New(slog.DiscardHandler)
 	heapBefore := heapInUse()
 	mn := mocknet.New()
@@ -171,7 +215,7 @@ func runSwarm(n, rounds, hidden, steps int, density float64, latency time.Durati
 	sc.Compression.Density = density
 	sc.Round.Quorum = n
 	sc.Round.MinContributions = 1
-	sc.Round.Deadline = config.Duration(60 * time.Second)
+	sc.Round.Deadline = config.Duration(deadline)
 	sc.API.Listen = ""
 	trainSet := data.Synthetic(20000, 1)
 
@@ -193,26 +237,49 @@ func runSwarm(n, rounds, hidden, steps int, density float64, latency time.Durati
 	if err != nil {
 		return res, err
 	}
-	coord, err := node.NewCoordinator(node.CoordinatorConfig{Swarm: sc, DataDir: tmp + "/coordinator", Train: trainSet, ExitWhenDone: true, Log: quiet,
-		Ready: func(id string, addrs []string, _ string) { ready <- [2]string{id, addrs[0]} },
-		RoundDone: func(s node.RoundSummary) {
-			now := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
-			sealAt[s.Round], sums[s.Round], cpuAt[s.Round] = now, s, cpuTime()
-			if s.Round == int64(rounds/2) {
-				go func() { h := heapInUse(); mu.Lock(); heapMid = h; mu.Unlock() }()
+	// The coordinator's goroutines carry the pprof label role=coordinator
+	// (goroutines inherit their creator's labels), the contributors'
+	// role=contributor, so a -cpuprofile splits the process's CPU by role:
+	// go tool pprof -tagfocus role=coordinator -top. Streams a peer serves
+	// run on goroutines mocknet starts for the dialing peer: they carry
+	// the dialer's label.
+	var coord *node.Coordinator
+	pprof.Do(context.Background(), pprof.Labels("role", "coordinator"), func(context.Context) {
+		coord, err = node.NewCoordinator(node.CoordinatorConfig{Swarm: sc, DataDir: tmp + "/coordinator", Train: trainSet, ExitWhenDone: true, Log: quiet,
+			Ready: func(id string, addrs []string, _ string) { ready <- [2]string{id, addrs[0]} },
+			RoundDone: func(s node.RoundSummary) {
+				now := time.Now()
+				mu.Lock()
+				defer mu.Unlock()
+				sealAt[s.Round], sums[s.Round], cpuAt[s.Round] = now, s, cpuTime()
+				if s.Round == 1 && profile != "" {
+					if profFile, profErr = os.Create(profile); profErr == nil {
+						// pprof's default 100 Hz: at 1 kHz this loaded
+						// machine's profiles held a fifth of the CPU time
+						// getrusage counted, at 100 Hz all of it.
+						profMu.Lock()
+						if profErr = pprof.StartCPUProfile(profFile); profErr == nil {
+							liveProfile = profFile
+						}
+						profMu.Unlock()
+					}
+				}
+				if s.Round == int64(rounds/2) {
+					go func() { h := heapInUse(); mu.Lock(); heapMid = h; mu.Unlock() }()
+				}
+			}}, node.WithHost(ch))
+		if err == nil {
+			if err = coord.Start(); err != nil {
+				coord.Close()
 			}
-		}}, node.WithHost(ch))
+		}
+	})
 	if err != nil {
 		return res, err
 	}
 	defer coord.Close()
-	if err := coord.Start(); err != nil {
-		return res, err
-	}
 	rd := <-ready
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, n+1)
@@ -221,47 +288,59 @@ func runSwarm(n, rounds, hidden, steps int, density float64, latency time.Durati
 		if err != nil {
 			return err
 		}
-		wg.Go(func() {
-			// A join that times out on the loaded machine is tried again
-			// (at most 3 times); a failure after joining ends the run.
-			hasJoined := false
-			for try := 1; ; try++ {
-				err := node.RunContributor(ctx, node.ContributorConfig{SwarmID: rd[0], Bootstrap: []string{rd[1]}, DataDir: fmt.Sprintf("%s/c%d", tmp, i), Train: trainSet, Log: quiet,
-					Event: func(ev node.Event) {
-						now := time.Now()
+		pprof.Do(context.Background(), pprof.Labels("role", "contributor"), func(context.Context) {
+			wg.Go(func() {
+				// A join that times out on the loaded machine is tried again
+				// (at most 3 times); a failure after joining ends the run.
+				hasJoined := false
+				for try := 1; ; try++ {
+					err := node.RunContributor(ctx, node.ContributorConfig{SwarmID: rd[0], Bootstrap: []string{rd[1]}, DataDir: fmt.Sprintf("%s/c%d", tmp, i), Train: trainSet, Log: quiet,
+						Event: func(ev node.Event) {
+							now := time.Now()
+							mu.Lock()
+							defer mu.Unlock()
+							switch e := ev.(type) {
+							case node.Applied:
+								if i < n { // the late joiner's catching up is its join time
+									applied[e.Round] = append(applied[e.Round], now)
+								}
+								appliedBy[peerRound{i, e.Round}] = now
+							case node.Worked:
+								workedBy[peerRound{i, e.Round}] = now
+								worked[e.Round] = append(worked[e.Round], now)
+								if i < n {
+									computed[e.Round] += e.Compute
+								}
+							case node.Joined:
+								hasJoined = true
+								if joined != nil {
+									joined()
+								}
+							}
+						}}, node.WithHost(h))
+					if err != nil && !errors.Is(err, context.Canceled) {
 						mu.Lock()
-						defer mu.Unlock()
-						switch e := ev.(type) {
-						case node.Applied:
-							if i < n { // the late joiner's catching up is its join time
-								applied[e.Round] = append(applied[e.Round], now)
-							}
-							appliedBy[peerRound{i, e.Round}] = now
-						case node.Worked:
-							workedBy[peerRound{i, e.Round}] = now
-							worked[e.Round] = append(worked[e.Round], now)
-							if i < n {
-								computed[e.Round] += e.Compute
-							}
-						case node.Joined:
-							hasJoined = true
-							if joined != nil {
-								joined()
-							}
+						again := !hasJoined && try < 3
+						mu.Unlock()
+						if again {
+							fmt.Fprintf(os.Stderr, "scale: contributor %d: join failed (%v), trying again\n", i, err)
+							continue
 						}
-					}}, node.WithHost(h))
-				if err != nil && !errors.Is(err, context.Canceled) {
-					mu.Lock()
-					again := !hasJoined && try < 3
-					mu.Unlock()
-					if again {
-						fmt.Fprintf(os.Stderr, "scale: contributor %d: join failed (%v), trying again\n", i, err)
-						continue
+						if hasJoinedNow(&mu, &hasJoined) {
+							// A peer lost after joining (on this machine: a
+							// fetch that timed out) leaves the swarm smaller;
+							// the run goes on and says so.
+							fmt.Fprintf(os.Stderr, "scale: %d peers: contributor %d dropped out: %v\n", n, i, err)
+							mu.Lock()
+							res.dropped++
+							mu.Unlock()
+							return
+						}
+						errs <- fmt.Errorf("contributor %d: %w", i, err)
 					}
-					errs <- fmt.Errorf("contributor %d: %w", i, err)
+					return
 				}
-				return
-			}
+			})
 		})
 		return nil
 	}
@@ -316,6 +395,18 @@ func runSwarm(n, rounds, hidden, steps int, density float64, latency time.Durati
 	}
 	if err := coord.Err(); err != nil {
 		return res, err
+	}
+	mu.Lock()
+	if profFile != nil {
+		profMu.Lock()
+		pprof.StopCPUProfile()
+		profFile.Close()
+		profFile, liveProfile = nil, nil
+		profMu.Unlock()
+	}
+	mu.Unlock()
+	if profErr != nil {
+		return res, fmt.Errorf("cpu profile: %w", profErr)
 	}
 	wg.Wait()
 	close(errs)

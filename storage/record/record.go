@@ -107,6 +107,7 @@ type Entry struct {
 	evidenceBlocks optional [Link]
 	audit optional Audit
 	referee optional Referee
+	density optional Float
 }
 
 type Referee struct {
@@ -146,6 +147,12 @@ type PeerScore struct {
 	lastRound Int
 	rejections optional [ReasonCount]
 	excludedUntil optional Int
+	thinning optional Thinning
+}
+
+type Thinning struct {
+	halvings Int
+	accepted Int
 }
 
 type RoundRecord struct {
@@ -266,6 +273,10 @@ type Entry struct {
 	// Referee is the recomputation that settled this peer's verdict on
 	// another's previous contribution; nil when none was needed.
 	Referee *Referee `json:"referee,omitempty"`
+	// Density is the top-k density this contribution was held to when it
+	// is not the swarm's (round.Params.DensityFor: its author's payloads
+	// could not be fetched in time in earlier rounds); nil otherwise.
+	Density *float64 `json:"density,omitempty"`
 }
 
 // Audit is what replaying a contribution's local work gave (round.Audit):
@@ -327,6 +338,18 @@ type PeerScore struct {
 	// again after a proven fault (round.Params.Exclusion); nil when never
 	// excluded.
 	ExcludedUntil *int64 `json:"excluded_until,omitempty"`
+	// Thinning is how far the peer's density is lowered for its next
+	// contribution (round.Params.DensityFor); nil when it is not.
+	Thinning *Thinning `json:"thinning,omitempty"`
+}
+
+// Thinning lowers a peer's density after rounds its payload could not be
+// fetched in time: Halvings halvings of the swarm's density, and Accepted
+// accepted rounds since the last change (round.Params.Thin steps back up
+// after enough of them).
+type Thinning struct {
+	Halvings int64 `json:"halvings"`
+	Accepted int64 `json:"accepted"`
 }
 
 // RoundRecord is the ledger entry the coordinator seals for each round.

@@ -386,3 +386,33 @@ func roundTrip[T Body](t *testing.T, raw []byte) {
 		t.Fatalf("opened a %s whose signature does not cover its body", typeName)
 	}
 }
+
+// TestThinningRoundTrips: a thinned peer's entry density and score-table
+// thinning survive signing and opening; a record without them keeps the
+// encoding it had (both optional, absent when nil).
+func TestThinningRoundTrips(t *testing.T) {
+	k, _ := key(t)
+	plain, _ := Sign(k, sampleRound())
+	rec := sampleRound()
+	d := 0.05
+	rec.Entries[0].Density = &d
+	rec.Scores[0].Thinning = &Thinning{Halvings: 2, Accepted: 1}
+	b, err := Sign(k, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := OpenBlock[RoundRecord](b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := got.Entries[0]; e.Density == nil || *e.Density != d || got.Entries[1].Density != nil {
+		t.Errorf("entry densities %v, %v; want %v, nil", e.Density, got.Entries[1].Density, d)
+	}
+	if th := got.Scores[0].Thinning; th == nil || *th != (Thinning{Halvings: 2, Accepted: 1}) {
+		t.Errorf("thinning %+v", th)
+	}
+	back, _, err := OpenBlock[RoundRecord](plain)
+	if err != nil || back.Entries[0].Density != nil || back.Scores[0].Thinning != nil {
+		t.Errorf("a record without them: %+v, %v", back, err)
+	}
+}
