@@ -99,28 +99,6 @@ func sealLedgerOpts(t *testing.T, rounds, workers int, audited, overlap bool, bu
 	}
 	p := ParamsOf(sc)
 	trainSet, testSet := data.Synthetic(2000, 1), data.Synthetic(500, 2)
-	store, err := storage.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	put := func(b blocks.Block) {
-		if err := store.Put(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putFile := func(f []byte) cid.Cid {
-		// The same DAG the exchange builds (storage.FileCID is its CID).
-		c, err := storage.FileCID(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := store.AddFile(ctx, f)
-		if err != nil || !got.Equals(c) {
-			t.Fatalf("stored file %s (%v), FileCID %s", got, err, c)
-		}
-		return c
-	}
 	scratch, err := train.New(p.Model, sc.Train.BatchSize, sc.Seed)
 	if err != nil {
 		t.Fatal(err)
@@ -131,22 +109,8 @@ func sealLedgerOpts(t *testing.T, rounds, workers int, audited, overlap bool, bu
 		t.Fatal(err)
 	}
 	defer replay.Close()
-	initFile, err := CheckpointFile(p.Model, train.Snapshot(scratch))
-	if err != nil {
-		t.Fatal(err)
-	}
-	canon, _ := sc.Canonical()
-	ck, cid0 := key(t)
-	m := &record.SwarmManifest{Name: sc.Name, Config: canon, Coordinator: cid0.String(), Created: 1, InitialModel: putFile(initFile), Seed: int64(sc.Seed)}
-	mb, err := record.Sign(ck, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(mb)
-	if err := store.SetHead(ctx, "swarm", mb.Cid()); err != nil {
-		t.Fatal(err)
-	}
-	swarm := mb.Cid().String()
+	g := newGenesis(t, sc, train.Snapshot(scratch))
+	store, put, putFile, m, ck, swarm := g.store, g.put, g.putFile, g.manifest, g.coordKey, g.swarm
 	l := &ledger{store: store, p: p, manifest: m, coordKey: ck}
 	type peerState struct {
 		key crypto.PrivKey
@@ -403,4 +367,61 @@ func (l *ledger) resignHead(t *testing.T, head cid.Cid, edit func(*record.RoundR
 	if err := l.store.SetHead(ctx, "ledger", rb.Cid()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// genesis is where every sealed test ledger starts: a store of its own,
+// the swarm's manifest over the initial model signed by a fresh
+// coordinator key and set as the swarm head, and the two ways blocks and
+// files get into the store.
+type genesis struct {
+	store    *storage.Store
+	manifest *record.SwarmManifest
+	coordKey crypto.PrivKey
+	swarm    string
+	put      func(blocks.Block)
+	putFile  func([]byte) cid.Cid
+}
+
+func newGenesis(t *testing.T, sc *config.Swarm, initial []float32) genesis {
+	t.Helper()
+	ctx := context.Background()
+	p := ParamsOf(sc)
+	store, err := storage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	put := func(b blocks.Block) {
+		if err := store.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putFile := func(f []byte) cid.Cid {
+		// The same DAG the exchange builds (storage.FileCID is its CID).
+		c, err := storage.FileCID(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.AddFile(ctx, f)
+		if err != nil || !got.Equals(c) {
+			t.Fatalf("stored file %s (%v), FileCID %s", got, err, c)
+		}
+		return c
+	}
+	initFile, err := CheckpointFile(p.Model, initial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canon, _ := sc.Canonical()
+	ck, cid0 := key(t)
+	m := &record.SwarmManifest{Name: sc.Name, Config: canon, Coordinator: cid0.String(), Created: 1, InitialModel: putFile(initFile), Seed: int64(sc.Seed)}
+	mb, err := record.Sign(ck, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(mb)
+	if err := store.SetHead(ctx, "swarm", mb.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	return genesis{store: store, manifest: m, coordKey: ck, swarm: mb.Cid().String(), put: put, putFile: putFile}
 }

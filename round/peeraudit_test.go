@@ -13,7 +13,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/swarmtrain/swarmtrain/gradient"
-	"github.com/swarmtrain/swarmtrain/storage"
 	"github.com/swarmtrain/swarmtrain/storage/record"
 	"github.com/swarmtrain/swarmtrain/train"
 	"github.com/swarmtrain/swarmtrain/train/data"
@@ -44,23 +43,6 @@ func sealPeerAudited(t *testing.T, rounds int) *peerAudited {
 	sc.Verify.Audits, sc.Verify.ExcludeRounds, sc.Verify.PeerAudits, sc.Verify.Tier2Sample = 1, 2, true, 0
 	p := ParamsOf(sc)
 	trainSet := data.Synthetic(2000, 1)
-	store, err := storage.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	put := func(b blocks.Block) {
-		if err := store.Put(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putFile := func(f []byte) cid.Cid {
-		c, err := store.AddFile(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
 	newModel := func() train.Model {
 		m, err := train.New(p.Model, sc.Train.BatchSize, sc.Seed)
 		if err != nil {
@@ -70,22 +52,8 @@ func sealPeerAudited(t *testing.T, rounds int) *peerAudited {
 		return m
 	}
 	scratch := newModel()
-	initFile, err := CheckpointFile(p.Model, train.Snapshot(scratch))
-	if err != nil {
-		t.Fatal(err)
-	}
-	canon, _ := sc.Canonical()
-	ck, cid0 := key(t)
-	m := &record.SwarmManifest{Name: sc.Name, Config: canon, Coordinator: cid0.String(), Created: 1, InitialModel: putFile(initFile), Seed: int64(sc.Seed)}
-	mb, err := record.Sign(ck, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(mb)
-	if err := store.SetHead(ctx, "swarm", mb.Cid()); err != nil {
-		t.Fatal(err)
-	}
-	swarm := mb.Cid().String()
+	g := newGenesis(t, sc, train.Snapshot(scratch))
+	store, put, putFile, m, ck, swarm := g.store, g.put, g.putFile, g.manifest, g.coordKey, g.swarm
 	payloadOf := func(ctx context.Context, c cid.Cid) ([]byte, error) {
 		b, err := store.Get(ctx, c)
 		if err != nil {
