@@ -256,36 +256,3 @@ func TestPayloadFetchIsBounded(t *testing.T) {
 		t.Errorf("never past the round's deadline: %s", d)
 	}
 }
-
-// TestReannouncementPassesWithoutRecheck: an identical re-announcement of a
-// contribution tier 0 accepted for the open round passes on what was
-// checked the first time (the same decoded contribution, no second
-// signature check); once the next round opens, the same bytes are judged
-// afresh (now stale: ignored).
-func TestReannouncementPassesWithoutRecheck(t *testing.T) {
-	base := fakeModelCID()
-	g := newRoundGate(testSwarm, 1<<16)
-	g.open(0, base, 1)
-	p := newTestPeer(t)
-	raw := p.contribution(t, 0, base, 1, []byte("work"))
-	first := gossipMessage(raw, p.id)
-	if r := g.validate(context.Background(), p.id, first); r != pubsub.ValidationAccept {
-		t.Fatalf("first announcement: %v", r)
-	}
-	again := gossipMessage(append([]byte(nil), raw...), p.id)
-	if r := g.validate(context.Background(), newTestPeer(t).id, again); r != pubsub.ValidationAccept {
-		t.Fatalf("re-announcement: %v", r)
-	}
-	if again.ValidatorData != first.ValidatorData {
-		t.Error("the re-announcement was decoded again instead of passing on the first check")
-	}
-	// A different block of the same peer is still an equivocation.
-	other := gossipMessage(p.contribution(t, 0, base, 1, []byte("other work")), p.id)
-	if r := g.validate(context.Background(), p.id, other); r != pubsub.ValidationReject {
-		t.Errorf("equivocation after a re-announcement: %v", r)
-	}
-	g.open(1, fakeModelCID(), 2)
-	if r := g.validate(context.Background(), p.id, gossipMessage(raw, p.id)); r != pubsub.ValidationIgnore {
-		t.Errorf("round 0's contribution once round 1 opened: %v, want ignored", r)
-	}
-}

@@ -90,15 +90,6 @@ type roundGate struct {
 	// millisecond apart in either order; a copy is made after the original
 	// arrived, so ordering by this number keeps the copy the later one.
 	seq atomic.Uint64
-	// accepted holds, by the digest of its whole signed block, each
-	// contribution to the open round tier 0 accepted: contributors
-	// re-announce while they wait for the record (republishInterval, backing
-	// off), and an identical block passes again without a second signature
-	// check or decode. At 64 peers and minute-long rounds the re-checks were
-	// most of the coordinator's tier 0 (benchmarks/scale). Cleared whenever
-	// a round opens (another base or seed may judge the same bytes
-	// otherwise); bounded by maxRoundPeers, one entry per first acceptance.
-	accepted map[[sha256.Size]byte]*checked
 }
 
 type openRound struct {
@@ -157,7 +148,7 @@ type roundUsage struct {
 
 func newRoundGate(swarm string, elems int) *roundGate {
 	return &roundGate{swarm: swarm, elems: elems, seen: map[roundPeer]seenContribution{}, faults: map[int64][]gateFault{},
-		usage: map[int64]*roundUsage{}, reported: map[roundPeer]bool{}, accepted: map[[sha256.Size]byte]*checked{}}
+		usage: map[int64]*roundUsage{}, reported: map[roundPeer]bool{}}
 }
 
 func (g *roundGate) usageOf(round int64) *roundUsage {
@@ -176,7 +167,6 @@ func (g *roundGate) open(round int64, base cid.Cid, seed int64) {
 	defer g.mu.Unlock()
 	g.current.Store(&openRound{base: base, seed: seed})
 	g.round.Store(round)
-	clear(g.accepted)
 	for k := range g.seen {
 		if k.round < round {
 			delete(g.seen, k)
@@ -278,14 +268,6 @@ func (g *roundGate) validate(ctx context.Context, from peer.ID, m *pubsub.Messag
 		return pubsub.ValidationIgnore
 	}
 	seq := g.seq.Add(1)
-	whole := sha256.Sum256(m.Data)
-	g.mu.Lock()
-	again, ok := g.accepted[whole]
-	g.mu.Unlock()
-	if ok {
-		m.ValidatorData = again // a re-announcement of what passed this round
-		return pubsub.ValidationAccept
-	}
 	c, signer, body, err := record.OpenSigned[record.Contribution](m.Data)
 	if err != nil {
 		return pubsub.ValidationReject
@@ -367,13 +349,7 @@ func (g *roundGate) validate(ctx context.Context, from peer.ID, m *pubsub.Messag
 	u.peers++
 	u.bytes += len(m.Data)
 	g.seen[key] = seenContribution{body: digest, raw: m.Data, seq: seq}
-	ch := &checked{rec: c, blk: blk}
-	if c.Round == cur {
-		// Judged against the open round's base and seed: valid until the
-		// next open. A next-round contribution is judged again then.
-		g.accepted[whole] = ch
-	}
-	m.ValidatorData = ch
+	m.ValidatorData = &checked{rec: c, blk: blk}
 	return pubsub.ValidationAccept
 }
 
