@@ -53,12 +53,22 @@ demo: build data ## a whole swarm on 127.0.0.1: 1 coordinator + 3 contributors (
 bench: ## the go-test benchmarks (benchmarks/README.md has the figures and the other programs)
 	TRANSFER_SIZES=50 $(GO) test -run '^$$' -bench . -benchtime 10x ./benchmarks/...
 
+# A fuzz run that ends "context deadline exceeded" with no failing input
+# written is the go command's fuzz engine missing its own time limit under
+# load (seen once in CI on FuzzDecode), not a finding: it runs once more.
 fuzz: ## a short fuzz pass over every Fuzz target (decoders of network bytes)
 	@set -e; grep -rE --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]+' . | sort | \
 	while IFS= read -r hit; do \
 		file=$${hit%%:*}; fn=$${hit##*func }; pkg=./$$(dirname $${file#./}); \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+		out=$$(mktemp); \
+		if $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >$$out 2>&1; then cat $$out; rm -f $$out; continue; fi; \
+		cat $$out; \
+		if grep -q 'context deadline exceeded' $$out && ! grep -q 'Failing input written' $$out; then \
+			rm -f $$out; \
+			echo "fuzz $$pkg $$fn: the fuzz engine stopped at its own time limit with no failing input; once more"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+		else rm -f $$out; exit 1; fi; \
 	done
 
 data: build ## download MNIST into $(DATA)/mnist and verify its hashes
