@@ -336,8 +336,9 @@ func describeVerdict(verdict, reason string) string {
 // sameAudits compares the recorded audits with the recomputed ones (the
 // same when taken as recorded; the replay's when the recheck replays).
 // A replay on another build lands at another distance, so what must agree
-// is the start state, the fault and the side of the tolerance each
-// distance falls on: a pass stays within, a failure beyond.
+// is the start state, the fault, the verdict and the side of the
+// tolerance each deciding distance falls on: a pass stays within, a
+// failure beyond.
 func sameAudits(got, want *record.RoundRecord, in []Contribution, tol float64) error {
 	if len(got.Entries) != len(want.Entries) || len(in) != len(got.Entries) {
 		return nil // sameRecord names it
@@ -369,7 +370,15 @@ func sameAudit(who string, a, b record.Audit, payload, end cid.Cid, tol float64)
 	within := func(d *float64) bool { return d != nil && *d <= tol }
 	same := a.Start.Equals(b.Start) && a.Fault == b.Fault && passed(a, payload, end, tol) == passed(b, payload, end, tol)
 	if a.PayloadDistance != nil && b.PayloadDistance != nil {
-		same = same && within(a.PayloadDistance) == within(b.PayloadDistance) && within(a.EndDistance) == within(b.EndDistance)
+		same = same && within(a.PayloadDistance) == within(b.PayloadDistance)
+		// The end state decides only for a payload within the tolerance: past
+		// it the audit fails either way, and where a failed payload's end
+		// state lands depends on top-k near ties the sent payload does not
+		// excuse, which another build may break the other way (seen:
+		// TestAuditsToleratesAnotherBuild's flipper at 0.019 against 0).
+		if within(a.PayloadDistance) {
+			same = same && within(a.EndDistance) == within(b.EndDistance)
+		}
 	} else {
 		same = same && sameCID(a.Payload, b.Payload) && sameCID(a.End, b.End)
 	}

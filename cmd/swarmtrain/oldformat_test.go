@@ -54,8 +54,8 @@ func TestOldFormatDataDirIsRefusedInOneLine(t *testing.T) {
 
 	code, _, stderr := swarmtrain(t, "ledger", "--verify", "--data-dir", dir)
 	oneLine(t, code, stderr, "cannot be migrated")
-	testdata.MNISTDir(t)
-	code, _, stderr = swarmtrain(t, "start", "--config", "../../examples/mnist-mlp.yaml", "--data-dir", dir)
+	mnist := testdata.MNISTDir(t)
+	code, _, stderr = swarmtrain(t, "start", "--config", "../../examples/mnist-mlp.yaml", "--data-dir", dir, "--dataset-dir", mnist)
 	t.Logf("start: %s", stderr)
 	oneLine(t, code, stderr, "data dir "+dir+": record "+c.String()+": swarm record: written by an older swarmtrain")
 }
