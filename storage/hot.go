@@ -28,8 +28,8 @@ const DefaultHotBytes = 16 << 20
 // used out first, in front of the blockstore on disk. Blocks are immutable
 // (a CID names its bytes), so the cache is never stale: a write goes to disk
 // first and only then into memory, and a delete leaves both. It keeps and
-// hands out copies, as LevelDB does: some callers decode into or reuse the
-// bytes they got, and no such write may reach another reader.
+// hands out copies, as LevelDB does: a caller may decode into or reuse the
+// bytes it got, and no such write may reach another reader.
 //
 // It sits beneath verifiedBlockstore, so a block read for bitswap or the
 // node is still re-hashed against its CID whether it came from memory or
