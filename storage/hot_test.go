@@ -97,7 +97,7 @@ func TestHotBlocksAnswerTheCIDAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := cid.NewCidV1(cid.DagProtobuf, b.Cid().Hash())
-	got, err := s.unchecked().Get(ctx, other)
+	got, err := s.hot.Get(ctx, other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestHotBlocksAreCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.RawData()[0] ^= 0xff // the writer reuses its buffer
-	got, err := s.unchecked().Get(ctx, b.Cid())
+	got, err := s.hot.Get(ctx, b.Cid())
 	if err != nil || !bytes.Equal(got.RawData(), want) {
 		t.Fatalf("read after the writer's change: %v", err)
 	}

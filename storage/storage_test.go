@@ -340,7 +340,7 @@ func TestTransferNeverStoresCorruptBlocks(t *testing.T) {
 	rotten := append([]byte(nil), data[ChunkSize:2*ChunkSize]...)
 	rotten[9] ^= 1
 	corruptOnDisk(t, sa, leaf, rotten)
-	if blk, err := sa.unchecked().Get(ctx, leaf); err != nil || !bytes.Equal(blk.RawData(), rotten) {
+	if blk, err := sa.hot.Get(ctx, leaf); err != nil || !bytes.Equal(blk.RawData(), rotten) {
 		t.Fatalf("the transfer server's blockstore: %v (want the corrupt leaf)", err)
 	}
 	fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)

@@ -71,10 +71,6 @@ func (s *Store) SetHotBytes(n int) {
 // blockservice).
 func (s *Store) Blockstore() blockstore.Blockstore { return s.bs }
 
-// unchecked is the blockstore beneath the hash check, for servers whose
-// every reader hashes what it receives (storage/transfer).
-func (s *Store) unchecked() blockstore.Blockstore { return s.bs.(verifiedBlockstore).Blockstore }
-
 // Datastore is the underlying datastore.
 func (s *Store) Datastore() ds.Batching { return s.ds }
 

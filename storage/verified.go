@@ -19,7 +19,7 @@ import (
 // read costs one SHA-256 per block served, far below the network's cost of
 // sending it.
 //
-// storage/transfer is served from the blockstore beneath (Store.unchecked):
+// storage/transfer is served from the blockstore beneath (readOnly, hot.go):
 // its requester hashes every block it receives and fails the fetch on a
 // mismatch, so a second hash on the server would only double the cost.
 //
